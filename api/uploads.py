@@ -1,0 +1,57 @@
+"""Upload validation: everything a client can get wrong is refused here, before the queue."""
+
+import numpy as np
+from fastapi import HTTPException, UploadFile, status
+from fastapi.responses import JSONResponse
+
+from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, preprocess
+from shared.registry import Manifest, Registry, UnknownModel
+
+# Multipart framing and small form fields on top of the file itself.
+_FORM_OVERHEAD = 64 * 1024
+
+
+class LimitUploadSize:
+    """Refuse a body whose Content-Length is over the limit before it is read or parsed.
+
+    Bodies without a Content-Length (chunked) are still checked once read, per file.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.max_bytes + _FORM_OVERHEAD:
+                response = JSONResponse({"detail": _too_big(self.max_bytes)}, status_code=413)
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _too_big(max_bytes: int) -> str:
+    return f"upload is larger than the limit of {max_bytes} bytes"
+
+
+def resolve_model(registry: Registry, ref: str | None) -> Manifest:
+    try:
+        return registry.resolve(ref)
+    except UnknownModel as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+def read_tensor(upload: UploadFile, manifest: Manifest, max_bytes: int, max_pixels: int) -> np.ndarray:
+    data = upload.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, _too_big(max_bytes))
+    if not data:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
+    try:
+        return preprocess(data, manifest, max_pixels)
+    except ImageTooLarge as exc:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc)) from exc
+    except UnsupportedFormat as exc:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from exc
+    except InvalidImage as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc

@@ -1,0 +1,124 @@
+"""Image bytes -> the model's input tensor.
+
+Runs in the API, before anything is queued, so a bad upload is refused at the door and
+the worker's hot loop only stacks ready tensors. The training script uses the same
+functions, so what the model saw in training is what it sees in service.
+"""
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from shared.registry import Manifest, Preprocessing
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+
+
+class InvalidImage(ValueError):
+    """The bytes are not a complete image in a supported format."""
+
+
+class UnsupportedFormat(InvalidImage):
+    """Pillow does not recognise the bytes as any allowed format."""
+
+
+class ImageTooLarge(ValueError):
+    """The image has more pixels than the configured limit (decompression-bomb guard)."""
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode with Pillow (the content, not the declared type), first frame only."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            width, height = image.size
+            # Checked on the header, before any pixel is decompressed.
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+                )
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except Image.UnidentifiedImageError as exc:
+        raise UnsupportedFormat(
+            f"not a supported image; send one of: {', '.join(ALLOWED_FORMATS)}"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"image could not be decoded ({exc}); is the file complete?") from exc
+    return ImageOps.exif_transpose(image)
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas are paper: composite onto white.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode == "I;16" or image.mode.startswith("I;16"):
+        image = image.point(lambda v: v / 256).convert("L")
+    return image.convert(mode)
+
+
+def _ink_square(pixels: np.ndarray) -> np.ndarray:
+    """Crop to the drawn content and centre it on a square canvas (pixels: HxWxC, 0..255, ink bright)."""
+    strength = pixels.max(axis=2)
+    peak = float(strength.max())
+    if peak <= 0:
+        return pixels
+    rows = np.flatnonzero((strength > 0.25 * peak).any(axis=1))
+    cols = np.flatnonzero((strength > 0.25 * peak).any(axis=0))
+    crop = pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    height, width = crop.shape[:2]
+    side = max(height, width)
+    canvas = np.zeros((side, side, pixels.shape[2]), dtype=pixels.dtype)
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[top : top + height, left : left + width] = crop
+    return canvas
+
+
+def _make_ink_bright(pixels: np.ndarray) -> np.ndarray:
+    """Light paper -> dark; subtract the background so paper is exactly 0 and ink spans 0..255."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0)
+    if background.mean() > 127:
+        pixels = 255.0 - pixels
+        background = 255.0 - background
+    pixels = np.clip(pixels - background, 0, None)
+    strength = pixels.max(axis=2)
+    if strength.max() <= 0:
+        return pixels
+    # Stretch so typical ink (not one hot pixel) is full strength, whatever the pen or lighting.
+    peak = np.percentile(strength[strength > 0.5 * strength.max()], 90)
+    return np.clip(pixels * (255.0 / peak), 0, 255)
+
+
+def to_tensor(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, int, int]) -> np.ndarray:
+    height, width, channels = input_shape
+    pixels = np.asarray(_to_mode(image, spec.color_mode), dtype=np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if spec.polarity == "auto":
+        pixels = _make_ink_bright(pixels)
+    if spec.crop == "ink":
+        pixels = _ink_square(pixels)
+    resized = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(pixels[:, :, c], dtype=np.float32)).resize(
+                    (width, height), Image.Resampling.BOX
+                )
+            )
+            for c in range(channels)
+        ],
+        axis=2,
+    )
+    low, high = spec.scale
+    return (low + resized * ((high - low) / 255.0)).astype(np.float32)
+
+
+def preprocess(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
+    return to_tensor(decode(data, max_pixels), manifest.preprocessing, manifest.input_shape)

@@ -1,0 +1,64 @@
+"""What the API (producer) and the worker (consumer) must agree on about the Celery queue."""
+
+import base64
+
+import numpy as np
+from celery import Celery
+
+from shared.settings import Settings
+
+INFER_TASK = "worker.infer"
+
+
+def celery_config(settings: Settings) -> dict:
+    visibility = settings.visibility_timeout_seconds
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # An unacknowledged message (its worker died) is delivered again after this long.
+            "visibility_timeout": visibility,
+            # Sweep for such messages often enough that the timeout, not the sweep, decides.
+            "unacked_restore_interval": max(1, min(10, visibility // 10)),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": settings.redis_timeout_seconds,
+            "socket_connect_timeout": settings.redis_timeout_seconds,
+        },
+        # Fail a publish fast when Redis is down: the API answers 503 instead of hanging.
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+        "task_default_queue": settings.queue_name,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Job state lives in our job store; Celery keeps no results.
+        "task_ignore_result": True,
+        "result_backend": None,
+        # Acknowledge only after the batch ran, so a killed worker's jobs are redelivered.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Enough to fill the batches in flight, never the whole queue (the backlog stays
+        # visible to other workers and to the autoscaler).
+        "worker_prefetch_multiplier": settings.max_batch_size * settings.prefetch_batches,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def make_celery(settings: Settings, name: str) -> Celery:
+    app = Celery(name)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def encode_tensor(tensor: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(tensor, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def decode_tensor(payload: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of encode_tensor; raises ValueError when the payload does not fit the shape."""
+    raw = base64.b64decode(payload, validate=True)
+    expected = int(np.prod(shape)) * 4
+    if len(raw) != expected:
+        raise ValueError(f"input has {len(raw)} bytes, model expects {expected} for shape {tuple(shape)}")
+    tensor = np.frombuffer(raw, dtype=np.float32).reshape(shape)
+    if not np.isfinite(tensor).all():
+        raise ValueError("input contains NaN or infinite values")
+    return tensor

@@ -1,0 +1,38 @@
+"""The one settings object for the API and the worker, read from the environment once."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Broker and job store.")
+    queue_name: str = Field("inference", description="Celery queue the API fills and workers drain.")
+    log_level: str = Field("INFO", description="Python log level for the API and the worker.")
+
+    model_dir: Path = Field(REPO_ROOT / "models", description="Folder of <name>/<version>/manifest.json.")
+    default_model: str = Field("digits", description="Model used when a request names none.")
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger uploads get 413.")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Decompression-bomb guard (width x height).")
+
+    job_ttl_seconds: int = Field(24 * 3600, gt=0, description="How long job records are kept.")
+    visibility_timeout_seconds: int = Field(
+        300, gt=0, description="An unacknowledged job is redelivered after this long (worker died)."
+    )
+    redis_timeout_seconds: float = Field(2.0, gt=0, description="Socket timeout for Redis calls.")
+
+    max_batch_size: int = Field(32, ge=1, description="Largest batch the worker runs at once.")
+    max_delay_ms: int = Field(5, ge=0, description="How long a partial batch waits for more jobs.")
+    prefetch_batches: int = Field(2, ge=1, description="Prefetch = this many batches per worker.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

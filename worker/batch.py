@@ -1,0 +1,95 @@
+"""One flushed batch of queued jobs -> one model call per model -> one outcome per job.
+
+Every job that is still wanted ends in a terminal state: a job whose input cannot be
+decoded, or that makes the model fail, fails alone while the rest of the batch succeeds.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.jobstore import JobStore
+from shared.queue import decode_tensor
+from shared.schemas import JobError, JobStatus, LabelScore, Prediction
+from worker.runtime import LoadedModel
+
+log = logging.getLogger(__name__)
+TOP_K = 5
+
+
+@dataclass
+class Item:
+    job_id: str
+    model_key: str
+    payload: str
+
+
+def parse(args: tuple) -> Item | None:
+    try:
+        job_id, model_key, payload = args
+        if isinstance(job_id, str) and isinstance(model_key, str) and isinstance(payload, str):
+            return Item(job_id, model_key, payload)
+    except (TypeError, ValueError):
+        pass
+    log.error("dropping malformed message with args %.200r", args)
+    return None
+
+
+def to_prediction(probabilities: np.ndarray, labels: list[str]) -> Prediction:
+    order = np.argsort(probabilities)[::-1][: min(TOP_K, len(labels))]
+    top = [LabelScore(label=labels[i], score=round(float(probabilities[i]), 6)) for i in order]
+    return Prediction(label=top[0].label, score=top[0].score, top_k=top)
+
+
+def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> dict:
+    """Fallback after a batch failed: find the job(s) responsible, run the rest."""
+    outcomes: dict[str, Prediction | JobError] = {}
+    for job_id, tensor in items:
+        try:
+            probabilities = model.predict(tensor[None])[0]
+            outcomes[job_id] = to_prediction(probabilities, model.manifest.labels)
+        except Exception as exc:  # noqa: BLE001 - any model error fails this job only
+            log.exception("job %s failed in the model", job_id)
+            outcomes[job_id] = JobError(code="inference_error", message=f"model failed: {exc}")
+    return outcomes
+
+
+def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]) -> dict:
+    """Run the jobs that are still queued (or were running when a worker died); returns outcomes."""
+    unique = list({item.job_id: item for item in items}.values())
+    before = store.start([item.job_id for item in unique])
+    outcomes: dict[str, Prediction | JobError] = {}
+    by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    for item, status in zip(unique, before):
+        if status not in (JobStatus.queued, JobStatus.running):
+            # Gone (expired), cancelled, or already finished by an earlier delivery.
+            log.info("skipping job %s (status %s)", item.job_id, status)
+            continue
+        model = models.get(item.model_key)
+        if model is None:
+            outcomes[item.job_id] = JobError(
+                code="model_unavailable", message=f"this worker does not serve {item.model_key}"
+            )
+            continue
+        try:
+            tensor = decode_tensor(item.payload, model.manifest.input_shape)
+        except ValueError as exc:
+            outcomes[item.job_id] = JobError(code="invalid_input", message=str(exc))
+            continue
+        by_model[item.model_key].append((item.job_id, tensor))
+
+    for key, jobs in by_model.items():
+        model = models[key]
+        try:
+            probabilities = model.predict(np.stack([tensor for _, tensor in jobs]))
+        except Exception:  # noqa: BLE001
+            log.exception("batch of %d for %s failed; retrying one by one", len(jobs), key)
+            outcomes.update(_predict_each(model, jobs))
+            continue
+        for (job_id, _), row in zip(jobs, probabilities):
+            outcomes[job_id] = to_prediction(row, model.manifest.labels)
+
+    store.finish(outcomes)
+    return outcomes
