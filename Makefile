@@ -21,16 +21,17 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # Redis, one worker, the API and Flower in the foreground; Ctrl-C stops them all.
-# Each child gets SIGTERM: the worker finishes (or re-queues) its batch, Redis flushes its AOF.
+# Each child gets SIGTERM (the worker re-queues what it holds); Redis stops last, flushing its AOF.
 run: $(STAMP)
 	@mkdir -p $(RUN_DIR); \
 	export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 WEBHOOK_SECRET WEBHOOK_ALLOWED_HOSTS; \
-	pids=""; \
-	trap 'trap - INT TERM EXIT; echo "stopping..."; kill -TERM $$pids 2>/dev/null; wait' INT TERM EXIT; \
+	pids=""; redis_pid=""; \
+	trap 'trap - INT TERM EXIT; echo "stopping..."; kill -TERM $$pids 2>/dev/null; wait $$pids; \
+		kill -TERM $$redis_pid 2>/dev/null; wait' INT TERM EXIT; \
 	"$(REDIS_SERVER)" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(CURDIR)/$(RUN_DIR)" \
-		--appendonly yes --save "" --maxmemory-policy noeviction & pids="$$!"; \
+		--appendonly yes --save "" --maxmemory-policy noeviction & redis_pid="$$!"; \
 	until $(PY) -c "import redis; redis.Redis(port=$(REDIS_PORT)).ping()" 2>/dev/null; do sleep 0.2; done; \
-	$(VENV)/bin/celery -A worker.app worker --loglevel INFO & pids="$$pids $$!"; \
+	$(VENV)/bin/celery -A worker.app worker --loglevel INFO & pids="$$!"; \
 	$(VENV)/bin/uvicorn api.main:app --host 127.0.0.1 --port $(API_PORT) & pids="$$pids $$!"; \
 	$(VENV)/bin/celery -A worker.app flower --address=127.0.0.1 --port=$(FLOWER_PORT) & pids="$$pids $$!"; \
 	echo "API http://127.0.0.1:$(API_PORT)/docs  Flower http://127.0.0.1:$(FLOWER_PORT)  (Ctrl-C stops all)"; \

@@ -41,6 +41,8 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
                     f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
                 )
             image.load()
+    except ImageTooLarge:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(str(exc)) from exc
     except Image.UnidentifiedImageError as exc:

@@ -1,0 +1,53 @@
+"""Health, readiness, models, docs, and behaviour while Redis is down."""
+
+import time
+
+from tests.conftest import wait_for
+
+
+def test_healthz(api):
+    assert api.http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_reports_consuming_workers(api, worker):
+    body = api.http.get("/readyz").json()
+    assert body["redis"] == "ok"
+    assert body["workers"] >= 1
+    assert any(name.startswith(worker.name + "@") for name in body["worker_names"])
+
+
+def test_models_lists_the_default_model(api):
+    assert api.http.get("/models").json() == [
+        {"name": "digits", "version": "1", "input_shape": [8, 8, 1], "labels": 10, "default": True}
+    ]
+
+
+def test_openapi_docs(api):
+    assert api.http.get("/docs").status_code == 200
+    paths = api.http.get("/openapi.json").json()["paths"]
+    assert {"/jobs", "/jobs/{job_id}", "/models", "/healthz", "/readyz"} <= set(paths)
+
+
+def test_redis_down_is_503_with_retry_after_then_recovers(private_stack, digit_png):
+    server, api = private_stack
+    accepted = api.submit(digit_png)
+    assert accepted.status_code == 202
+    server.stop()
+
+    started = time.monotonic()
+    for response in (
+        api.submit(digit_png),
+        api.http.get(f"/jobs/{accepted.json()['id']}"),
+        api.http.get("/readyz"),
+    ):
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) > 0
+        assert "unavailable" in response.json()["detail"]
+    assert time.monotonic() - started < 20, "503s must come promptly, not after long hangs"
+    assert api.http.get("/healthz").status_code == 200
+
+    server.start()
+    response = wait_for(lambda: (r := api.submit(digit_png)).status_code == 202 and r, 30, "recovery")
+    assert response.json()["status"] == "queued"
+    # AOF kept the job accepted before the outage.
+    assert api.http.get(f"/jobs/{accepted.json()['id']}").status_code == 200

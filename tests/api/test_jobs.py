@@ -1,0 +1,127 @@
+"""POST /jobs and GET /jobs/{id} over real HTTP, with a real worker and the real model."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from models.digits_data import render
+from shared.queue import INFER_TASK, make_celery
+from shared.registry import Registry
+from shared.settings import Settings
+
+
+def test_digits_end_to_end_get_the_right_labels(api, worker, heldout):
+    images, labels = heldout
+    rng = np.random.default_rng(7)
+    picks = rng.choice(len(labels), size=30, replace=False)
+    styles = [
+        dict(size=64),
+        dict(size=300, dark_on_light=False),
+        dict(size=28, ink=(20, 40, 200)),
+        dict(size=120, dark_on_light=False, ink=(250, 230, 90), image_format="JPEG"),
+        dict(size=48, image_format="WEBP"),
+    ]
+    submitted = []
+    for n, i in enumerate(picks):
+        response = api.submit(render(images[i], **styles[n % len(styles)]))
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert response.headers["location"] == f"/jobs/{body['id']}"
+        assert body["status"] == "queued"
+        submitted.append((body["id"], str(labels[i])))
+
+    correct = 0
+    for job_id, truth in submitted:
+        job = api.wait_terminal(job_id)
+        assert job["status"] == "succeeded", job
+        assert job["model"] == {"name": "digits", "version": "1"}
+        assert job["error"] is None
+        assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+        result = job["result"]
+        assert result["label"] == result["top_k"][0]["label"]
+        assert len(result["top_k"]) == 5 and 0 <= result["score"] <= 1
+        correct += result["label"] == truth
+    # The model scores ~99% on held-out digits; 28 of 30 leaves room for one or two hard ones.
+    assert correct >= 28, f"only {correct}/30 correct"
+
+
+def test_named_model_and_version(api, worker, digit_png):
+    for ref in ("digits", "digits:1"):
+        response = api.submit(digit_png, model=ref)
+        assert response.status_code == 202
+        assert api.wait_terminal(response.json()["id"])["result"]["label"] == "7"
+
+
+def test_unknown_model_is_404_and_lists_the_known_ones(api, digit_png):
+    response = api.submit(digit_png, model="cifar")
+    assert response.status_code == 404
+    assert "digits:1" in response.json()["detail"]
+
+
+def test_not_an_image_is_415(api):
+    response = api.submit(b"%PDF-1.4 this is not a picture")
+    assert response.status_code == 415
+    assert "PNG" in response.json()["detail"]
+
+
+def test_truncated_image_is_422(api, digit_png):
+    response = api.submit(digit_png[: len(digit_png) // 2])
+    assert response.status_code == 422
+    assert "decoded" in response.json()["detail"]
+
+
+def test_empty_file_is_422(api):
+    response = api.submit(b"")
+    assert response.status_code == 422
+
+
+def test_missing_file_field_is_422(api):
+    response = api.http.post("/jobs", data={"model": "digits"})
+    assert response.status_code == 422
+
+
+def test_oversize_upload_is_413_before_it_is_parsed(api):
+    limit = Settings().max_upload_bytes
+    response = api.submit(b"\0" * (limit + 100_000))
+    assert response.status_code == 413
+    assert str(limit) in response.json()["detail"]
+
+
+def test_decompression_bomb_is_413(api):
+    # 20000 x 20000 = 400 M pixels of one colour: a few hundred KB on the wire.
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buffer, format="PNG")
+    response = api.submit(buffer.getvalue())
+    assert response.status_code == 413
+    assert "pixels" in response.json()["detail"]
+
+
+def test_unknown_job_is_404(api):
+    response = api.http.get("/jobs/0123456789abcdef0123456789abcdef")
+    assert response.status_code == 404
+    assert "unknown" in response.json()["detail"]
+
+
+def test_rejected_upload_queues_nothing(api, redis_server, store):
+    before = redis_server.client().llen(Settings().queue_name)
+    keys_before = len(list(store.redis.scan_iter("job:*")))
+    assert api.submit(b"garbage").status_code == 415
+    assert redis_server.client().llen(Settings().queue_name) == before
+    assert len(list(store.redis.scan_iter("job:*"))) == keys_before
+
+
+def test_poison_message_fails_that_job_only(api, worker, store, redis_server, digit_png):
+    """A message whose tensor is corrupt (not something the API would send) fails alone."""
+    manifest = Registry(Settings().model_dir, "digits").resolve(None)
+    poison = store.create(manifest)
+    producer = make_celery(Settings(redis_url=redis_server.url), "test")
+    producer.send_task(INFER_TASK, args=[poison.id, manifest.key, "bm90IGEgdGVuc29y"], task_id=poison.id)
+    good = api.submit(digit_png).json()
+
+    failed = api.wait_terminal(poison.id)
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "invalid_input"
+    assert "bytes" in failed["error"]["message"]
+    assert api.wait_terminal(good["id"])["status"] == "succeeded"
+    assert worker.proc.poll() is None, "the worker must survive a poison message"

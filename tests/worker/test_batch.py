@@ -1,0 +1,82 @@
+"""run_batch against a real Redis job store and the real model."""
+
+import numpy as np
+import pytest
+
+from shared.preprocessing import preprocess
+from shared.queue import encode_tensor
+from shared.registry import Registry
+from shared.schemas import JobStatus
+from shared.settings import Settings
+from worker.batch import Item, parse, run_batch
+from worker.runtime import Runtime
+
+
+@pytest.fixture(scope="module")
+def models():
+    return Runtime(Registry(Settings().model_dir, "digits"), max_batch_size=8).models
+
+
+@pytest.fixture
+def manifest(models):
+    return models["digits:1"].manifest
+
+
+@pytest.fixture
+def seven(digit_png, manifest) -> str:
+    return encode_tensor(preprocess(digit_png, manifest, 10**7))
+
+
+def test_bad_job_fails_alone_rest_succeed(store, models, manifest, seven):
+    good = [store.create(manifest).id for _ in range(3)]
+    bad_shape = store.create(manifest).id
+    bad_values = store.create(manifest).id
+    items = [Item(j, manifest.key, seven) for j in good]
+    items.append(Item(bad_shape, manifest.key, encode_tensor(np.zeros((4, 4), np.float32))))
+    items.append(Item(bad_values, manifest.key, encode_tensor(np.full((8, 8, 1), np.nan, np.float32))))
+
+    run_batch(items, store, models)
+
+    for job_id in good:
+        job = store.get(job_id)
+        assert job.status == JobStatus.succeeded and job.result.label == "7"
+    for job_id, words in ((bad_shape, "bytes"), (bad_values, "NaN")):
+        job = store.get(job_id)
+        assert job.status == JobStatus.failed
+        assert job.error.code == "invalid_input" and words in job.error.message
+
+
+def test_unknown_model_fails_the_job(store, models, manifest, seven):
+    job_id = store.create(manifest).id
+    run_batch([Item(job_id, "other:9", seven)], store, models)
+    assert store.get(job_id).error.code == "model_unavailable"
+
+
+def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, models, manifest, seven):
+    done = store.create(manifest).id
+    run_batch([Item(done, manifest.key, seven)], store, models)
+    first = store.get(done)
+    cancelled = store.create(manifest).id
+    store.redis.hset(f"job:{cancelled}", "status", "cancelled")
+
+    outcomes = run_batch(
+        [Item(done, manifest.key, seven), Item(cancelled, manifest.key, seven), Item("gone", manifest.key, seven)],
+        store, models,
+    )
+    assert outcomes == {}
+    assert store.get(done) == first
+    assert store.get(cancelled).status == JobStatus.cancelled
+    assert store.get("gone") is None, "an expired job must not be re-created"
+
+
+def test_job_left_running_by_a_dead_worker_runs_again(store, models, manifest, seven):
+    job_id = store.create(manifest).id
+    assert store.start([job_id]) == [JobStatus.queued]
+    run_batch([Item(job_id, manifest.key, seven), Item(job_id, manifest.key, seven)], store, models)
+    assert store.get(job_id).status == JobStatus.succeeded
+
+
+def test_parse_drops_malformed_messages():
+    assert parse(("a", "digits:1", "AAAA")) == Item("a", "digits:1", "AAAA")
+    assert parse(("only-one",)) is None
+    assert parse((1, 2, 3)) is None
