@@ -3,6 +3,7 @@
 from functools import lru_cache
 
 from celery import Celery
+from fastapi import Request
 
 from shared.jobstore import JobStore
 from shared.queue import make_celery
@@ -28,4 +29,8 @@ def get_producer() -> Celery:
     return make_celery(get_settings(), "api")
 
 
-__all__ = ["Settings", "get_settings", "get_registry", "get_store", "get_producer"]
+def get_waiter(request: Request):
+    return request.app.state.waiter
+
+
+__all__ = ["Settings", "get_settings", "get_registry", "get_store", "get_producer", "get_waiter"]

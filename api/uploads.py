@@ -4,6 +4,7 @@ import numpy as np
 from fastapi import HTTPException, UploadFile, status
 from fastapi.responses import JSONResponse
 
+from api.metrics import REJECTED
 from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, preprocess
 from shared.registry import Manifest, Registry, UnknownModel
 
@@ -25,6 +26,7 @@ class LimitUploadSize:
         if scope["type"] == "http":
             declared = dict(scope["headers"]).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.max_bytes + _FORM_OVERHEAD:
+                REJECTED.labels("too_large").inc()
                 response = JSONResponse({"detail": _too_big(self.max_bytes)}, status_code=413)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
@@ -34,24 +36,29 @@ def _too_big(max_bytes: int) -> str:
     return f"upload is larger than the limit of {max_bytes} bytes"
 
 
+def reject(status_code: int, reason: str, detail: str) -> HTTPException:
+    REJECTED.labels(reason).inc()
+    return HTTPException(status_code, detail)
+
+
 def resolve_model(registry: Registry, ref: str | None) -> Manifest:
     try:
         return registry.resolve(ref)
     except UnknownModel as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        raise reject(status.HTTP_404_NOT_FOUND, "unknown_model", str(exc)) from exc
 
 
 def read_tensor(upload: UploadFile, manifest: Manifest, max_bytes: int, max_pixels: int) -> np.ndarray:
     data = upload.file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, _too_big(max_bytes))
+        raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large", _too_big(max_bytes))
     if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
+        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty", "the uploaded file is empty")
     try:
         return preprocess(data, manifest, max_pixels)
     except ImageTooLarge as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc)) from exc
+        raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_many_pixels", str(exc)) from exc
     except UnsupportedFormat as exc:
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from exc
+        raise reject(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported_format", str(exc)) from exc
     except InvalidImage as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_image", str(exc)) from exc

@@ -31,20 +31,27 @@ end
 return out
 """
 
-# ARGV: finished_at, then per key a (status, field, json value) triple.
+# ARGV: finished_at, channel, then per key a (status, field, json value) triple.
+# One message per batch, listing the finished ids, wakes the API's long-polls.
 _FINISH = """
+local done = {}
 for i, key in ipairs(KEYS) do
-  local at = 1 + (i - 1) * 3
+  local at = 2 + (i - 1) * 3
   local status = redis.call('HGET', key, 'status')
   if status == 'running' or status == 'queued' then
     redis.call('HSET', key, 'status', ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], 'finished_at', ARGV[1])
+    done[#done + 1] = string.sub(key, 5)
   end
 end
-return 0
+if #done > 0 then
+  redis.call('PUBLISH', ARGV[2], table.concat(done, ','))
+end
+return #done
 """
 
 
 WORKER_PREFIX = "worker:"
+FINISHED_CHANNEL = "jobs:finished"
 
 
 def job_key(job_id: str) -> str:
@@ -113,7 +120,7 @@ class JobStore:
         """Record terminal outcomes for running jobs in one round trip."""
         if not outcomes:
             return
-        args = [repr(time.time())]
+        args = [repr(time.time()), FINISHED_CHANNEL]
         for outcome in outcomes.values():
             if isinstance(outcome, Prediction):
                 args += [JobStatus.succeeded.value, "result", outcome.model_dump_json()]

@@ -89,6 +89,8 @@ class Worker:
     count = 0
 
     def __init__(self, redis_url: str, logdir: Path, **settings):
+        settings.setdefault("worker_metrics_port", free_port())
+        self.metrics_url = f"http://127.0.0.1:{settings['worker_metrics_port']}/metrics"
         Worker.count += 1
         self.name = f"test{Worker.count}"
         self.log = logdir / f"worker-{self.name}.log"

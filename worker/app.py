@@ -12,12 +12,15 @@ import os
 from celery import bootsteps, signals
 from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
+from prometheus_client import REGISTRY, start_http_server
 from redis.exceptions import RedisError
 
+from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
 from shared.queue import make_celery
 from shared.registry import Registry
 from shared.settings import get_settings
+from worker import metrics
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
@@ -50,6 +53,11 @@ class Serving:
             settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8
         )
         cls.runtime = Runtime(Registry(settings.model_dir, settings.default_model), settings.max_batch_size)
+        for key, seconds in cls.runtime.load_seconds.items():
+            metrics.MODEL_LOAD.labels(key).set(seconds)
+        if settings.worker_metrics_port:
+            REGISTRY.register(BacklogCollector(cls.store.redis, settings.queue_name))
+            start_http_server(settings.worker_metrics_port)
 
 
 @signals.worker_init.connect

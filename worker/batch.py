@@ -5,6 +5,7 @@ decoded, or that makes the model fail, fails alone while the rest of the batch s
 """
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import numpy as np
 from shared.jobstore import JobStore
 from shared.queue import decode_tensor
 from shared.schemas import JobError, JobStatus, LabelScore, Prediction
+from worker import metrics
 from worker.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -24,13 +26,14 @@ class Item:
     job_id: str
     model_key: str
     payload: str
+    submitted_at: float | None = None
 
 
 def parse(args: tuple) -> Item | None:
     try:
-        job_id, model_key, payload = args
-        if isinstance(job_id, str) and isinstance(model_key, str) and isinstance(payload, str):
-            return Item(job_id, model_key, payload)
+        item = Item(*args)
+        if all(isinstance(v, str) for v in (item.job_id, item.model_key, item.payload)):
+            return item
     except (TypeError, ValueError):
         pass
     log.error("dropping malformed message with args %.200r", args)
@@ -60,6 +63,11 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
     """Run the jobs that are still queued (or were running when a worker died); returns outcomes."""
     unique = list({item.job_id: item for item in items}.values())
     before = store.start([item.job_id for item in unique])
+    now = time.time()
+    metrics.BATCH_SIZE.observe(len(unique))
+    for item in unique:
+        if item.submitted_at:
+            metrics.QUEUE_WAIT.observe(max(0.0, now - item.submitted_at))
     outcomes: dict[str, Prediction | JobError] = {}
     by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
     for item, status in zip(unique, before):
@@ -83,7 +91,8 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
     for key, jobs in by_model.items():
         model = models[key]
         try:
-            probabilities = model.predict(np.stack([tensor for _, tensor in jobs]))
+            with metrics.INFERENCE.labels(key).time():
+                probabilities = model.predict(np.stack([tensor for _, tensor in jobs]))
         except Exception:  # noqa: BLE001
             log.exception("batch of %d for %s failed; retrying one by one", len(jobs), key)
             outcomes.update(_predict_each(model, jobs))
@@ -92,4 +101,9 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             outcomes[job_id] = to_prediction(row, model.manifest.labels)
 
     store.finish(outcomes)
+    for item in unique:
+        if item.job_id in outcomes:
+            outcome = outcomes[item.job_id]
+            kind = "succeeded" if isinstance(outcome, Prediction) else outcome.code
+            metrics.JOBS.labels(item.model_key, kind).inc()
     return outcomes

@@ -1,0 +1,52 @@
+"""GET /jobs/{id}?wait=S and Prefer: wait=S on POST: answered on completion, event-driven."""
+
+import threading
+import time
+
+from shared.registry import Registry
+from shared.schemas import JobError
+from shared.settings import Settings
+
+DIGITS = Registry(Settings().model_dir, "digits").resolve(None)
+
+
+def test_post_with_prefer_wait_returns_the_finished_job(api, worker, digit_png):
+    response = api.http.post("/jobs", files={"file": ("7.png", digit_png)}, headers={"Prefer": "wait=20"})
+    assert response.status_code == 200
+    assert response.headers["preference-applied"] == "wait=20"
+    assert response.json()["status"] == "succeeded" and response.json()["result"]["label"] == "7"
+
+
+def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
+    """No worker touches this job: the test finishes it itself, and the waiting GET must
+    answer within a few ms of that, far before its 20 s wait runs out."""
+    job = store.create(DIGITS)
+    finished_at = {}
+
+    def finish_later():
+        time.sleep(0.5)
+        store.finish({job.id: JobError(code="x", message="done by test")})
+        finished_at["t"] = time.monotonic()
+
+    threading.Thread(target=finish_later).start()
+    started = time.monotonic()
+    response = api.http.get(f"/jobs/{job.id}", params={"wait": 20})
+    answered = time.monotonic()
+    assert response.json()["status"] == "failed"
+    assert answered - started < 5
+    assert answered - finished_at["t"] < 0.1, "the long-poll must be woken by the finish, not a sleep loop"
+
+
+def test_wait_times_out_with_the_job_as_it_is(api, store):
+    job = store.create(DIGITS)
+    started = time.monotonic()
+    response = api.http.get(f"/jobs/{job.id}", params={"wait": 0.5})
+    assert 0.45 < time.monotonic() - started < 3
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+
+
+def test_wait_bounds(api):
+    assert api.http.get("/jobs/nope", params={"wait": 61}).status_code == 422
+    started = time.monotonic()
+    assert api.http.get("/jobs/nope", params={"wait": 30}).status_code == 404
+    assert time.monotonic() - started < 2, "an unknown job is 404 at once, not after the wait"

@@ -1,0 +1,49 @@
+"""/metrics on the API and the worker, scraped over HTTP after real traffic."""
+
+import re
+
+import httpx
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """Value of one Prometheus sample (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match:
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(match.group(2))
+    return 0.0
+
+
+def test_api_metrics_count_requests_submissions_rejections_and_backlog(api, worker, digit_png):
+    before = api.http.get("/metrics").text
+    job = api.submit(digit_png).json()
+    api.wait_terminal(job["id"])
+    api.submit(b"not an image")
+    after = api.http.get("/metrics").text
+
+    def delta(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("inference_jobs_submitted_total", model="digits:1") == 1
+    assert delta("inference_jobs_rejected_total", reason="unsupported_format") == 1
+    assert delta("http_requests_total", method="POST", route="/jobs", status="202") == 1
+    assert delta("http_requests_total", method="GET", route="/jobs/{job_id}", status="200") >= 1
+    assert sample(after, "http_request_duration_seconds_count", method="POST", route="/jobs") >= 2
+    assert 'inference_queue_backlog_jobs{state="queued"}' in after
+    assert 'inference_queue_backlog_jobs{state="in_flight"}' in after
+
+
+def test_worker_metrics_show_batches_jobs_and_model_load(api, worker, digit_png):
+    before = httpx.get(worker.metrics_url).text
+    for _ in range(3):
+        api.wait_terminal(api.submit(digit_png).json()["id"])
+    after = httpx.get(worker.metrics_url).text
+    assert sample(after, "inference_jobs_total", model="digits:1", outcome="succeeded") - sample(
+        before, "inference_jobs_total", model="digits:1", outcome="succeeded") == 3
+    assert sample(after, "inference_batch_size_count") > sample(before, "inference_batch_size_count")
+    assert sample(after, "inference_queue_wait_seconds_count") >= 3
+    assert sample(after, "inference_duration_seconds_count", model="digits:1") >= 1
+    assert sample(after, "inference_model_load_seconds", model="digits:1") > 0
+    assert "inference_queue_backlog_jobs" in after
