@@ -45,7 +45,7 @@ train: $(STAMP)
 	$(PY) -m models.train_digits
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache

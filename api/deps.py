@@ -1,36 +1,41 @@
-"""Process-wide objects the routes share, built once from the one settings object."""
+"""The objects routes share, built once per process at start-up (see api.main.lifespan).
 
-from functools import lru_cache
+Routes get them through one async dependency: FastAPI runs sync dependencies in its
+threadpool, a thread hop per dependency per request.
+"""
+
+from dataclasses import dataclass
 
 from celery import Celery
 from fastapi import Request
 
-from shared.jobstore import JobStore
+from api.waiter import Waiter
+from shared.jobstore import AsyncJobStore
 from shared.queue import make_celery
 from shared.registry import Registry
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 
 
-@lru_cache
-def get_registry() -> Registry:
-    settings = get_settings()
-    return Registry(settings.model_dir, settings.default_model)
+@dataclass
+class Services:
+    settings: Settings
+    registry: Registry
+    store: AsyncJobStore
+    # Builds task messages; never opens a broker connection (see shared.queue.redis_message).
+    celery: Celery
+    waiter: Waiter
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Services":
+        return cls(
+            settings=settings,
+            registry=Registry(settings.model_dir, settings.default_model),
+            # No retries: when Redis is down the client gets a 503 at once, not a hung request.
+            store=AsyncJobStore.from_url(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds),
+            celery=make_celery(settings, "api"),
+            waiter=Waiter(settings.redis_url),
+        )
 
 
-@lru_cache
-def get_store() -> JobStore:
-    settings = get_settings()
-    # No retries: when Redis is down the client gets a 503 at once, not a hung request.
-    return JobStore.from_url(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds)
-
-
-@lru_cache
-def get_producer() -> Celery:
-    return make_celery(get_settings(), "api")
-
-
-def get_waiter(request: Request):
-    return request.app.state.waiter
-
-
-__all__ = ["Settings", "get_settings", "get_registry", "get_store", "get_producer", "get_waiter"]
+async def services(request: Request) -> Services:
+    return request.app.state.services

@@ -6,18 +6,17 @@
 import logging
 from contextlib import asynccontextmanager
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
+from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from prometheus_client import REGISTRY
-
-from api.deps import get_store
+from api.deps import Services
 from api.metrics import HttpMetrics, metrics_response
 from api.routes import health, jobs, models
-from api.waiter import Waiter
 from api.uploads import LimitUploadSize
 from shared.backlog import BacklogCollector
 from shared.settings import get_settings
@@ -36,10 +35,11 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.waiter = Waiter(get_settings().redis_url)
-    app.state.waiter.start()
+    svc = app.state.services = Services.build(get_settings())
+    svc.waiter.start()
     yield
-    await app.state.waiter.stop()
+    await svc.waiter.stop()
+    await svc.store.redis.aclose()
 
 
 def create_app() -> FastAPI:
@@ -53,7 +53,8 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(LimitUploadSize, max_bytes=settings.max_upload_bytes)
     app.add_middleware(HttpMetrics)
-    REGISTRY.register(BacklogCollector(get_store().redis, settings.queue_name))
+    # Prometheus collects synchronously, so the backlog gauge gets a plain client of its own.
+    REGISTRY.register(BacklogCollector(redis.Redis.from_url(settings.redis_url, socket_timeout=1), settings.queue_name))
     app.add_api_route("/metrics", metrics_response, include_in_schema=False)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, _unavailable)

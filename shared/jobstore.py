@@ -10,7 +10,10 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from collections.abc import Callable
+
 import redis
+import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -62,6 +65,29 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_record(manifest: Manifest, job_id: str) -> dict[str, str]:
+    return {
+        "id": job_id,
+        "status": JobStatus.queued.value,
+        "model_name": manifest.name,
+        "model_version": manifest.version,
+        "created_at": repr(time.time()),
+    }
+
+
+def to_job(fields: dict[str, str]) -> Job:
+    return Job(
+        id=fields["id"],
+        status=JobStatus(fields["status"]),
+        model={"name": fields["model_name"], "version": fields["model_version"]},
+        result=json.loads(fields["result"]) if fields.get("result") else None,
+        error=json.loads(fields["error"]) if fields.get("error") else None,
+        created_at=_when(fields["created_at"]),
+        started_at=_when(fields.get("started_at")),
+        finished_at=_when(fields.get("finished_at")),
+    )
+
+
 def _when(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), tz=timezone.utc) if value else None
 
@@ -88,26 +114,19 @@ class JobStore:
         return cls(client, ttl_seconds)
 
     def create(self, manifest: Manifest, job_id: str | None = None) -> Job:
-        job_id = job_id or new_job_id()
-        fields = {
-            "id": job_id,
-            "status": JobStatus.queued.value,
-            "model_name": manifest.name,
-            "model_version": manifest.version,
-            "created_at": repr(time.time()),
-        }
+        fields = new_record(manifest, job_id or new_job_id())
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(job_key(job_id), mapping=fields)
-        pipe.expire(job_key(job_id), self.ttl)
+        pipe.hset(job_key(fields["id"]), mapping=fields)
+        pipe.expire(job_key(fields["id"]), self.ttl)
         pipe.execute()
-        return self._job(fields)
+        return to_job(fields)
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(job_key(job_id))
 
     def get(self, job_id: str) -> Job | None:
         fields = self.redis.hgetall(job_key(job_id))
-        return self._job(fields) if fields else None
+        return to_job(fields) if fields else None
 
     def start(self, job_ids: list[str]) -> list[JobStatus | None]:
         """Mark queued jobs running; returns each job's status *before* the call (None: gone)."""
@@ -137,15 +156,35 @@ class JobStore:
     def workers(self) -> list[str]:
         return sorted(k.removeprefix(WORKER_PREFIX) for k in self.redis.scan_iter(WORKER_PREFIX + "*"))
 
-    @staticmethod
-    def _job(fields: dict[str, str]) -> Job:
-        return Job(
-            id=fields["id"],
-            status=JobStatus(fields["status"]),
-            model={"name": fields["model_name"], "version": fields["model_version"]},
-            result=json.loads(fields["result"]) if fields.get("result") else None,
-            error=json.loads(fields["error"]) if fields.get("error") else None,
-            created_at=_when(fields["created_at"]),
-            started_at=_when(fields.get("started_at")),
-            finished_at=_when(fields.get("finished_at")),
+
+class AsyncJobStore:
+    """The API's side of the store (redis.asyncio): no thread hop, one round trip per call."""
+
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int):
+        self.redis = client
+        self.ttl = ttl_seconds
+
+    @classmethod
+    def from_url(cls, url: str, ttl_seconds: int, timeout: float) -> "AsyncJobStore":
+        client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+            health_check_interval=30,
         )
+        return cls(client, ttl_seconds)
+
+    async def create_and_enqueue(self, manifest: Manifest, queue: str, message: Callable[[str], str]) -> Job:
+        """Record the job and push its message atomically: both or neither."""
+        fields = new_record(manifest, new_job_id())
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(job_key(fields["id"]), mapping=fields)
+        pipe.expire(job_key(fields["id"]), self.ttl)
+        pipe.lpush(queue, message(fields["id"]))
+        await pipe.execute()
+        return to_job(fields)
+
+    async def get(self, job_id: str) -> Job | None:
+        fields = await self.redis.hgetall(job_key(job_id))
+        return to_job(fields) if fields else None
+
+    async def workers(self) -> list[str]:
+        return sorted([k.removeprefix(WORKER_PREFIX) async for k in self.redis.scan_iter(WORKER_PREFIX + "*")])

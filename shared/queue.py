@@ -1,6 +1,8 @@
 """What the API (producer) and the worker (consumer) must agree on about the Celery queue."""
 
 import base64
+import json
+import uuid
 
 import numpy as np
 from celery import Celery
@@ -46,6 +48,33 @@ def make_celery(settings: Settings, name: str) -> Celery:
     app = Celery(name)
     app.conf.update(celery_config(settings))
     return app
+
+
+def redis_message(app: Celery, queue: str, task_id: str, args: list) -> str:
+    """The Celery task message exactly as kombu's Redis transport stores it in the queue list.
+
+    Celery builds the message (protocol 2 headers, properties, body); only kombu's Redis
+    envelope is assembled here, so the API can write the job record and its message in one
+    MULTI/EXEC round trip (no record without a message, none of the producer's per-call
+    overhead). tests/shared/test_queue.py pins this against what kombu itself writes.
+    """
+    message = app.amqp.as_task_v2(task_id, INFER_TASK, args=args, kwargs={}, argsrepr=f"[{task_id!r}, ...]")
+    body = base64.b64encode(json.dumps(message.body).encode()).decode("ascii")
+    properties = {
+        **message.properties,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": queue},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": str(uuid.uuid4()),
+    }
+    return json.dumps({
+        "body": body,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": message.headers,
+        "properties": properties,
+    })
 
 
 def encode_tensor(tensor: np.ndarray) -> str:

@@ -1,21 +1,20 @@
 from fastapi import APIRouter, Depends
 
-from api.deps import get_store
-from shared.jobstore import JobStore
+from api.deps import Services, services
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+async def healthz() -> dict:
     """The process is up."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-def readyz(store: JobStore = Depends(get_store)) -> dict:
+async def readyz(svc: Services = Depends(services)) -> dict:
     """Redis is reachable (else 503). Workers are reported, not required: they may be
     scaled to zero and the API still accepts jobs for them."""
-    store.redis.ping()
-    workers = store.workers()
+    await svc.store.redis.ping()
+    workers = await svc.store.workers()
     return {"status": "ok", "redis": "ok", "workers": len(workers), "worker_names": workers}

@@ -4,17 +4,18 @@ import time
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Response, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Settings, get_producer, get_registry, get_settings, get_store, get_waiter
+from api.deps import Services, services
 from api.metrics import SUBMITTED
 from api.uploads import read_tensor, resolve_model
 from api.waiter import Waiter
-from shared.jobstore import JobStore
-from shared.queue import INFER_TASK, encode_tensor
-from shared.registry import Registry
+from shared.jobstore import AsyncJobStore
+from shared.queue import encode_tensor, redis_message
 from shared.schemas import Job, Problem
 
 router = APIRouter(tags=["jobs"])
 MAX_WAIT_SECONDS = 60
+# Preprocessing a small upload is quicker than a thread hop; a big one must not stall the loop.
+INLINE_PREPROCESS_BYTES = 256 * 1024
 
 _ERRORS = {
     404: {"model": Problem, "description": "Unknown model"},
@@ -31,12 +32,12 @@ def _prefer_wait(prefer: str | None) -> float:
     return min(float(match.group(1)), MAX_WAIT_SECONDS) if match else 0.0
 
 
-async def wait_for_job(job_id: str, wait: float, store: JobStore, waiter: Waiter) -> Job | None:
+async def wait_for_job(job_id: str, wait: float, store: AsyncJobStore, waiter: Waiter) -> Job | None:
     """The job once terminal, or as it is when `wait` seconds have passed (None: unknown)."""
     deadline = time.monotonic() + wait
     while True:
         future = waiter.register(job_id) if wait > 0 else None
-        job = await run_in_threadpool(store.get, job_id)
+        job = await store.get(job_id)
         remaining = deadline - time.monotonic()
         if job is None or job.status.terminal or remaining <= 0:
             if future is not None:
@@ -45,19 +46,20 @@ async def wait_for_job(job_id: str, wait: float, store: JobStore, waiter: Waiter
         await waiter.wait(job_id, future, remaining)
 
 
-def _enqueue(file: UploadFile, model: str | None, settings: Settings, registry: Registry,
-             store: JobStore, producer) -> Job:
-    manifest = resolve_model(registry, model)
-    tensor = read_tensor(file, manifest, settings.max_upload_bytes, settings.max_image_pixels)
-    job = store.create(manifest)
-    try:
-        producer.send_task(
-            INFER_TASK, args=[job.id, manifest.key, encode_tensor(tensor), time.time()], task_id=job.id
-        )
-    except Exception:
-        # Never leave a queued record that no message will ever run.
-        store.delete(job.id)
-        raise
+async def enqueue(file: UploadFile, model: str | None, svc: Services) -> Job:
+    settings = svc.settings
+    manifest = resolve_model(svc.registry, model)
+    args = (file, manifest, settings.max_upload_bytes, settings.max_image_pixels)
+    if (file.size or 0) > INLINE_PREPROCESS_BYTES:
+        tensor = await run_in_threadpool(read_tensor, *args)
+    else:
+        tensor = read_tensor(*args)
+    payload, submitted_at = encode_tensor(tensor), time.time()
+    job = await svc.store.create_and_enqueue(
+        manifest,
+        settings.queue_name,
+        lambda job_id: redis_message(svc.celery, settings.queue_name, job_id, [job_id, manifest.key, payload, submitted_at]),
+    )
     SUBMITTED.labels(manifest.key).inc()
     return job
 
@@ -68,22 +70,18 @@ async def submit_job(
     file: UploadFile = File(..., description="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF"),
     model: str | None = Form(None, description="'name' or 'name:version'; default model if absent"),
     prefer: str | None = Header(None, description="`wait=S` (S <= 60): answer when done or after S s"),
-    settings: Settings = Depends(get_settings),
-    registry: Registry = Depends(get_registry),
-    store: JobStore = Depends(get_store),
-    producer=Depends(get_producer),
-    waiter: Waiter = Depends(get_waiter),
+    svc: Services = Depends(services),
 ) -> Job:
     """Validate and preprocess the image, record the job, enqueue it (202).
 
     With `Prefer: wait=S` the answer comes when the job is finished (200) or after S
     seconds (202, still queued or running)."""
-    job = await run_in_threadpool(_enqueue, file, model, settings, registry, store, producer)
+    job = await enqueue(file, model, svc)
     response.headers["Location"] = f"/jobs/{job.id}"
     wait = _prefer_wait(prefer)
     if wait:
         response.headers["Preference-Applied"] = f"wait={wait:g}"
-        job = await wait_for_job(job.id, wait, store, waiter) or job
+        job = await wait_for_job(job.id, wait, svc.store, svc.waiter) or job
         if job.status.terminal:
             response.status_code = status.HTTP_200_OK
     return job
@@ -93,10 +91,9 @@ async def submit_job(
 async def get_job(
     job_id: str,
     wait: float = Query(0, ge=0, le=MAX_WAIT_SECONDS, description="Long-poll: wait up to S s for the end"),
-    store: JobStore = Depends(get_store),
-    waiter: Waiter = Depends(get_waiter),
+    svc: Services = Depends(services),
 ) -> Job:
-    job = await wait_for_job(job_id, wait, store, waiter)
+    job = await wait_for_job(job_id, wait, svc.store, svc.waiter)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r} (unknown, or expired)")
     return job

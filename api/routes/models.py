@@ -1,14 +1,14 @@
 from fastapi import APIRouter, Depends
 
-from api.deps import get_registry
-from shared.registry import Registry
+from api.deps import Services, services
 from shared.schemas import ModelInfo
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", response_model=list[ModelInfo])
-def list_models(registry: Registry = Depends(get_registry)) -> list[ModelInfo]:
+async def list_models(svc: Services = Depends(services)) -> list[ModelInfo]:
+    registry = svc.registry
     default = registry.resolve(None).key
     return [
         ModelInfo(

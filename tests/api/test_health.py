@@ -2,7 +2,7 @@
 
 import time
 
-from tests.conftest import wait_for
+from tests.stack import wait_for
 
 
 def test_healthz(api):

@@ -23,3 +23,27 @@ def test_delivery_settings_lose_no_job():
     assert config["broker_transport_options"]["unacked_restore_interval"] == 10
     # Prefetch covers the batches in flight and no more.
     assert config["worker_prefetch_multiplier"] == 32
+
+
+def test_redis_message_is_what_kombu_itself_writes(redis_server):
+    """The API writes task messages directly; they must match kombu's own, key for key."""
+    import json
+
+    from shared.queue import INFER_TASK, make_celery, redis_message
+
+    settings = Settings(redis_url=redis_server.url, queue_name="envelope-check")
+    app = make_celery(settings, "test")
+    args = ["job1", "digits:1", "AAAA", 1.5]
+    app.send_task(INFER_TASK, args=args, task_id="job1", queue=settings.queue_name)
+    theirs = json.loads(redis_server.client().lpop(settings.queue_name))
+    ours = json.loads(redis_message(app, settings.queue_name, "job1", args))
+
+    def shape(message):
+        return {k: sorted(v) if isinstance(v, dict) else type(v).__name__ for k, v in message.items()}
+
+    assert shape(ours) == shape(theirs)
+    assert ours["body"] == theirs["body"]
+    for key in ("task", "id", "root_id", "retries", "ignore_result", "timelimit"):
+        assert ours["headers"][key] == theirs["headers"][key], key
+    for key in ("delivery_info", "priority", "body_encoding", "delivery_mode", "correlation_id"):
+        assert ours["properties"][key] == theirs["properties"][key], key

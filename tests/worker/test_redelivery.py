@@ -1,7 +1,7 @@
 """A worker SIGKILLed while it holds a job loses nothing: the job runs after redelivery."""
 
 from shared.schemas import JobStatus
-from tests.conftest import Worker, wait_for
+from tests.stack import Worker, wait_for
 
 VISIBILITY = 3
 

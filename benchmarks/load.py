@@ -1,0 +1,84 @@
+"""Load generation over HTTP: jobs submitted concurrently, each result seen by the client.
+
+aiohttp, not httpx: at 64 concurrent connections httpx's async pool alone used a whole core
+here, and the load generator, not the service, set the pace.
+"""
+
+import asyncio
+import time
+
+import aiohttp
+import numpy as np
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+async def _submit(session: aiohttp.ClientSession, image: bytes, model: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    form = aiohttp.FormData()
+    form.add_field("file", image, filename="x.png", content_type="application/octet-stream")
+    form.add_field("model", model)
+    async with session.post("/jobs", data=form, headers={"Prefer": "wait=60"}) as response:
+        job = await response.json()
+    while job.get("status") not in TERMINAL:
+        async with session.get(f"/jobs/{job['id']}", params={"wait": "60"}) as response:
+            job = await response.json()
+    return time.perf_counter() - started, job
+
+
+def _session(url: str, connections: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        base_url=url, connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=120),
+    )
+
+
+async def _closed_loop(url: str, images: list[bytes], model: str, concurrency: int):
+    pending = list(enumerate(images))
+    results: list = [None] * len(images)
+    async with _session(url, concurrency) as session:
+        async def user():
+            while pending:
+                i, image = pending.pop()
+                results[i] = await _submit(session, image, model)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+        return time.perf_counter() - started, results
+
+
+def closed_loop(url: str, images: list[bytes], model: str, concurrency: int) -> dict:
+    """`concurrency` clients, each submitting its next job when its last result is in."""
+    wall, results = asyncio.run(_closed_loop(url, images, model, concurrency))
+    return summarize(wall, results)
+
+
+async def _open_loop(url: str, images: list[bytes], model: str, rate: float):
+    async with _session(url, 100) as session:
+        started = time.perf_counter()
+        tasks = []
+        for i, image in enumerate(images):
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(_submit(session, image, model)))
+        results = await asyncio.gather(*tasks)
+        return time.perf_counter() - started, results
+
+
+def open_loop(url: str, images: list[bytes], model: str, rate: float) -> dict:
+    """Jobs arriving at a fixed rate, whatever the service does (light-load latency)."""
+    wall, results = asyncio.run(_open_loop(url, images, model, rate))
+    return summarize(wall, results)
+
+
+def summarize(wall: float, results: list) -> dict:
+    latencies = np.array([latency for latency, _ in results])
+    statuses = [job["status"] for _, job in results]
+    return {
+        "jobs": len(results),
+        "jobs_per_s": len(results) / wall,
+        "p50": float(np.percentile(latencies, 50)),
+        "p95": float(np.percentile(latencies, 95)),
+        "p99": float(np.percentile(latencies, 99)),
+        "succeeded": statuses.count("succeeded"),
+        "ids": [job["id"] for _, job in results],
+    }
