@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.deps import Services
 from api.metrics import HttpMetrics, metrics_response
-from api.routes import health, jobs, models
+from api.routes import health, jobs, models, predict
 from api.uploads import LimitUploadSize
 from shared.backlog import BacklogCollector
 from shared.settings import get_settings
@@ -51,14 +51,15 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.add_middleware(LimitUploadSize, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(LimitUploadSize, max_bytes=settings.max_upload_bytes,
+                       max_batch_bytes=settings.max_upload_bytes * settings.max_batch_files)
     app.add_middleware(HttpMetrics)
     # Prometheus collects synchronously, so the backlog gauge gets a plain client of its own.
     REGISTRY.register(BacklogCollector(redis.Redis.from_url(settings.redis_url, socket_timeout=1), settings.queue_name))
     app.add_api_route("/metrics", metrics_response, include_in_schema=False)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, _unavailable)
-    for module in (jobs, models, health):
+    for module in (jobs, predict, models, health):
         app.include_router(module.router)
     return app
 

@@ -18,16 +18,18 @@ class LimitUploadSize:
     Bodies without a Content-Length (chunked) are still checked once read, per file.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, max_batch_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_batch_bytes = max_batch_bytes  # /…/batch bodies carry several files
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             declared = dict(scope["headers"]).get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > self.max_bytes + _FORM_OVERHEAD:
+            limit = self.max_batch_bytes if scope["path"].endswith("/batch") else self.max_bytes
+            if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
                 REJECTED.labels("too_large").inc()
-                response = JSONResponse({"detail": _too_big(self.max_bytes)}, status_code=413)
+                response = JSONResponse({"detail": _too_big(limit)}, status_code=413)
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -48,12 +50,16 @@ def resolve_model(registry: Registry, ref: str | None) -> Manifest:
         raise reject(status.HTTP_404_NOT_FOUND, "unknown_model", str(exc)) from exc
 
 
-def read_tensor(upload: UploadFile, manifest: Manifest, max_bytes: int, max_pixels: int) -> np.ndarray:
+def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     data = upload.file.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large", _too_big(max_bytes))
     if not data:
         raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty", "the uploaded file is empty")
+    return data
+
+
+def to_tensor(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
     try:
         return preprocess(data, manifest, max_pixels)
     except ImageTooLarge as exc:

@@ -1,16 +1,24 @@
 """Job state in Redis, owned by this project (Celery's result backend is not used).
 
-One hash per job at ``job:<id>`` with a retention TTL. The API creates it before the task
-is enqueued; the worker moves it queued -> running -> succeeded/failed with Lua scripts so
-each transition is atomic and never resurrects a record that has expired.
+One hash per job at ``job:<id>`` with a retention TTL, and a sorted set indexing jobs by
+creation time for listing. Every state change is a Lua script, so each is atomic:
+
+    create   record + task message (+ idempotency key) together, or nothing
+    start    queued -> running (or -> failed/expired past its deadline)    [worker]
+    finish   running -> succeeded/failed, fills the result cache           [worker]
+    cancel   queued -> cancelled                                           [API]
+
+A job therefore can never be both cancelled and run, and an expired record is never
+resurrected. Finishing, cancelling and expiring publish the job ids on FINISHED_CHANNEL,
+which wakes the API's long-polls.
 """
 
 import json
 import time
 import uuid
-from datetime import datetime, timezone
-
 from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import NamedTuple
 
 import redis
 import redis.asyncio as aioredis
@@ -20,41 +28,76 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from shared.registry import Manifest
-from shared.schemas import Job, JobError, JobStatus, Prediction
-
-_START = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local status = redis.call('HGET', key, 'status')
-  if status == 'queued' then
-    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1])
-  end
-  out[i] = status or ''
-end
-return out
-"""
-
-# ARGV: finished_at, channel, then per key a (status, field, json value) triple.
-# One message per batch, listing the finished ids, wakes the API's long-polls.
-_FINISH = """
-local done = {}
-for i, key in ipairs(KEYS) do
-  local at = 2 + (i - 1) * 3
-  local status = redis.call('HGET', key, 'status')
-  if status == 'running' or status == 'queued' then
-    redis.call('HSET', key, 'status', ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], 'finished_at', ARGV[1])
-    done[#done + 1] = string.sub(key, 5)
-  end
-end
-if #done > 0 then
-  redis.call('PUBLISH', ARGV[2], table.concat(done, ','))
-end
-return #done
-"""
-
+from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookState
 
 WORKER_PREFIX = "worker:"
 FINISHED_CHANNEL = "jobs:finished"
+INDEX_KEY = "jobs:index"
+
+# KEYS: job, queue, idempotency key ('' for none), index.
+# ARGV: ttl, message ('' when nothing is to run), idempotency value, created_at, id, then field pairs.
+_CREATE = """
+if KEYS[3] ~= '' then
+  local existing = redis.call('GET', KEYS[3])
+  if existing then return existing end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[2]) end
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1]) end
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[1]))
+return false
+"""
+
+# ARGV: now, expired-error json, channel. Returns per key {status before, webhook events}.
+_START = """
+local out, expired = {}, {}
+for i, key in ipairs(KEYS) do
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events')
+  local status = f[1]
+  if status == 'queued' then
+    if f[2] and tonumber(f[2]) < tonumber(ARGV[1]) then
+      redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', ARGV[1])
+      expired[#expired + 1] = string.sub(key, 5)
+      status = 'expired'
+    else
+      redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1])
+    end
+  end
+  out[i] = {status or '', f[3] or ''}
+end
+if #expired > 0 then redis.call('PUBLISH', ARGV[3], table.concat(expired, ',')) end
+return out
+"""
+
+# ARGV: finished_at, channel, cache ttl, then per key a (status, field, json value) triple.
+_FINISH = """
+local done = {}
+for i, key in ipairs(KEYS) do
+  local at = 3 + (i - 1) * 3
+  if redis.call('HGET', key, 'status') == 'running' then
+    redis.call('HSET', key, 'status', ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], 'finished_at', ARGV[1])
+    done[#done + 1] = string.sub(key, 5)
+    local cache_key = redis.call('HGET', key, 'cache_key')
+    if cache_key and ARGV[at + 1] == 'succeeded' and tonumber(ARGV[3]) > 0 then
+      redis.call('SET', cache_key, ARGV[at + 3], 'EX', ARGV[3])
+    end
+  end
+end
+if #done > 0 then redis.call('PUBLISH', ARGV[2], table.concat(done, ',')) end
+return done
+"""
+
+# ARGV: now, channel. Returns the status before the call ('' when gone).
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('PUBLISH', ARGV[2], string.sub(KEYS[1], 5))
+end
+return status or ''
+"""
 
 
 def job_key(job_id: str) -> str:
@@ -65,14 +108,52 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def new_record(manifest: Manifest, job_id: str) -> dict[str, str]:
-    return {
+class Started(NamedTuple):
+    before: JobStatus | None  # None: gone; "expired" jobs come back as failed
+    expired: bool
+    webhook_events: str
+
+
+class NewJob(NamedTuple):
+    """What a submission records: the record's fields and, unless served from the cache,
+    the message to enqueue."""
+
+    fields: dict[str, str]
+    message: str
+    idempotency_key: str
+    idempotency_value: str
+
+
+def new_record(
+    manifest: Manifest,
+    job_id: str,
+    *,
+    deadline: float | None = None,
+    webhook_url: str | None = None,
+    webhook_events: list[str] | None = None,
+    cache_key: str | None = None,
+    cached_result: str | None = None,
+) -> dict[str, str]:
+    now = repr(time.time())
+    fields = {
         "id": job_id,
         "status": JobStatus.queued.value,
         "model_name": manifest.name,
         "model_version": manifest.version,
-        "created_at": repr(time.time()),
+        "created_at": now,
     }
+    if deadline is not None:
+        fields["deadline"] = repr(deadline)
+    if webhook_url:
+        fields["webhook_url"] = webhook_url
+        fields["webhook_events"] = ",".join(webhook_events or ["completed"])
+        fields["webhook"] = WebhookState().model_dump_json()
+    if cache_key:
+        fields["cache_key"] = cache_key
+    if cached_result is not None:
+        fields.update(status=JobStatus.succeeded.value, result=cached_result, cached="1",
+                      started_at=now, finished_at=now)
+    return fields
 
 
 def to_job(fields: dict[str, str]) -> Job:
@@ -82,9 +163,12 @@ def to_job(fields: dict[str, str]) -> Job:
         model={"name": fields["model_name"], "version": fields["model_version"]},
         result=json.loads(fields["result"]) if fields.get("result") else None,
         error=json.loads(fields["error"]) if fields.get("error") else None,
+        cached=bool(fields.get("cached")),
         created_at=_when(fields["created_at"]),
         started_at=_when(fields.get("started_at")),
         finished_at=_when(fields.get("finished_at")),
+        expires_at=_when(fields.get("deadline")),
+        webhook=json.loads(fields["webhook"]) if fields.get("webhook") else None,
     )
 
 
@@ -92,16 +176,33 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), tz=timezone.utc) if value else None
 
 
+def _create_call(new: NewJob, queue: str, ttl: int) -> tuple[list, list]:
+    fields = new.fields
+    keys = [job_key(fields["id"]), queue, new.idempotency_key, INDEX_KEY]
+    pairs = [v for item in fields.items() for v in item]
+    args = [ttl, new.message, new.idempotency_value, fields["created_at"], fields["id"], *pairs]
+    return keys, args
+
+
+def _expired_error() -> str:
+    return JobError(code="expired", message="the job's deadline (expires_in) passed before it ran").model_dump_json()
+
+
 class JobStore:
-    def __init__(self, client: redis.Redis, ttl_seconds: int):
+    """The worker's (and tests') side of the store: synchronous redis-py."""
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int, cache_ttl_seconds: int = 0):
         self.redis = client
         self.ttl = ttl_seconds
+        self.cache_ttl = cache_ttl_seconds
+        self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
 
     @classmethod
-    def from_url(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0) -> "JobStore":
-        """retries > 0 rides out a Redis restart (the worker); 0 fails fast (the API answers 503)."""
+    def from_url(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
+                 cache_ttl_seconds: int = 0) -> "JobStore":
+        """retries > 0 rides out a Redis restart (the worker); 0 fails fast."""
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -111,41 +212,54 @@ class JobStore:
             retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        return cls(client, ttl_seconds)
+        return cls(client, ttl_seconds, cache_ttl_seconds)
 
-    def create(self, manifest: Manifest, job_id: str | None = None) -> Job:
-        fields = new_record(manifest, job_id or new_job_id())
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(job_key(fields["id"]), mapping=fields)
-        pipe.expire(job_key(fields["id"]), self.ttl)
-        pipe.execute()
+    def create(self, manifest: Manifest, job_id: str | None = None, **record) -> Job:
+        """A queued record with no message (tests use it to drive the worker by hand)."""
+        fields = new_record(manifest, job_id or new_job_id(), **record)
+        keys, args = _create_call(NewJob(fields, "", "", ""), "unused", self.ttl)
+        self._create(keys=keys, args=args)
         return to_job(fields)
-
-    def delete(self, job_id: str) -> None:
-        self.redis.delete(job_key(job_id))
 
     def get(self, job_id: str) -> Job | None:
         fields = self.redis.hgetall(job_key(job_id))
         return to_job(fields) if fields else None
 
-    def start(self, job_ids: list[str]) -> list[JobStatus | None]:
-        """Mark queued jobs running; returns each job's status *before* the call (None: gone)."""
+    def start(self, job_ids: list[str]) -> list[Started]:
+        """Mark queued jobs running (or expired); reports each job's state before the call."""
         if not job_ids:
             return []
-        before = self._start(keys=[job_key(j) for j in job_ids], args=[repr(time.time())])
-        return [JobStatus(s) if s else None for s in before]
+        rows = self._start(
+            keys=[job_key(j) for j in job_ids], args=[repr(time.time()), _expired_error(), FINISHED_CHANNEL]
+        )
+        return [
+            Started(None if not s else (JobStatus.queued if s == "expired" else JobStatus(s)), s == "expired", ev)
+            for s, ev in rows
+        ]
 
-    def finish(self, outcomes: dict[str, Prediction | JobError]) -> None:
-        """Record terminal outcomes for running jobs in one round trip."""
+    def finish(self, outcomes: dict[str, Prediction | JobError]) -> list[str]:
+        """Record terminal outcomes of running jobs in one round trip; returns the ids recorded."""
         if not outcomes:
-            return
-        args = [repr(time.time()), FINISHED_CHANNEL]
+            return []
+        args = [repr(time.time()), FINISHED_CHANNEL, self.cache_ttl]
         for outcome in outcomes.values():
             if isinstance(outcome, Prediction):
                 args += [JobStatus.succeeded.value, "result", outcome.model_dump_json()]
             else:
                 args += [JobStatus.failed.value, "error", outcome.model_dump_json()]
-        self._finish(keys=[job_key(j) for j in outcomes], args=args)
+        return self._finish(keys=[job_key(j) for j in outcomes], args=args)
+
+    def webhook_target(self, job_id: str) -> tuple[Job | None, str | None]:
+        """The job as a receiver will see it, and where to send it."""
+        fields = self.redis.hgetall(job_key(job_id))
+        return (to_job(fields), fields.get("webhook_url")) if fields else (None, None)
+
+    def update_webhook(self, job_id: str, state: WebhookState) -> None:
+        # Only while the record exists: an expired job is not brought back by a late attempt.
+        self.redis.eval(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'webhook', ARGV[1]) end",
+            1, job_key(job_id), state.model_dump_json(),
+        )
 
     def heartbeat(self, hostname: str, ttl: int) -> None:
         self.redis.set(WORKER_PREFIX + hostname, repr(time.time()), ex=ttl)
@@ -163,6 +277,8 @@ class AsyncJobStore:
     def __init__(self, client: aioredis.Redis, ttl_seconds: int):
         self.redis = client
         self.ttl = ttl_seconds
+        self._create = client.register_script(_CREATE)
+        self._cancel = client.register_script(_CANCEL)
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: int, timeout: float) -> "AsyncJobStore":
@@ -172,19 +288,51 @@ class AsyncJobStore:
         )
         return cls(client, ttl_seconds)
 
-    async def create_and_enqueue(self, manifest: Manifest, queue: str, message: Callable[[str], str]) -> Job:
-        """Record the job and push its message atomically: both or neither."""
-        fields = new_record(manifest, new_job_id())
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(job_key(fields["id"]), mapping=fields)
-        pipe.expire(job_key(fields["id"]), self.ttl)
-        pipe.lpush(queue, message(fields["id"]))
-        await pipe.execute()
-        return to_job(fields)
+    async def create(self, new: NewJob, queue: str) -> tuple[Job | None, str | None]:
+        """Record the job and push its message atomically. With an idempotency key already
+        used, nothing is written and (None, the key's stored value) comes back."""
+        keys, args = _create_call(new, queue, self.ttl)
+        existing = await self._create(keys=keys, args=args)
+        return (None, existing) if existing else (to_job(new.fields), None)
 
     async def get(self, job_id: str) -> Job | None:
         fields = await self.redis.hgetall(job_key(job_id))
         return to_job(fields) if fields else None
+
+    async def get_fields(self, job_id: str, *names: str) -> list[str | None]:
+        return await self.redis.hmget(job_key(job_id), names)
+
+    async def cancel(self, job_id: str) -> JobStatus | None:
+        """Cancel a queued job; returns its status before the call (None: unknown)."""
+        before = await self._cancel(keys=[job_key(job_id)], args=[repr(time.time()), FINISHED_CHANNEL])
+        return JobStatus(before) if before else None
+
+    async def cached_result(self, cache_key: str) -> str | None:
+        return await self.redis.get(cache_key)
+
+    async def push(self, queue: str, message: str) -> None:
+        await self.redis.lpush(queue, message)
+
+    async def recent(self, limit: int, before: float | None, status: str | None,
+                     scan_limit: int = 1000) -> tuple[list[Job], float | None]:
+        """Newest first, created before `before`; filtered by status, examining at most
+        scan_limit index entries per call. Returns the page and the next cursor."""
+        high = f"({before!r}" if before is not None else "+inf"
+        entries = await self.redis.zrevrangebyscore(INDEX_KEY, high, "-inf", start=0, num=scan_limit,
+                                                    withscores=True)
+        jobs, cursor = [], None
+        for start in range(0, len(entries), 100):
+            chunk = entries[start : start + 100]
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id, _ in chunk:
+                pipe.hgetall(job_key(job_id))
+            for (job_id, score), fields in zip(chunk, await pipe.execute()):
+                cursor = score
+                if fields and (status is None or fields["status"] == status):
+                    jobs.append(to_job(fields))
+                    if len(jobs) == limit:
+                        return jobs, score
+        return jobs, (cursor if len(entries) == scan_limit else None)
 
     async def workers(self) -> list[str]:
         return sorted([k.removeprefix(WORKER_PREFIX) async for k in self.redis.scan_iter(WORKER_PREFIX + "*")])

@@ -50,7 +50,7 @@ def make_celery(settings: Settings, name: str) -> Celery:
     return app
 
 
-def redis_message(app: Celery, queue: str, task_id: str, args: list) -> str:
+def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str = INFER_TASK) -> str:
     """The Celery task message exactly as kombu's Redis transport stores it in the queue list.
 
     Celery builds the message (protocol 2 headers, properties, body); only kombu's Redis
@@ -58,7 +58,7 @@ def redis_message(app: Celery, queue: str, task_id: str, args: list) -> str:
     MULTI/EXEC round trip (no record without a message, none of the producer's per-call
     overhead). tests/shared/test_queue.py pins this against what kombu itself writes.
     """
-    message = app.amqp.as_task_v2(task_id, INFER_TASK, args=args, kwargs={}, argsrepr=f"[{task_id!r}, ...]")
+    message = app.amqp.as_task_v2(task_id, task, args=args, kwargs={}, argsrepr=f"[{task_id!r}, ...]")
     body = base64.b64encode(json.dumps(message.body).encode()).decode("ascii")
     properties = {
         **message.properties,

@@ -2,8 +2,15 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel
+
+
+class Problem(BaseModel):
+    """Body of every 4xx/5xx answer."""
+
+    detail: str
 
 
 class JobStatus(StrEnum):
@@ -32,11 +39,23 @@ class Prediction(BaseModel):
     label: str
     score: float
     top_k: list[LabelScore]
+    # Every label's probability, for models with at most FULL_PROBABILITIES_MAX labels.
+    probabilities: list[float] | None = None
+
+
+FULL_PROBABILITIES_MAX = 100
 
 
 class JobError(BaseModel):
     code: str
     message: str
+
+
+class WebhookState(BaseModel):
+    status: Literal["pending", "delivered", "failed", "disabled"] = "pending"
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
 
 
 class Job(BaseModel):
@@ -45,9 +64,12 @@ class Job(BaseModel):
     model: ModelRef
     result: Prediction | None = None
     error: JobError | None = None
+    cached: bool = False
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    expires_at: datetime | None = None
+    webhook: WebhookState | None = None
 
 
 class ModelInfo(BaseModel):
@@ -58,7 +80,27 @@ class ModelInfo(BaseModel):
     default: bool
 
 
-class Problem(BaseModel):
-    """Body of every 4xx/5xx answer."""
+class JobPage(BaseModel):
+    jobs: list[Job]
+    next_cursor: str | None = None
 
-    detail: str
+
+class BatchItem(BaseModel):
+    index: int
+    filename: str | None = None
+    job: Job | None = None
+    error: Problem | None = None
+    status_code: int
+
+
+class BatchResponse(BaseModel):
+    items: list[BatchItem]
+
+
+class SeedPrediction(BaseModel):
+    """The shape synchronous CIFAR-style /predict clients expect."""
+
+    class_label: str
+    confidence: float
+    probabilities: list[float]
+    job_id: str

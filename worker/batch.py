@@ -7,13 +7,14 @@ decoded, or that makes the model fail, fails alone while the rest of the batch s
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from shared.jobstore import JobStore
 from shared.queue import decode_tensor
-from shared.schemas import JobError, JobStatus, LabelScore, Prediction
+from shared.schemas import FULL_PROBABILITIES_MAX, JobError, JobStatus, LabelScore, Prediction
 from worker import metrics
 from worker.runtime import LoadedModel
 
@@ -43,7 +44,8 @@ def parse(args: tuple) -> Item | None:
 def to_prediction(probabilities: np.ndarray, labels: list[str]) -> Prediction:
     order = np.argsort(probabilities)[::-1][: min(TOP_K, len(labels))]
     top = [LabelScore(label=labels[i], score=round(float(probabilities[i]), 6)) for i in order]
-    return Prediction(label=top[0].label, score=top[0].score, top_k=top)
+    full = [round(float(p), 6) for p in probabilities] if len(labels) <= FULL_PROBABILITIES_MAX else None
+    return Prediction(label=top[0].label, score=top[0].score, top_k=top, probabilities=full)
 
 
 def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> dict:
@@ -59,10 +61,18 @@ def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> di
     return outcomes
 
 
-def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]) -> dict:
-    """Run the jobs that are still queued (or were running when a worker died); returns outcomes."""
+def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel],
+              notify: Callable[[list[tuple[str, str]]], None] = lambda hooks: None) -> dict:
+    """Run the jobs that are still queued (or were running when a worker died); returns
+    outcomes. `notify` gets the (job id, event) webhook deliveries that are due."""
     unique = list({item.job_id: item for item in items}.values())
-    before = store.start([item.job_id for item in unique])
+    started = store.start([item.job_id for item in unique])
+    subscribed = {item.job_id: s.webhook_events.split(",") for item, s in zip(unique, started) if s.webhook_events}
+    expired = [item.job_id for item, s in zip(unique, started) if s.expired]
+    running = [j for item, s in zip(unique, started)
+               if s.before == JobStatus.queued and not s.expired and "running" in subscribed.get(j := item.job_id, ())]
+    if running:
+        notify([(job_id, "running") for job_id in running])
     now = time.time()
     metrics.BATCH_SIZE.observe(len(unique))
     for item in unique:
@@ -70,10 +80,10 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             metrics.QUEUE_WAIT.observe(max(0.0, now - item.submitted_at))
     outcomes: dict[str, Prediction | JobError] = {}
     by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
-    for item, status in zip(unique, before):
-        if status not in (JobStatus.queued, JobStatus.running):
-            # Gone (expired), cancelled, or already finished by an earlier delivery.
-            log.info("skipping job %s (status %s)", item.job_id, status)
+    for item, state in zip(unique, started):
+        if state.expired or state.before not in (JobStatus.queued, JobStatus.running):
+            # Past its deadline, gone (TTL), cancelled, or finished by an earlier delivery.
+            log.info("skipping job %s (%s)", item.job_id, "expired" if state.expired else state.before)
             continue
         model = models.get(item.model_key)
         if model is None:
@@ -100,7 +110,10 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
         for (job_id, _), row in zip(jobs, probabilities):
             outcomes[job_id] = to_prediction(row, model.manifest.labels)
 
-    store.finish(outcomes)
+    finished = store.finish(outcomes)
+    completed = [j for j in [*expired, *finished] if "completed" in subscribed.get(j, ())]
+    if completed:
+        notify([(job_id, "completed") for job_id in completed])
     for item in unique:
         if item.job_id in outcomes:
             outcome = outcomes[item.job_id]

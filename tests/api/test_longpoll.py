@@ -25,6 +25,7 @@ def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
 
     def finish_later():
         time.sleep(0.5)
+        store.start([job.id])
         store.finish({job.id: JobError(code="x", message="done by test")})
         finished_at["t"] = time.monotonic()
 

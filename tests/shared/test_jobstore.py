@@ -16,8 +16,8 @@ def test_create_get_and_ttl(store):
 
 def test_transitions_are_guarded(store):
     a, b = store.create(MANIFEST).id, store.create(MANIFEST).id
-    assert store.start([a, b, "missing"]) == [JobStatus.queued, JobStatus.queued, None]
-    assert store.start([a]) == [JobStatus.running]
+    assert [s.before for s in store.start([a, b, "missing"])] == [JobStatus.queued, JobStatus.queued, None]
+    assert [s.before for s in store.start([a])] == [JobStatus.running]
     prediction = Prediction(label="1", score=0.9, top_k=[{"label": "1", "score": 0.9}])
     store.finish({a: prediction, b: JobError(code="x", message="y"), "missing": prediction})
     assert store.get(a).result == prediction and store.get(a).status == JobStatus.succeeded

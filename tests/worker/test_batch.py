@@ -71,7 +71,7 @@ def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, models, ma
 
 def test_job_left_running_by_a_dead_worker_runs_again(store, models, manifest, seven):
     job_id = store.create(manifest).id
-    assert store.start([job_id]) == [JobStatus.queued]
+    assert store.start([job_id])[0].before == JobStatus.queued
     run_batch([Item(job_id, manifest.key, seven), Item(job_id, manifest.key, seven)], store, models)
     assert store.get(job_id).status == JobStatus.succeeded
 
