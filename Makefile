@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Redis, one worker, the API and Flower in the foreground; Ctrl-C stops them all.
+# Redis, an inference worker, a webhook worker, the API and Flower in the foreground;
+# Ctrl-C stops them all. WEBHOOK_SECRET and WEBHOOK_ALLOWED_HOSTS pass through from the environment.
 # Each child gets SIGTERM (the worker re-queues what it holds); Redis stops last, flushing its AOF.
 run: $(STAMP)
 	@mkdir -p $(RUN_DIR); \
@@ -32,6 +33,7 @@ run: $(STAMP)
 		--appendonly yes --save "" --maxmemory-policy noeviction & redis_pid="$$!"; \
 	until $(PY) -c "import redis; redis.Redis(port=$(REDIS_PORT)).ping()" 2>/dev/null; do sleep 0.2; done; \
 	$(VENV)/bin/celery -A worker.app worker --loglevel INFO & pids="$$!"; \
+	$(VENV)/bin/celery -A worker.webhooks worker --loglevel INFO -n webhooks@%h & pids="$$pids $$!"; \
 	$(VENV)/bin/uvicorn api.main:app --host 127.0.0.1 --port $(API_PORT) & pids="$$pids $$!"; \
 	$(VENV)/bin/celery -A worker.app flower --address=127.0.0.1 --port=$(FLOWER_PORT) & pids="$$pids $$!"; \
 	echo "API http://127.0.0.1:$(API_PORT)/docs  Flower http://127.0.0.1:$(FLOWER_PORT)  (Ctrl-C stops all)"; \

@@ -4,9 +4,6 @@ settings (acks_late, prefetch) as the inference worker, one solo process.
     celery -A benchmarks.noop worker
 """
 
-from celery import signals
-
-from shared.jobstore import JobStore
 from shared.queue import make_celery
 from shared.settings import get_settings
 
@@ -20,8 +17,3 @@ app.conf.update(worker_pool="solo", worker_concurrency=1)
 def noop(*args):
     return None
 
-
-@signals.worker_ready.connect
-def _announce(sender, **_):
-    # The same readiness signal as the real worker's heartbeat, so the harness can wait on it.
-    JobStore.from_url(settings.redis_url, 60, 2).heartbeat(sender.hostname, ttl=3600)

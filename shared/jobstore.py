@@ -100,6 +100,15 @@ return status or ''
 """
 
 
+_WEBHOOK_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local state = cjson.decode(ARGV[1])
+state['attempts'] = redis.call('HINCRBY', KEYS[1], 'webhook_attempts', 1)
+redis.call('HSET', KEYS[1], 'webhook', cjson.encode(state))
+return state['attempts']
+"""
+
+
 def job_key(job_id: str) -> str:
     return f"job:{job_id}"
 
@@ -198,6 +207,7 @@ class JobStore:
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
+        self._webhook_attempt = client.register_script(_WEBHOOK_ATTEMPT)
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
@@ -254,12 +264,10 @@ class JobStore:
         fields = self.redis.hgetall(job_key(job_id))
         return (to_job(fields), fields.get("webhook_url")) if fields else (None, None)
 
-    def update_webhook(self, job_id: str, state: WebhookState) -> None:
-        # Only while the record exists: an expired job is not brought back by a late attempt.
-        self.redis.eval(
-            "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'webhook', ARGV[1]) end",
-            1, job_key(job_id), state.model_dump_json(),
-        )
+    def record_webhook_attempt(self, job_id: str, state: WebhookState) -> None:
+        """Count one more attempt and store the outcome. Atomic, as deliveries of a job's
+        events run concurrently; never brings back an expired record."""
+        self._webhook_attempt(keys=[job_key(job_id)], args=[state.model_dump_json()])
 
     def heartbeat(self, hostname: str, ttl: int) -> None:
         self.redis.set(WORKER_PREFIX + hostname, repr(time.time()), ex=ttl)

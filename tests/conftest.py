@@ -1,6 +1,7 @@
 """Real parts for every test: redis-server on an ephemeral port, Celery worker and uvicorn
 processes started from the repository, the committed model."""
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,24 @@ def heldout():
     return images, labels
 
 
+_sizes = itertools.count(100)
+
+
 @pytest.fixture
-def digit_png(heldout):
+def digit_png(heldout) -> bytes:
+    """A held-out 7, drawn at a size no other test used: the result cache never answers it."""
     images, labels = heldout
-    index = int(np.flatnonzero(labels == 7)[0])
-    return render(images[index], size=64)
+    return render(images[int(np.flatnonzero(labels == 7)[0])], size=next(_sizes))
+
+
+@pytest.fixture
+def unique_png(heldout):
+    """Factory: held-out digit number i, drawn at a size no other test used."""
+
+    def make(index: int = 0) -> bytes:
+        return render(heldout[0][index], size=next(_sizes))
+
+    return make
 
 
 @pytest.fixture

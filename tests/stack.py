@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import redis
 
-from shared.jobstore import JobStore
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -96,11 +95,9 @@ class Worker:
             cwd=ROOT, env=service_env(redis_url, **settings),
             stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )
-        store = JobStore(redis.Redis.from_url(redis_url, decode_responses=True), 60)
-        wait_for(
-            lambda: self.proc.poll() is None and any(w.startswith(self.name + "@") for w in store.workers()),
-            90, f"worker {self.name} (log: {self.log})",
-        )
+        # Celery logs "<name>@<host> ready." once the consumer runs (models already loaded).
+        wait_for(lambda: self.proc.poll() is None and " ready." in self.log.read_text(), 90,
+                 f"worker {self.name} (log: {self.log})")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -17,9 +17,10 @@ from redis.exceptions import RedisError
 
 from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
-from shared.queue import make_celery
+from shared.queue import make_celery, redis_message
 from shared.registry import Registry
 from shared.settings import get_settings
+from shared.webhooks import DELIVER_TASK
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class Serving:
         if cls.runtime is not None and cls.runtime.pid == os.getpid():
             return
         cls.store = JobStore.from_url(
-            settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8
+            settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8,
+            cache_ttl_seconds=settings.result_cache_ttl_seconds,
         )
         cls.runtime = Runtime(Registry(settings.model_dir, settings.default_model), settings.max_batch_size)
         for key, seconds in cls.runtime.load_seconds.items():
@@ -69,6 +71,15 @@ def _load_unless_forking(sender, **_):
 @signals.worker_process_init.connect
 def _load_in_child(**_):
     Serving.load()
+
+
+def notify_webhooks(hooks: list[tuple[str, str]]) -> None:
+    """Queue webhook deliveries for the webhook worker, in one round trip."""
+    queue = settings.webhook_queue
+    pipe = Serving.store.redis.pipeline(transaction=False)
+    for job_id, event in hooks:
+        pipe.lpush(queue, redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK))
+    pipe.execute()
 
 
 class Heartbeat(bootsteps.StartStopStep):

@@ -7,7 +7,7 @@ from celery_batches import Batches
 
 from shared.queue import INFER_TASK
 from shared.schemas import Prediction
-from worker.app import Serving, app, settings
+from worker.app import Serving, app, notify_webhooks, settings
 from worker.batch import parse, run_batch
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def infer(self, requests):
     started = time.perf_counter()
     for item in items:
         self.send_event("task-started", item.job_id)
-    outcomes = run_batch(items, Serving.store, Serving.runtime.models)
+    outcomes = run_batch(items, Serving.store, Serving.runtime.models, notify_webhooks)
     runtime = time.perf_counter() - started
     for job_id, outcome in outcomes.items():
         if isinstance(outcome, Prediction):

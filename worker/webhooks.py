@@ -13,7 +13,7 @@ from celery import Celery
 
 from shared.jobstore import JobStore
 from shared.queue import make_celery
-from shared.schemas import WebhookState
+from shared.schemas import JobStatus, WebhookState
 from shared.settings import get_settings
 from shared.webhooks import (
     DELIVER_TASK, WebhookRefused, backoff, check_destination, retry_after_seconds, signed_headers, split_list,
@@ -58,9 +58,11 @@ def deliver(self, job_id: str, event: str, attempt: int = 1) -> str:
     state = job.webhook or WebhookState()
     if state.status == "disabled":
         return "disabled"
+    if event == "running":
+        # The record as it was at that moment, though the job may have finished since.
+        job = job.model_copy(update={"status": JobStatus.running, "result": None, "error": None, "finished_at": None})
     body = job.model_dump_json()
     code, error, retry_after = attempt_once(url, f"msg_{job_id}_{event}", body)
-    state.attempts += 1
     state.last_status_code, state.last_error = code, error
     refused = error is not None and error.startswith("refused")
     if code is not None and 200 <= code < 300:
@@ -69,11 +71,11 @@ def deliver(self, job_id: str, event: str, attempt: int = 1) -> str:
         state.status = "disabled"  # the receiver asked us to stop for this job
     elif not refused and (code is None or code == 429 or code >= 500) and attempt < settings.webhook_max_attempts:
         state.status = "pending"
-        store.update_webhook(job_id, state)
+        store.record_webhook_attempt(job_id, state)
         delay = min(backoff(attempt, settings.webhook_backoff_seconds, MAX_WAIT, retry_after), MAX_WAIT)
         log.info("webhook %s/%s attempt %d failed (%s); retry in %.1fs", job_id, event, attempt, error, delay)
         raise self.retry(args=(job_id, event, attempt + 1), countdown=delay)
     else:
         state.status = "failed"
-    store.update_webhook(job_id, state)
+    store.record_webhook_attempt(job_id, state)
     return state.status

@@ -35,10 +35,10 @@ def test_api_metrics_count_requests_submissions_rejections_and_backlog(api, work
     assert 'inference_queue_backlog_jobs{state="in_flight"}' in after
 
 
-def test_worker_metrics_show_batches_jobs_and_model_load(api, worker, digit_png):
+def test_worker_metrics_show_batches_jobs_and_model_load(api, worker, unique_png):
     before = httpx.get(worker.metrics_url).text
-    for _ in range(3):
-        api.wait_terminal(api.submit(digit_png).json()["id"])
+    for i in range(3):
+        api.wait_terminal(api.submit(unique_png(i)).json()["id"])
     after = httpx.get(worker.metrics_url).text
     assert sample(after, "inference_jobs_total", model="digits:1", outcome="succeeded") - sample(
         before, "inference_jobs_total", model="digits:1", outcome="succeeded") == 3
