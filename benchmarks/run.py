@@ -80,12 +80,16 @@ class Bench:
     def close(self):
         self.redis.stop()
 
+    @staticmethod
+    def env(model_dir: Path, model: str) -> dict:
+        # The result cache off: every job must be inferred, or repeats would flatter the figures.
+        return dict(model_dir=model_dir, default_model=model, result_cache_ttl_seconds=0)
+
     def e2e(self, model_dir: Path, model: str, images: list[bytes], concurrency: int,
             warmup: int = 32, **worker_settings) -> dict:
         self.redis.client().flushall()
-        env = dict(model_dir=model_dir, default_model=model)
-        worker = Worker(self.redis.url, self.workdir, **env, **worker_settings)
-        api = Api(self.redis.url, self.workdir, **env)
+        worker = Worker(self.redis.url, self.workdir, **self.env(model_dir, model), **worker_settings)
+        api = Api(self.redis.url, self.workdir, **self.env(model_dir, model))
         try:
             closed_loop(api.url, images[:warmup], model, concurrency)
             before = httpx.get(worker.metrics_url).text
@@ -102,9 +106,8 @@ class Bench:
 
     def light_load(self, model_dir: Path, model: str, images: list[bytes], rate: float, **worker_settings) -> dict:
         self.redis.client().flushall()
-        env = dict(model_dir=model_dir, default_model=model)
-        worker = Worker(self.redis.url, self.workdir, **env, **worker_settings)
-        api = Api(self.redis.url, self.workdir, **env)
+        worker = Worker(self.redis.url, self.workdir, **self.env(model_dir, model), **worker_settings)
+        api = Api(self.redis.url, self.workdir, **self.env(model_dir, model))
         try:
             open_loop(api.url, images[:10], model, rate)
             return open_loop(api.url, images, model, rate)

@@ -7,12 +7,18 @@ from prometheus_client.core import GaugeMetricFamily
 UNACKED_HASH = "unacked"
 
 
+def backlog_commands(pipe, queue: str):
+    """Queue the two reads on a (sync or asyncio) pipeline; pass its results to as_backlog."""
+    return pipe.llen(queue).hlen(UNACKED_HASH)
+
+
+def as_backlog(results: list[int]) -> dict[str, int]:
+    queued, in_flight = results
+    return {"queued": queued, "in_flight": in_flight, "total": queued + in_flight}
+
+
 def backlog(client: redis.Redis, queue: str) -> dict[str, int]:
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(queue)
-    pipe.hlen(UNACKED_HASH)
-    queued, in_flight = pipe.execute()
-    return {"queued": queued, "in_flight": in_flight}
+    return as_backlog(backlog_commands(client.pipeline(transaction=False), queue).execute())
 
 
 class BacklogCollector:
@@ -27,8 +33,9 @@ class BacklogCollector:
             labels=["state"],
         )
         try:
-            for state, value in backlog(self.client, self.queue).items():
-                gauge.add_metric([state], value)
+            counts = backlog(self.client, self.queue)
+            for state in ("queued", "in_flight"):
+                gauge.add_metric([state], counts[state])
         except redis.RedisError:
             pass  # no sample rather than a failed scrape
         yield gauge

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(2.0, gt=0, description="Socket timeout for Redis calls.")
 
     max_batch_size: int = Field(32, ge=1, description="Largest batch the worker runs at once.")
-    max_delay_ms: int = Field(5, ge=0, description="How long a partial batch waits for more jobs.")
+    max_delay_ms: int = Field(2, ge=0, description="How long a partial batch waits for more jobs.")
     prefetch_batches: int = Field(2, ge=1, description="Prefetch = this many batches per worker.")
     worker_metrics_port: int = Field(9100, ge=0, description="Worker's Prometheus port (0: off).")
 
