@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import Services
 from api.metrics import SUBMITTED
-from api.uploads import reject, resolve_model, to_tensor
+from api.uploads import reject, resolve_model, to_pixels
 from shared.jobstore import NewJob, new_job_id, new_record
-from shared.queue import encode_tensor, redis_message
+from shared.queue import encode_pixels, redis_message
 from shared.schemas import Job
 from shared.webhooks import EVENTS, DELIVER_TASK, WebhookRefused, split_list, validate_url
 
@@ -70,10 +70,10 @@ async def submit(data: bytes, options: Options, svc: Services) -> tuple[Job, boo
     message = ""
     if cached is None:
         if len(data) > INLINE_PREPROCESS_BYTES:
-            tensor = await run_in_threadpool(to_tensor, data, manifest, settings.max_image_pixels)
+            pixels = await run_in_threadpool(to_pixels, data, manifest, settings.max_image_pixels)
         else:
-            tensor = to_tensor(data, manifest, settings.max_image_pixels)
-        args = [job_id, manifest.key, encode_tensor(tensor), time.time()]
+            pixels = to_pixels(data, manifest, settings.max_image_pixels)
+        args = [job_id, manifest.key, encode_pixels(pixels), time.time()]
         message = redis_message(svc.celery, settings.queue_name, job_id, args)
     fingerprint = hashlib.sha256(
         f"{digest}|{manifest.key}|{options.webhook_url}|{options.webhook_events}|{options.expires_in}".encode()

@@ -5,7 +5,7 @@ from fastapi import HTTPException, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from api.metrics import REJECTED
-from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, preprocess
+from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, pixels_of
 from shared.registry import Manifest, Registry, UnknownModel
 
 # Multipart framing and small form fields on top of the file itself.
@@ -59,9 +59,9 @@ def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-def to_tensor(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
+def to_pixels(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
     try:
-        return preprocess(data, manifest, max_pixels)
+        return pixels_of(data, manifest, max_pixels)
     except ImageTooLarge as exc:
         raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_many_pixels", str(exc)) from exc
     except UnsupportedFormat as exc:

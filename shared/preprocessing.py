@@ -98,7 +98,8 @@ def _make_ink_bright(pixels: np.ndarray) -> np.ndarray:
     return np.clip(pixels * (255.0 / peak), 0, 255)
 
 
-def to_tensor(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, int, int]) -> np.ndarray:
+def to_pixels(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """The model's input before scaling: HxWxC, 0..255 (what travels on the queue, as uint8)."""
     height, width, channels = input_shape
     pixels = np.asarray(_to_mode(image, spec.color_mode), dtype=np.float32)
     if pixels.ndim == 2:
@@ -118,9 +119,19 @@ def to_tensor(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, i
         ],
         axis=2,
     )
+    return np.clip(resized, 0, 255)
+
+
+def scale(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """0..255 -> the model's range, linearly (the worker does this, batched)."""
     low, high = spec.scale
-    return (low + resized * ((high - low) / 255.0)).astype(np.float32)
+    return (low + pixels.astype(np.float32) * np.float32((high - low) / 255.0)).astype(np.float32)
+
+
+def pixels_of(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
+    return to_pixels(decode(data, max_pixels), manifest.preprocessing, manifest.input_shape)
 
 
 def preprocess(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
-    return to_tensor(decode(data, max_pixels), manifest.preprocessing, manifest.input_shape)
+    """Bytes -> the model's input tensor (training and tests; serving splits it at the queue)."""
+    return scale(pixels_of(data, manifest, max_pixels), manifest.preprocessing)

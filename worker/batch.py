@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.jobstore import JobStore
-from shared.queue import decode_tensor
+from shared.preprocessing import scale
+from shared.queue import decode_pixels
 from shared.schemas import FULL_PROBABILITIES_MAX, JobError, JobStatus, LabelScore, Prediction
 from worker import metrics
 from worker.runtime import LoadedModel
@@ -51,9 +52,9 @@ def to_prediction(probabilities: np.ndarray, labels: list[str]) -> Prediction:
 def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> dict:
     """Fallback after a batch failed: find the job(s) responsible, run the rest."""
     outcomes: dict[str, Prediction | JobError] = {}
-    for job_id, tensor in items:
+    for job_id, pixels in items:
         try:
-            probabilities = model.predict(tensor[None])[0]
+            probabilities = model.predict(scale(pixels[None], model.manifest.preprocessing))[0]
             outcomes[job_id] = to_prediction(probabilities, model.manifest.labels)
         except Exception as exc:  # noqa: BLE001 - any model error fails this job only
             log.exception("job %s failed in the model", job_id)
@@ -92,17 +93,18 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             )
             continue
         try:
-            tensor = decode_tensor(item.payload, model.manifest.input_shape)
+            pixels = decode_pixels(item.payload, model.manifest.input_shape)
         except ValueError as exc:
             outcomes[item.job_id] = JobError(code="invalid_input", message=str(exc))
             continue
-        by_model[item.model_key].append((item.job_id, tensor))
+        by_model[item.model_key].append((item.job_id, pixels))
 
     for key, jobs in by_model.items():
         model = models[key]
         try:
+            batch = scale(np.stack([pixels for _, pixels in jobs]), model.manifest.preprocessing)
             with metrics.INFERENCE.labels(key).time():
-                probabilities = model.predict(np.stack([tensor for _, tensor in jobs]))
+                probabilities = model.predict(batch)
         except Exception:  # noqa: BLE001
             log.exception("batch of %d for %s failed; retrying one by one", len(jobs), key)
             outcomes.update(_predict_each(model, jobs))

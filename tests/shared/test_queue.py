@@ -1,19 +1,26 @@
 import numpy as np
 import pytest
 
-from shared.queue import celery_config, decode_tensor, encode_tensor
+from shared.preprocessing import scale
+from shared.queue import celery_config, decode_pixels, encode_pixels
+from shared.registry import Preprocessing
 from shared.settings import Settings
 
 
-def test_tensor_round_trip_and_rejections():
-    tensor = np.arange(64, dtype=np.float32).reshape(8, 8, 1)
-    np.testing.assert_array_equal(decode_tensor(encode_tensor(tensor), (8, 8, 1)), tensor)
+def test_pixels_round_trip_as_uint8_and_rejections():
+    pixels = np.linspace(0, 255, 64, dtype=np.float32).reshape(8, 8, 1)
+    decoded = decode_pixels(encode_pixels(pixels), (8, 8, 1))
+    assert decoded.dtype == np.uint8
+    assert np.abs(decoded - pixels).max() <= 0.5  # rounding only
     with pytest.raises(ValueError, match="bytes"):
-        decode_tensor(encode_tensor(tensor), (4, 4, 1))
+        decode_pixels(encode_pixels(pixels), (4, 4, 1))
     with pytest.raises(ValueError):
-        decode_tensor("not base64!", (8, 8, 1))
-    with pytest.raises(ValueError, match="NaN"):
-        decode_tensor(encode_tensor(np.full((8, 8, 1), np.inf, np.float32)), (8, 8, 1))
+        decode_pixels("not base64!", (8, 8, 1))
+
+
+def test_scale_maps_pixels_onto_the_manifest_range():
+    spec = Preprocessing(scale=(-1, 1))
+    np.testing.assert_allclose(scale(np.array([0, 127.5, 255]), spec), [-1, 0, 1], atol=1e-6)
 
 
 def test_delivery_settings_lose_no_job():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from shared.preprocessing import preprocess
-from shared.queue import encode_tensor
+from shared.preprocessing import pixels_of
+from shared.queue import encode_pixels
 from shared.registry import Registry
 from shared.schemas import JobStatus
 from shared.settings import Settings
@@ -24,23 +24,23 @@ def manifest(models):
 
 @pytest.fixture
 def seven(digit_png, manifest) -> str:
-    return encode_tensor(preprocess(digit_png, manifest, 10**7))
+    return encode_pixels(pixels_of(digit_png, manifest, 10**7))
 
 
 def test_bad_job_fails_alone_rest_succeed(store, models, manifest, seven):
     good = [store.create(manifest).id for _ in range(3)]
     bad_shape = store.create(manifest).id
-    bad_values = store.create(manifest).id
+    bad_encoding = store.create(manifest).id
     items = [Item(j, manifest.key, seven) for j in good]
-    items.append(Item(bad_shape, manifest.key, encode_tensor(np.zeros((4, 4), np.float32))))
-    items.append(Item(bad_values, manifest.key, encode_tensor(np.full((8, 8, 1), np.nan, np.float32))))
+    items.append(Item(bad_shape, manifest.key, encode_pixels(np.zeros((4, 4)))))
+    items.append(Item(bad_encoding, manifest.key, "%%% not base64 %%%"))
 
     run_batch(items, store, models)
 
     for job_id in good:
         job = store.get(job_id)
         assert job.status == JobStatus.succeeded and job.result.label == "7"
-    for job_id, words in ((bad_shape, "bytes"), (bad_values, "NaN")):
+    for job_id, words in ((bad_shape, "bytes"), (bad_encoding, "")):
         job = store.get(job_id)
         assert job.status == JobStatus.failed
         assert job.error.code == "invalid_input" and words in job.error.message

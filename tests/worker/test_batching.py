@@ -7,8 +7,8 @@ import time
 import httpx
 
 from shared.jobstore import JobStore
-from shared.preprocessing import preprocess
-from shared.queue import encode_tensor, make_celery, redis_message
+from shared.preprocessing import pixels_of
+from shared.queue import encode_pixels, make_celery, redis_message
 from shared.registry import Registry
 from shared.settings import Settings
 from tests.stack import Worker, wait_for
@@ -48,7 +48,7 @@ def test_prefetch_is_bounded_and_the_backlog_stays_in_redis(private_stack, logdi
     client = server.client()
     settings = Settings(redis_url=server.url)
     manifest = Registry(settings.model_dir, "digits").resolve(None)
-    payload = encode_tensor(preprocess(digit_png, manifest, 10**7))
+    payload = encode_pixels(pixels_of(digit_png, manifest, 10**7))
     celery = make_celery(settings, "test")
     # 300 queued jobs before the worker starts.
     pipe = client.pipeline()

@@ -1,0 +1,76 @@
+import json
+import re
+
+from api.metrics import REJECTED  # noqa: F401 - registers the API's metrics
+from prometheus_client import REGISTRY
+
+from shared.settings import REPO_ROOT, Settings
+from tests.deploy.conftest import SETTINGS_ENV
+from worker import metrics as worker_metrics  # noqa: F401 - registers the worker's metrics
+
+MONITORING = REPO_ROOT / "k8s" / "monitoring"
+NOT_SETTINGS = {"API_WORKERS", "FLOWER_BASIC_AUTH", "NVIDIA_VISIBLE_DEVICES", "REDISCLI_AUTH",
+                "GF_SECURITY_ADMIN_PASSWORD"}
+
+
+def test_services_wait_for_healthy_dependencies(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, (name, dependency)
+            assert condition["condition"] in ("service_healthy", "service_started"), name
+    assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["redis"] and "healthcheck" in services["api"]
+
+
+def test_redis_is_durable_and_protected(compose):
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "${REDIS_PASSWORD:?" in command[command.index("--requirepass") + 1]
+    assert "redis-data:/data" in compose["services"]["redis"]["volumes"]
+
+
+def test_secrets_are_required_not_defaulted():
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    for secret in ("REDIS_PASSWORD", "FLOWER_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        assert re.search(r"\$\{" + secret + r":\?", text), secret
+        assert not re.search(r"\$\{" + secret + r":-", text), secret
+
+
+def test_profiles_gpu_and_monitoring(compose):
+    services = compose["services"]
+    gpu = services["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["args"]["VARIANT"] == "gpu"
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert services["worker"]["build"]["args"]["VARIANT"] == "cpu" and "profiles" not in services["worker"]
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["monitoring"]
+
+
+def test_env_vars_are_real_settings(compose):
+    for name, service in compose["services"].items():
+        for var in service.get("environment", {}):
+            assert var in SETTINGS_ENV | NOT_SETTINGS, (name, var)
+    assert compose["services"]["worker"]["environment"]["QUEUE_NAME"] == Settings().queue_name
+
+
+def test_prometheus_scrapes_real_services_and_ports(compose):
+    import yaml
+
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in config["scrape_configs"]}
+    assert targets == {"api": "api:8000", "worker": f"worker:{Settings().worker_metrics_port}", "flower": "flower:5555"}
+    for target in targets.values():
+        assert target.split(":")[0] in compose["services"]
+
+
+def test_dashboard_queries_only_metrics_that_exist():
+    ours = {metric.name for metric in REGISTRY.collect()} | {"inference_queue_backlog_jobs"}
+    dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "inference.json").read_text())
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in ("throughput", "latency", "batch", "backlog", "error", "workers"):
+        assert topic in titles, topic
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"\b((?:inference|http)_[a-z_]+?)(?:_bucket|_sum|_count|_total)?\b", target["expr"]):
+                assert name in ours or name.removesuffix("_total") in ours, (panel["title"], name)

@@ -1,0 +1,121 @@
+import json
+import os
+
+import pytest
+from kubernetes_validate import validate
+
+from api.main import app
+from shared.settings import Settings
+from tests.deploy.conftest import K8S, SETTINGS_ENV, by_kind, render
+
+CRDS = {"ScaledObject", "TriggerAuthentication"}
+NOT_SETTINGS = {"REDIS_PASSWORD", "KERAS_HOME", "FLOWER_BASIC_AUTH", "REDISCLI_AUTH"}
+WORKLOADS = ("Deployment", "StatefulSet")
+
+
+def containers(docs):
+    for kind in WORKLOADS:
+        for name, doc in by_kind(docs, kind).items():
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                yield name, doc, container
+
+
+@pytest.mark.parametrize("variant", ["base", "cpu"])
+def test_every_manifest_validates_against_the_kubernetes_schema(variant, request):
+    for doc in request.getfixturevalue(variant):
+        if doc["kind"] not in CRDS:
+            validate(doc, "1.32.0", strict=True)
+
+
+def test_managed_redis_component_swaps_the_statefulset_for_an_alias(tmp_path):
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(json.dumps({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "base", overlay)],
+        "components": [os.path.relpath(K8S / "components" / "managed-redis", overlay)],
+    }))
+    docs = render(overlay)
+    assert "redis" not in by_kind(docs, "StatefulSet")
+    assert by_kind(docs, "Service")["redis"]["spec"]["type"] == "ExternalName"
+
+
+def test_containers_are_hardened_and_sized(base):
+    for name, doc, container in containers(base):
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True, name
+        assert security["allowPrivilegeEscalation"] is False, name
+        assert security["capabilities"]["drop"] == ["ALL"], name
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+        assert "livenessProbe" in container, name
+        assert "readinessProbe" in container or name == "webhooks", name
+
+
+def test_gpu_workers_by_default_cpu_in_the_overlay(base, cpu):
+    gpu_pod = by_kind(base, "Deployment")["worker"]["spec"]["template"]["spec"]
+    assert gpu_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu_pod["tolerations"]
+    assert gpu_pod["containers"][0]["image"].endswith("-gpu")
+    cpu_pod = by_kind(cpu, "Deployment")["worker"]["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in cpu_pod["containers"][0]["resources"]["limits"]
+    assert "tolerations" not in cpu_pod and "nodeSelector" not in cpu_pod
+    assert cpu_pod["containers"][0]["image"].endswith("-cpu")
+    # Long enough to drain a batch.
+    assert gpu_pod["terminationGracePeriodSeconds"] >= 60
+
+
+def test_env_vars_are_real_settings(base):
+    config = by_kind(base, "ConfigMap")["inference-config"]["data"]
+    assert set(config) <= SETTINGS_ENV, set(config) - SETTINGS_ENV
+    assert config["QUEUE_NAME"] == Settings().queue_name
+    for name, _, container in containers(base):
+        for var in container.get("env", []):
+            assert var["name"] in SETTINGS_ENV | NOT_SETTINGS, (name, var["name"])
+
+
+def test_keda_scales_on_queued_plus_in_flight_of_the_real_queue(base):
+    scaled = by_kind(base, "ScaledObject")["worker"]
+    triggers = {t["name"]: t for t in scaled["spec"]["triggers"]}
+    assert triggers["queued"]["type"] == "redis"
+    assert triggers["queued"]["metadata"]["listName"] == Settings().queue_name
+    assert triggers["queued"]["authenticationRef"]["name"] in by_kind(base, "TriggerAuthentication")
+    in_flight = triggers["in_flight"]
+    assert in_flight["type"] == "metrics-api" and in_flight["metadata"]["url"].endswith("/queue")
+    assert in_flight["metadata"]["valueLocation"] == "in_flight"
+    assert scaled["spec"]["advanced"]["scalingModifiers"]["formula"] == "queued + in_flight"
+    assert scaled["spec"]["minReplicaCount"] == 0
+    assert scaled["spec"]["scaleTargetRef"]["name"] in by_kind(base, "Deployment")
+
+
+def test_probes_and_ports_match_the_code(base):
+    routes = set(app.openapi()["paths"])
+    assert "/queue" in routes
+    api = by_kind(base, "Deployment")["api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] in routes
+    assert api["livenessProbe"]["httpGet"]["path"] in routes
+    assert api["ports"][0]["containerPort"] == 8000
+    worker = by_kind(base, "Deployment")["worker"]["spec"]["template"]["spec"]["containers"][0]
+    assert worker["ports"][0]["containerPort"] == Settings().worker_metrics_port
+    service_ports = {name: s["spec"]["ports"][0] for name, s in by_kind(base, "Service").items()}
+    assert service_ports["api"]["port"] == 8000 and service_ports["redis"]["port"] == 6379
+
+
+def test_only_our_workloads_reach_redis(base):
+    policy = by_kind(base, "NetworkPolicy")["redis-clients-only"]
+    allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
+    redis_clients = {"api", "worker", "webhooks", "flower"}
+    assert set(allowed) == redis_clients
+    deployments = set(by_kind(base, "Deployment"))
+    assert redis_clients <= deployments
+
+
+def test_flux_deploys_an_existing_path():
+    import yaml
+
+    sync = yaml.safe_load((K8S / "flux" / "sync.yaml").read_text())
+    source = yaml.safe_load((K8S / "flux" / "source.yaml").read_text())
+    assert sync["spec"]["sourceRef"]["name"] == source["metadata"]["name"]
+    assert (K8S.parent / sync["spec"]["path"] / "kustomization.yaml").is_file()
