@@ -2,7 +2,13 @@
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.responses import Response
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])

@@ -14,7 +14,13 @@ from api.uploads import reject, resolve_model, to_pixels
 from shared.jobstore import NewJob, new_job_id, new_record
 from shared.queue import encode_pixels, redis_message
 from shared.schemas import Job
-from shared.webhooks import EVENTS, DELIVER_TASK, WebhookRefused, split_list, validate_url
+from shared.webhooks import (
+    DELIVER_TASK,
+    EVENTS,
+    WebhookRefused,
+    split_list,
+    validate_url,
+)
 
 # Preprocessing a small upload is quicker than a thread hop; a big one must not stall the loop.
 INLINE_PREPROCESS_BYTES = 256 * 1024

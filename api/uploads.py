@@ -5,7 +5,12 @@ from fastapi import HTTPException, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from api.metrics import REJECTED
-from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, pixels_of
+from shared.preprocessing import (
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedFormat,
+    pixels_of,
+)
 from shared.registry import Manifest, Registry, UnknownModel
 
 # Multipart framing and small form fields on top of the file itself.

@@ -16,7 +16,6 @@ which wakes the API's long-polls.
 import json
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import NamedTuple
 

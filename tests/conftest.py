@@ -11,6 +11,7 @@ from models.digits_data import render, split
 from shared.jobstore import JobStore
 from tests.stack import Api, RedisServer, Worker, wait_for  # noqa: F401 - re-exported for tests
 
+
 @pytest.fixture(scope="session")
 def logdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("logs")

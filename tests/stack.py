@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import redis
 
-
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

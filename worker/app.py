@@ -46,7 +46,9 @@ class Serving:
 
     @classmethod
     def load(cls) -> None:
-        from worker.runtime import Runtime  # TensorFlow is imported here, after any fork
+        from worker.runtime import (
+            Runtime,  # TensorFlow is imported here, after any fork
+        )
 
         if cls.runtime is not None and cls.runtime.pid == os.getpid():
             return

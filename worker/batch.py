@@ -15,7 +15,13 @@ import numpy as np
 from shared.jobstore import JobStore
 from shared.preprocessing import scale
 from shared.queue import decode_pixels
-from shared.schemas import FULL_PROBABILITIES_MAX, JobError, JobStatus, LabelScore, Prediction
+from shared.schemas import (
+    FULL_PROBABILITIES_MAX,
+    JobError,
+    JobStatus,
+    LabelScore,
+    Prediction,
+)
 from worker import metrics
 from worker.runtime import LoadedModel
 

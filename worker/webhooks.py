@@ -16,7 +16,13 @@ from shared.queue import make_celery
 from shared.schemas import JobStatus, WebhookState
 from shared.settings import get_settings
 from shared.webhooks import (
-    DELIVER_TASK, WebhookRefused, backoff, check_destination, retry_after_seconds, signed_headers, split_list,
+    DELIVER_TASK,
+    WebhookRefused,
+    backoff,
+    check_destination,
+    retry_after_seconds,
+    signed_headers,
+    split_list,
 )
 
 log = logging.getLogger(__name__)

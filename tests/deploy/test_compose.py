@@ -1,9 +1,9 @@
 import json
 import re
 
-from api.metrics import REJECTED  # noqa: F401 - registers the API's metrics
 from prometheus_client import REGISTRY
 
+from api.metrics import REJECTED  # noqa: F401 - registers the API's metrics
 from shared.settings import REPO_ROOT, Settings
 from tests.deploy.conftest import SETTINGS_ENV
 from worker import metrics as worker_metrics  # noqa: F401 - registers the worker's metrics

@@ -5,7 +5,13 @@ import pytest
 from PIL import Image
 
 from models.digits_data import render
-from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, decode, preprocess
+from shared.preprocessing import (
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedFormat,
+    decode,
+    preprocess,
+)
 from shared.registry import Registry
 from shared.settings import Settings
 

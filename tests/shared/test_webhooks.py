@@ -5,7 +5,12 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from shared.webhooks import (
-    WebhookRefused, backoff, check_destination, retry_after_seconds, signed_headers, validate_url,
+    WebhookRefused,
+    backoff,
+    check_destination,
+    retry_after_seconds,
+    signed_headers,
+    validate_url,
 )
 
 SECRET, OLD = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_" + "c2VjcmV0LW9sZC1zZWNyZXQtb2xkLXNlY3JldA=="

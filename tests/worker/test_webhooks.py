@@ -1,6 +1,5 @@
 """Webhook delivery end to end: API + inference worker + webhook worker + a real receiver."""
 
-import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
