@@ -22,14 +22,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Redis, an inference worker, a webhook worker, the API and Flower in the foreground;
 # Ctrl-C stops them all. WEBHOOK_SECRET and WEBHOOK_ALLOWED_HOSTS pass through from the environment.
-# Each child gets SIGTERM (the worker re-queues what it holds); Redis stops last, flushing its AOF.
+# Each child gets SIGTERM (the worker re-queues what it holds); Redis, in its own session so
+# the terminal's Ctrl-C does not reach it, stops last, flushing its AOF.
 run: $(STAMP)
 	@mkdir -p $(RUN_DIR); \
 	export REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 WEBHOOK_SECRET WEBHOOK_ALLOWED_HOSTS; \
 	pids=""; redis_pid=""; \
 	trap 'trap - INT TERM EXIT; echo "stopping..."; kill -TERM $$pids 2>/dev/null; wait $$pids; \
-		kill -TERM $$redis_pid 2>/dev/null; wait' INT TERM EXIT; \
-	"$(REDIS_SERVER)" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(CURDIR)/$(RUN_DIR)" \
+		kill -TERM $$redis_pid 2>/dev/null; wait; exit 0' INT TERM EXIT; \
+	setsid "$(REDIS_SERVER)" --port $(REDIS_PORT) --bind 127.0.0.1 --dir "$(CURDIR)/$(RUN_DIR)" \
 		--appendonly yes --save "" --maxmemory-policy noeviction & redis_pid="$$!"; \
 	until $(PY) -c "import redis; redis.Redis(port=$(REDIS_PORT)).ping()" 2>/dev/null; do sleep 0.2; done; \
 	$(VENV)/bin/celery -A worker.app worker --loglevel INFO & pids="$$!"; \
