@@ -75,11 +75,14 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
     unique = list({item.job_id: item for item in items}.values())
     started = store.start([item.job_id for item in unique])
     subscribed = {item.job_id: s.webhook_events.split(",") for item, s in zip(unique, started) if s.webhook_events}
+
+    def due(job_ids: list[str], event: str) -> None:
+        if hooks := [(job_id, event) for job_id in job_ids if event in subscribed.get(job_id, ())]:
+            notify(hooks)
+
     expired = [item.job_id for item, s in zip(unique, started) if s.expired]
-    running = [j for item, s in zip(unique, started)
-               if s.before == JobStatus.queued and not s.expired and "running" in subscribed.get(j := item.job_id, ())]
-    if running:
-        notify([(job_id, "running") for job_id in running])
+    due([item.job_id for item, s in zip(unique, started) if s.before == JobStatus.queued and not s.expired],
+        "running")
     now = time.time()
     metrics.BATCH_SIZE.observe(len(unique))
     for item in unique:
@@ -118,10 +121,7 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
         for (job_id, _), row in zip(jobs, probabilities):
             outcomes[job_id] = to_prediction(row, model.manifest.labels)
 
-    finished = store.finish(outcomes)
-    completed = [j for j in [*expired, *finished] if "completed" in subscribed.get(j, ())]
-    if completed:
-        notify([(job_id, "completed") for job_id in completed])
+    due([*expired, *store.finish(outcomes)], "completed")
     for item in unique:
         if item.job_id in outcomes:
             outcome = outcomes[item.job_id]

@@ -113,9 +113,10 @@ def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir, u
     """celery-batches 0.11 stops flushing after a reconnect (upstream #99): jobs after the
     restart, fewer than a batch, would wait forever without the fix in worker/tasks.py."""
     server, api = private_stack
-    # A visibility timeout far beyond the waits below: redelivery must not be what rescues a
-    # stuck buffer (each redelivery would advance celery-batches' count-based flush).
-    worker = Worker(server.url, logdir, max_batch_size=32, max_delay_ms=20, visibility_timeout_seconds=120)
+    # Redelivery must not be what rescues a stuck buffer (each redelivery advances
+    # celery-batches' count-based flush): nothing is redelivered within the 10 s the last
+    # jobs get. A message caught mid-delivery by a restart is redelivered after 30 s.
+    worker = Worker(server.url, logdir, max_batch_size=32, max_delay_ms=20, visibility_timeout_seconds=30)
     submitted: list[str] = []
     stop = threading.Event()
 
@@ -138,8 +139,8 @@ def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir, u
         thread.join(60)
         # A handful more, fewer than a batch: only the flush timer can run them.
         last = submit_all(api, [unique_png(i) for i in range(3)])
-        assert all(api.wait_terminal(job_id, timeout=15)["status"] == "succeeded" for job_id in last)
-        jobs = [api.wait_terminal(job_id, timeout=30) for job_id in submitted]
+        assert all(api.wait_terminal(job_id, timeout=10)["status"] == "succeeded" for job_id in last)
+        jobs = [api.wait_terminal(job_id, timeout=60) for job_id in submitted]
     finally:
         stop.set()
         worker.stop()
