@@ -35,7 +35,8 @@ def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
     answered = time.monotonic()
     assert response.json()["status"] == "failed"
     assert answered - started < 5
-    assert answered - finished_at["t"] < 0.1, "the long-poll must be woken by the finish, not a sleep loop"
+    # Typically a few ms; the margin is for a loaded CI machine, not for a polling loop.
+    assert answered - finished_at["t"] < 0.3, "the long-poll must be woken by the finish, not a sleep loop"
 
 
 def test_wait_times_out_with_the_job_as_it_is(api, store):
