@@ -12,10 +12,9 @@ from api.deps import Services
 from api.metrics import SUBMITTED
 from api.uploads import reject, resolve_model, to_pixels
 from shared.jobstore import NewJob, new_job_id, new_record
-from shared.queue import encode_pixels, redis_message
+from shared.queue import encode_pixels, redis_message, webhook_message
 from shared.schemas import Job
 from shared.webhooks import (
-    DELIVER_TASK,
     EVENTS,
     WebhookRefused,
     split_list,
@@ -115,5 +114,4 @@ async def _replay(stored: str, fingerprint: str, svc: Services) -> Job:
 async def notify(job_id: str, event: str, svc: Services) -> None:
     """Queue one webhook delivery (the worker does the same for jobs it runs)."""
     queue = svc.settings.webhook_queue
-    message = redis_message(svc.celery, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
-    await svc.store.push(queue, message)
+    await svc.store.push(queue, webhook_message(svc.celery, queue, job_id, event))

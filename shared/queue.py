@@ -8,6 +8,7 @@ import numpy as np
 from celery import Celery
 
 from shared.settings import Settings
+from shared.webhooks import DELIVER_TASK
 
 INFER_TASK = "worker.infer"
 
@@ -75,6 +76,11 @@ def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str =
         "headers": message.headers,
         "properties": properties,
     })
+
+
+def webhook_message(app: Celery, queue: str, job_id: str, event: str) -> str:
+    """The message asking the webhook worker to deliver one event of one job."""
+    return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
 
 
 def encode_pixels(pixels: np.ndarray) -> str:

@@ -79,8 +79,9 @@ class Registry:
             found[manifest.key] = manifest
         return found
 
+    @cached_property
     def latest(self) -> list[Manifest]:
-        """The newest version of every model."""
+        """The newest version of every model (manifests are read once, so this is fixed too)."""
         newest: dict[str, Manifest] = {}
         for m in self.manifests.values():
             if m.name not in newest or _version_order(m.version) > _version_order(newest[m.name].version):
@@ -94,7 +95,7 @@ class Registry:
         if version:
             found = self.manifests.get(f"{name}:{version}")
         else:
-            found = next((m for m in self.latest() if m.name == name), None)
+            found = next((m for m in self.latest if m.name == name), None)
         if found is None:
             known = ", ".join(sorted(self.manifests)) or "none"
             raise UnknownModel(f"unknown model {ref!r}; available: {known}")

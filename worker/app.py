@@ -17,10 +17,9 @@ from redis.exceptions import RedisError
 
 from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
-from shared.queue import make_celery, redis_message
+from shared.queue import make_celery, webhook_message
 from shared.registry import Registry
 from shared.settings import get_settings
-from shared.webhooks import DELIVER_TASK
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ def notify_webhooks(hooks: list[tuple[str, str]]) -> None:
     queue = settings.webhook_queue
     pipe = Serving.store.redis.pipeline(transaction=False)
     for job_id, event in hooks:
-        pipe.lpush(queue, redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK))
+        pipe.lpush(queue, webhook_message(app, queue, job_id, event))
     pipe.execute()
 
 
