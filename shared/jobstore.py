@@ -26,15 +26,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from shared.backlog import UNACKED_HASH
 from shared.registry import Manifest
 from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookState
 
 WORKER_PREFIX = "worker:"
 FINISHED_CHANNEL = "jobs:finished"
 INDEX_KEY = "jobs:index"
+QUEUED_KEY = "jobs:queued"
 
-# KEYS: job, queue, idempotency key ('' for none), index.
+# KEYS: job, queue, idempotency key ('' for none), index, queued set.
 # ARGV: ttl, message ('' when nothing is to run), idempotency value, created_at, id, then field pairs.
+# The message is also kept on the record until the job starts: see _RESCUE.
 _CREATE = """
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
@@ -42,20 +45,26 @@ if KEYS[3] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[2]) end
+if ARGV[2] ~= '' then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('HSET', KEYS[1], 'message', ARGV[2])
+  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[1]))
 return false
 """
 
-# ARGV: now, expired-error json, channel. Returns per key {status before, webhook events}.
+# ARGV: now, expired-error json, channel, queued set. Returns per key {status before, webhook events}.
 _START = """
 local out, expired = {}, {}
 for i, key in ipairs(KEYS) do
   local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events')
   local status = f[1]
   if status == 'queued' then
+    redis.call('HDEL', key, 'message')
+    redis.call('ZREM', ARGV[4], string.sub(key, 5))
     if f[2] and tonumber(f[2]) < tonumber(ARGV[1]) then
       redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', ARGV[1])
       expired[#expired + 1] = string.sub(key, 5)
@@ -88,16 +97,41 @@ if #done > 0 then redis.call('PUBLISH', ARGV[2], table.concat(done, ',')) end
 return done
 """
 
-# ARGV: now, channel. Returns the status before the call ('' when gone).
+# KEYS: job, queued set. ARGV: now, channel. Returns the status before the call ('' when gone).
 _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'message')
+  redis.call('ZREM', KEYS[2], string.sub(KEYS[1], 5))
   redis.call('PUBLISH', ARGV[2], string.sub(KEYS[1], 5))
 end
 return status or ''
 """
 
+# kombu's Redis transport pops a message (BRPOP) and records it as unacknowledged in a second
+# call: a Redis stop between the two loses the message, though the job is still queued. This
+# sweep puts back the kept message of any job queued longer than the visibility timeout whose
+# message is neither in the queue nor unacknowledged. A rare duplicate is harmless: _START
+# runs a job once.
+# KEYS: queued set, queue, unacked hash. ARGV: cutoff (created before), now, limit.
+_RESCUE = """
+local pushed = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local f = redis.call('HMGET', 'job:' .. id, 'status', 'message')
+  if f[1] ~= 'queued' or not f[2] then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    local tag = cjson.decode(f[2])['properties']['delivery_tag']
+    if not redis.call('LPOS', KEYS[2], f[2]) and redis.call('HEXISTS', KEYS[3], tag) == 0 then
+      redis.call('LPUSH', KEYS[2], f[2])
+      pushed = pushed + 1
+    end
+    redis.call('ZADD', KEYS[1], ARGV[2], id)  -- look again one visibility timeout later
+  end
+end
+return pushed
+"""
 
 _WEBHOOK_ATTEMPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -186,7 +220,7 @@ def _when(value: str | None) -> datetime | None:
 
 def _create_call(new: NewJob, queue: str, ttl: int) -> tuple[list, list]:
     fields = new.fields
-    keys = [job_key(fields["id"]), queue, new.idempotency_key, INDEX_KEY]
+    keys = [job_key(fields["id"]), queue, new.idempotency_key, INDEX_KEY, QUEUED_KEY]
     pairs = [v for item in fields.items() for v in item]
     args = [ttl, new.message, new.idempotency_value, fields["created_at"], fields["id"], *pairs]
     return keys, args
@@ -207,6 +241,7 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._webhook_attempt = client.register_script(_WEBHOOK_ATTEMPT)
+        self._rescue = client.register_script(_RESCUE)
 
     @classmethod
     def from_url(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
@@ -239,7 +274,8 @@ class JobStore:
         if not job_ids:
             return []
         rows = self._start(
-            keys=[job_key(j) for j in job_ids], args=[repr(time.time()), _expired_error(), FINISHED_CHANNEL]
+            keys=[job_key(j) for j in job_ids],
+            args=[repr(time.time()), _expired_error(), FINISHED_CHANNEL, QUEUED_KEY],
         )
         return [
             Started(None if not s else (JobStatus.queued if s == "expired" else JobStatus(s)), s == "expired", ev)
@@ -267,6 +303,11 @@ class JobStore:
         """Count one more attempt and store the outcome. Atomic, as deliveries of a job's
         events run concurrently; never brings back an expired record."""
         self._webhook_attempt(keys=[job_key(job_id)], args=[state.model_dump_json()])
+
+    def rescue_lost(self, queue: str, older_than: float, limit: int = 100) -> int:
+        """Re-queue jobs whose message Redis lost in delivery (see _RESCUE); returns how many."""
+        now = time.time()
+        return self._rescue(keys=[QUEUED_KEY, queue, UNACKED_HASH], args=[repr(now - older_than), repr(now), limit])
 
     def heartbeat(self, hostname: str, ttl: int) -> None:
         self.redis.set(WORKER_PREFIX + hostname, repr(time.time()), ex=ttl)
@@ -311,7 +352,7 @@ class AsyncJobStore:
 
     async def cancel(self, job_id: str) -> JobStatus | None:
         """Cancel a queued job; returns its status before the call (None: unknown)."""
-        before = await self._cancel(keys=[job_key(job_id)], args=[repr(time.time()), FINISHED_CHANNEL])
+        before = await self._cancel(keys=[job_key(job_id), QUEUED_KEY], args=[repr(time.time()), FINISHED_CHANNEL])
         return JobStatus(before) if before else None
 
     async def cached_result(self, cache_key: str) -> str | None:

@@ -84,7 +84,8 @@ def notify_webhooks(hooks: list[tuple[str, str]]) -> None:
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """Tells the API's /readyz that a worker is consuming (a key that expires if we stop)."""
+    """Tells the API's /readyz that a worker is consuming (a key that expires if we stop), and
+    re-queues jobs whose message Redis lost in delivery (JobStore.rescue_lost)."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
@@ -109,6 +110,9 @@ class Heartbeat(bootsteps.StartStopStep):
     def beat(self, consumer):
         try:
             Serving.store.heartbeat(consumer.hostname, ttl=3 * HEARTBEAT_SECONDS)
+            rescued = Serving.store.rescue_lost(settings.queue_name, settings.visibility_timeout_seconds)
+            if rescued:
+                log.warning("re-queued %d job(s) whose message was lost in delivery", rescued)
         except RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
 
