@@ -6,7 +6,6 @@
 import logging
 from contextlib import asynccontextmanager
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
@@ -14,11 +13,12 @@ from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.deps import Services
 from api.metrics import HttpMetrics, metrics_response
 from api.routes import health, jobs, models, predict
+from api.services import Services
 from api.uploads import LimitUploadSize
 from shared.backlog import BacklogCollector
+from shared.jobstore import JobStore
 from shared.settings import get_settings
 
 RETRY_AFTER_SECONDS = 2
@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI):
     svc.waiter.start()
     yield
     await svc.waiter.stop()
-    await svc.store.redis.aclose()
+    await svc.store.close()
 
 
 def create_app() -> FastAPI:
@@ -54,8 +54,9 @@ def create_app() -> FastAPI:
     app.add_middleware(LimitUploadSize, max_bytes=settings.max_upload_bytes,
                        max_batch_bytes=settings.max_upload_bytes * settings.max_batch_files)
     app.add_middleware(HttpMetrics)
-    # Prometheus collects synchronously, so the backlog gauge gets a plain client of its own.
-    REGISTRY.register(BacklogCollector(redis.Redis.from_url(settings.redis_url, socket_timeout=1), settings.queue_name))
+    # Prometheus collects synchronously, so the backlog gauge gets a synchronous store of its own.
+    backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)
+    REGISTRY.register(BacklogCollector(backlog_store, settings.queue_name))
     app.add_api_route("/metrics", metrics_response, include_in_schema=False)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, _unavailable)

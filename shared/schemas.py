@@ -46,9 +46,23 @@ class Prediction(BaseModel):
 FULL_PROBABILITIES_MAX = 100
 
 
+class ErrorCode(StrEnum):
+    """Why a job failed."""
+
+    invalid_input = "invalid_input"  # its input does not fit the model
+    inference_error = "inference_error"  # the model failed on it
+    model_unavailable = "model_unavailable"  # no worker serves its model
+    expired = "expired"  # its deadline (expires_in) passed before it ran
+
+
 class JobError(BaseModel):
-    code: str
+    code: ErrorCode
     message: str
+
+
+class WebhookEvent(StrEnum):
+    completed = "completed"  # the job reached a terminal state
+    running = "running"  # a worker started it
 
 
 class WebhookState(BaseModel):

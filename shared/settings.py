@@ -2,9 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,17 +34,31 @@ class Settings(BaseSettings):
     prefetch_batches: int = Field(2, ge=1, description="Prefetch = this many batches per worker.")
     worker_metrics_port: int = Field(9100, ge=0, description="Worker's Prometheus port (0: off).")
 
-    result_cache_ttl_seconds: int = Field(3600, ge=0, description="Identical uploads reuse a result this long (0: off).")
+    result_cache_ttl_seconds: int = Field(
+        3600, ge=0, description="Identical uploads reuse a result this long (0: off)."
+    )
     predict_timeout_seconds: float = Field(30, gt=0, le=60, description="POST /predict waits this long, then 504.")
     max_batch_files: int = Field(64, ge=1, description="Most files in one POST /jobs/batch or /predict/batch.")
 
-    webhook_secret: str = Field("", description="Comma-separated whsec_ secrets; the first is current, all sign.")
-    webhook_allowed_hosts: str = Field("", description="Comma-separated host or host:port exempt from the SSRF guard.")
+    # Lists are comma-separated in the environment (NoDecode: not JSON), split once here.
+    webhook_secret: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated whsec_ secrets; the first is current, all sign."
+    )
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated host or host:port exempt from the SSRF guard."
+    )
     webhook_queue: str = Field("webhooks", description="Celery queue for webhook deliveries.")
     webhook_max_attempts: int = Field(8, ge=1, description="Delivery attempts before giving up.")
     webhook_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each attempt.")
     webhook_backoff_max_seconds: float = Field(600.0, gt=0, description="Longest delay between attempts.")
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout of a delivery.")
+
+    @field_validator("webhook_secret", "webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
 
 @lru_cache

@@ -7,23 +7,19 @@ to again right before each delivery, and signs with every configured secret.
 import ipaddress
 import random
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
 
 DELIVER_TASK = "webhooks.deliver"
-EVENTS = ("completed", "running")
 # Cloud metadata endpoints beyond the link-local range.
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 
 
 class WebhookRefused(ValueError):
     """The URL is invalid, or points somewhere webhooks may not go."""
-
-
-def split_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -78,14 +74,14 @@ def check_destination(url: str, allowed_hosts: list[str]) -> None:
     except socket.gaierror as exc:
         raise WebhookRefused(f"cannot resolve {host}: {exc}") from exc
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if _blocked(ip):
             raise WebhookRefused(f"{host} resolves to {ip}, a private, loopback or reserved address")
 
 
 def signed_headers(secrets: list[str], msg_id: str, body: str, now: datetime | None = None) -> dict[str, str]:
     """Standard Webhooks headers; one signature per secret so receivers can rotate keys."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     signatures = " ".join(Webhook(secret).sign(msg_id, now, body) for secret in secrets)
     return {
         "webhook-id": msg_id,
@@ -109,8 +105,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     if value.strip().isdigit():
         return float(value)
     try:
-        from email.utils import parsedate_to_datetime
-
-        return (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        return (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
     except (TypeError, ValueError):
         return None

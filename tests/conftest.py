@@ -1,15 +1,19 @@
 """Real parts for every test: redis-server on an ephemeral port, Celery worker and uvicorn
-processes started from the repository, the committed model."""
+processes started from the repository (shared.processes, as `make run` starts them), the
+committed model.
 
-import itertools
+The APIs run with the result cache off (tests.utils.processes.start_api); the cache test
+starts an API of its own."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.digits_data import render, split
 from shared.jobstore import JobStore
-from tests.stack import Api, RedisServer, Worker, wait_for  # noqa: F401 - re-exported for tests
+from shared.processes import RedisServer, Worker
+from tests.utils import samples
+from tests.utils.processes import start_api
 
 
 @pytest.fixture(scope="session")
@@ -34,41 +38,26 @@ def worker(redis_server, logdir):
 
 @pytest.fixture(scope="session")
 def api(redis_server, logdir):
-    a = Api(redis_server.url, logdir)
+    a = start_api(redis_server.url, logdir)
     yield a
     a.stop()
 
 
 @pytest.fixture
 def store(redis_server) -> JobStore:
-    return JobStore.from_url(redis_server.url, ttl_seconds=600, timeout=2)
+    return JobStore.connect(redis_server.url, ttl_seconds=600, timeout=2)
 
 
 @pytest.fixture(scope="session")
-def heldout():
+def heldout() -> tuple[np.ndarray, np.ndarray]:
     """Held-out digits (never trained on) and their labels."""
-    _, images, _, labels = split()
-    return images, labels
-
-
-_sizes = itertools.count(100)
+    return samples.heldout()
 
 
 @pytest.fixture
-def digit_png(heldout) -> bytes:
-    """A held-out 7, drawn at a size no other test used: the result cache never answers it."""
-    images, labels = heldout
-    return render(images[int(np.flatnonzero(labels == 7)[0])], size=next(_sizes))
-
-
-@pytest.fixture
-def unique_png(heldout):
-    """Factory: held-out digit number i, drawn at a size no other test used."""
-
-    def make(index: int = 0) -> bytes:
-        return render(heldout[0][index], size=next(_sizes))
-
-    return make
+def digit_png() -> bytes:
+    """A held-out 7."""
+    return samples.seven_png()
 
 
 @pytest.fixture
@@ -76,7 +65,7 @@ def private_stack(tmp_path, logdir):
     """A Redis and an API of their own, for tests that stop Redis or must own the queue."""
     server = RedisServer(tmp_path)
     server.start()
-    api = Api(server.url, logdir)
+    api = start_api(server.url, logdir)
     yield server, api
     api.stop()
     server.stop()

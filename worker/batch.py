@@ -17,10 +17,12 @@ from shared.preprocessing import scale
 from shared.queue import decode_pixels
 from shared.schemas import (
     FULL_PROBABILITIES_MAX,
+    ErrorCode,
     JobError,
     JobStatus,
     LabelScore,
     Prediction,
+    WebhookEvent,
 )
 from worker import metrics
 from worker.runtime import LoadedModel
@@ -62,27 +64,30 @@ def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> di
         try:
             probabilities = model.predict(scale(pixels[None], model.manifest.preprocessing))[0]
             outcomes[job_id] = to_prediction(probabilities, model.manifest.labels)
-        except Exception as exc:  # noqa: BLE001 - any model error fails this job only
+        except Exception as exc:  # any model error fails this job only
             log.exception("job %s failed in the model", job_id)
-            outcomes[job_id] = JobError(code="inference_error", message=f"model failed: {exc}")
+            outcomes[job_id] = JobError(code=ErrorCode.inference_error, message=f"model failed: {exc}")
     return outcomes
 
 
+Hooks = list[tuple[str, WebhookEvent]]
+
+
 def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel],
-              notify: Callable[[list[tuple[str, str]]], None] = lambda hooks: None) -> dict:
+              notify: Callable[[Hooks], None] = lambda hooks: None) -> dict[str, Prediction | JobError]:
     """Run the jobs that are still queued (or were running when a worker died); returns
     outcomes. `notify` gets the (job id, event) webhook deliveries that are due."""
     unique = list({item.job_id: item for item in items}.values())
     started = store.start([item.job_id for item in unique])
-    subscribed = {item.job_id: s.webhook_events.split(",") for item, s in zip(unique, started) if s.webhook_events}
+    subscribed = {item.job_id: s.webhook_events for item, s in zip(unique, started, strict=True)}
 
-    def due(job_ids: list[str], event: str) -> None:
+    def due(job_ids: list[str], event: WebhookEvent) -> None:
         if hooks := [(job_id, event) for job_id in job_ids if event in subscribed.get(job_id, ())]:
             notify(hooks)
 
-    expired = [item.job_id for item, s in zip(unique, started) if s.expired]
-    due([item.job_id for item, s in zip(unique, started) if s.before == JobStatus.queued and not s.expired],
-        "running")
+    expired = [item.job_id for item, s in zip(unique, started, strict=True) if s.expired]
+    due([item.job_id for item, s in zip(unique, started, strict=True) if s.before == JobStatus.queued
+         and not s.expired], WebhookEvent.running)
     now = time.time()
     metrics.BATCH_SIZE.observe(len(unique))
     for item in unique:
@@ -90,7 +95,7 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             metrics.QUEUE_WAIT.observe(max(0.0, now - item.submitted_at))
     outcomes: dict[str, Prediction | JobError] = {}
     by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
-    for item, state in zip(unique, started):
+    for item, state in zip(unique, started, strict=True):
         if state.expired or state.before not in (JobStatus.queued, JobStatus.running):
             # Past its deadline, gone (TTL), cancelled, or finished by an earlier delivery.
             log.info("skipping job %s (%s)", item.job_id, "expired" if state.expired else state.before)
@@ -98,13 +103,13 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
         model = models.get(item.model_key)
         if model is None:
             outcomes[item.job_id] = JobError(
-                code="model_unavailable", message=f"this worker does not serve {item.model_key}"
+                code=ErrorCode.model_unavailable, message=f"this worker does not serve {item.model_key}"
             )
             continue
         try:
             pixels = decode_pixels(item.payload, model.manifest.input_shape)
         except ValueError as exc:
-            outcomes[item.job_id] = JobError(code="invalid_input", message=str(exc))
+            outcomes[item.job_id] = JobError(code=ErrorCode.invalid_input, message=str(exc))
             continue
         by_model[item.model_key].append((item.job_id, pixels))
 
@@ -114,14 +119,14 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             batch = scale(np.stack([pixels for _, pixels in jobs]), model.manifest.preprocessing)
             with metrics.INFERENCE.labels(key).time():
                 probabilities = model.predict(batch)
-        except Exception:  # noqa: BLE001
+        except Exception:  # find the job(s) responsible below; the others still succeed
             log.exception("batch of %d for %s failed; retrying one by one", len(jobs), key)
             outcomes.update(_predict_each(model, jobs))
             continue
-        for (job_id, _), row in zip(jobs, probabilities):
+        for (job_id, _), row in zip(jobs, probabilities, strict=True):
             outcomes[job_id] = to_prediction(row, model.manifest.labels)
 
-    due([*expired, *store.finish(outcomes)], "completed")
+    due([*expired, *store.finish(outcomes)], WebhookEvent.completed)
     for item in unique:
         if item.job_id in outcomes:
             outcome = outcomes[item.job_id]

@@ -7,7 +7,7 @@ from celery_batches import Batches
 
 from shared.queue import INFER_TASK
 from shared.schemas import Prediction
-from worker.app import Serving, app, notify_webhooks, settings
+from worker.app import app, settings
 from worker.batch import parse, run_batch
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class ServingBatches(Batches):
         if eventer is not None and eventer.enabled:
             try:
                 eventer.send(kind, uuid=job_id, **fields)
-            except Exception as exc:  # noqa: BLE001 - monitoring must never stop serving
+            except Exception as exc:  # monitoring must never stop serving
                 log.warning("could not send %s event: %s", kind, exc)
 
 
@@ -56,7 +56,8 @@ def infer(self, requests):
     started = time.perf_counter()
     for item in items:
         self.send_event("task-started", item.job_id)
-    outcomes = run_batch(items, Serving.store, Serving.runtime.models, notify_webhooks)
+    serving = self.app.serving
+    outcomes = run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks)
     runtime = time.perf_counter() - started
     for job_id, outcome in outcomes.items():
         if isinstance(outcome, Prediction):

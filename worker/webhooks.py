@@ -13,7 +13,7 @@ from celery import Celery
 
 from shared.jobstore import JobStore
 from shared.queue import make_celery
-from shared.schemas import JobStatus, WebhookState
+from shared.schemas import JobStatus, WebhookEvent, WebhookState
 from shared.settings import get_settings
 from shared.webhooks import (
     DELIVER_TASK,
@@ -22,7 +22,6 @@ from shared.webhooks import (
     check_destination,
     retry_after_seconds,
     signed_headers,
-    split_list,
 )
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ app.conf.update(
     worker_concurrency=16,
     worker_prefetch_multiplier=2,
 )
-store = JobStore.from_url(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8)
+store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8)
 http = httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
 # A retry waits as an ETA message held unacknowledged; past the visibility timeout Redis
 # would hand it to another worker too, so no single wait may be that long.
@@ -44,10 +43,9 @@ MAX_WAIT = min(settings.webhook_backoff_max_seconds, 0.8 * settings.visibility_t
 
 def attempt_once(url: str, msg_id: str, body: str) -> tuple[int | None, str | None, float | None]:
     """(status code, error, Retry-After seconds) of one POST."""
-    secrets = split_list(settings.webhook_secret)
     try:
-        check_destination(url, split_list(settings.webhook_allowed_hosts))
-        response = http.post(url, content=body, headers=signed_headers(secrets, msg_id, body))
+        check_destination(url, settings.webhook_allowed_hosts)
+        response = http.post(url, content=body, headers=signed_headers(settings.webhook_secret, msg_id, body))
     except WebhookRefused as exc:
         return None, f"refused: {exc}", None
     except httpx.HTTPError as exc:
@@ -64,7 +62,7 @@ def deliver(self, job_id: str, event: str, attempt: int = 1) -> str:
     state = job.webhook or WebhookState()
     if state.status == "disabled":
         return "disabled"
-    if event == "running":
+    if event == WebhookEvent.running:
         # The record as it was at that moment, though the job may have finished since.
         job = job.model_copy(update={"status": JobStatus.running, "result": None, "error": None, "finished_at": None})
     body = job.model_dump_json()

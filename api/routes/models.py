@@ -1,13 +1,13 @@
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from api.deps import Services, services
+from api.deps import ServicesDep
 from shared.schemas import ModelInfo
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", response_model=list[ModelInfo])
-async def list_models(svc: Services = Depends(services)) -> list[ModelInfo]:
+async def list_models(svc: ServicesDep) -> list[ModelInfo]:
     registry = svc.registry
     default = registry.resolve(None).key
     return [

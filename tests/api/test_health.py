@@ -2,7 +2,7 @@
 
 import time
 
-from tests.stack import wait_for
+from shared.processes import wait_for
 
 
 def test_healthz(api):

@@ -6,9 +6,9 @@ import numpy as np
 from PIL import Image
 
 from models.digits_data import render
-from shared.queue import INFER_TASK, make_celery
-from shared.registry import Registry
 from shared.settings import Settings
+from tests.utils.jobs import make_job
+from tests.utils.samples import heldout_png
 
 
 def test_digits_end_to_end_get_the_right_labels(api, worker, heldout):
@@ -40,16 +40,17 @@ def test_digits_end_to_end_get_the_right_labels(api, worker, heldout):
         assert job["created_at"] <= job["started_at"] <= job["finished_at"]
         result = job["result"]
         assert result["label"] == result["top_k"][0]["label"]
-        assert len(result["top_k"]) == 5 and 0 <= result["score"] <= 1
+        assert len(result["top_k"]) == 5
+        assert 0 <= result["score"] <= 1
         correct += result["label"] == truth
     # The model scores ~99% on held-out digits; 28 of 30 leaves room for one or two hard ones.
     assert correct >= 28, f"only {correct}/30 correct"
 
 
-def test_named_model_and_version(api, worker, heldout, unique_png):
+def test_named_model_and_version(api, worker, heldout):
     seven = int(np.flatnonzero(heldout[1] == 7)[0])
     for ref in ("digits", "digits:1"):
-        response = api.submit(unique_png(seven), model=ref)
+        response = api.submit(heldout_png(seven), model=ref)
         assert response.status_code == 202
         assert api.wait_terminal(response.json()["id"])["result"]["label"] == "7"
 
@@ -105,19 +106,17 @@ def test_unknown_job_is_404(api):
 
 
 def test_rejected_upload_queues_nothing(api, redis_server, store):
-    before = redis_server.client().llen(Settings().queue_name)
-    keys_before = len(list(store.redis.scan_iter("job:*")))
+    client = redis_server.client()
+    before = client.llen(Settings().queue_name)
+    keys_before = len(list(client.scan_iter(store.keys.job("*"))))
     assert api.submit(b"garbage").status_code == 415
-    assert redis_server.client().llen(Settings().queue_name) == before
-    assert len(list(store.redis.scan_iter("job:*"))) == keys_before
+    assert client.llen(Settings().queue_name) == before
+    assert len(list(client.scan_iter(store.keys.job("*")))) == keys_before
 
 
-def test_poison_message_fails_that_job_only(api, worker, store, redis_server, digit_png):
+def test_poison_message_fails_that_job_only(api, worker, store, digit_png):
     """A message whose tensor is corrupt (not something the API would send) fails alone."""
-    manifest = Registry(Settings().model_dir, "digits").resolve(None)
-    poison = store.create(manifest)
-    producer = make_celery(Settings(redis_url=redis_server.url), "test")
-    producer.send_task(INFER_TASK, args=[poison.id, manifest.key, "bm90IGEgdGVuc29y"], task_id=poison.id)
+    poison = make_job(store, queue=Settings().queue_name, payload="bm90IGEgdGVuc29y")
     good = api.submit(digit_png).json()
 
     failed = api.wait_terminal(poison.id)

@@ -3,30 +3,28 @@
 import threading
 import time
 
-from shared.registry import Registry
-from shared.schemas import JobError
-from shared.settings import Settings
-
-DIGITS = Registry(Settings().model_dir, "digits").resolve(None)
+from shared.schemas import ErrorCode, JobError
+from tests.utils.jobs import make_job
 
 
 def test_post_with_prefer_wait_returns_the_finished_job(api, worker, digit_png):
     response = api.http.post("/jobs", files={"file": ("7.png", digit_png)}, headers={"Prefer": "wait=20"})
     assert response.status_code == 200
     assert response.headers["preference-applied"] == "wait=20"
-    assert response.json()["status"] == "succeeded" and response.json()["result"]["label"] == "7"
+    assert response.json()["status"] == "succeeded"
+    assert response.json()["result"]["label"] == "7"
 
 
 def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
     """No worker touches this job: the test finishes it itself, and the waiting GET must
     answer within a few ms of that, far before its 20 s wait runs out."""
-    job = store.create(DIGITS)
+    job = make_job(store)
     finished_at = {}
 
     def finish_later():
         time.sleep(0.5)
         store.start([job.id])
-        store.finish({job.id: JobError(code="x", message="done by test")})
+        store.finish({job.id: JobError(code=ErrorCode.inference_error, message="done by test")})
         finished_at["t"] = time.monotonic()
 
     threading.Thread(target=finish_later).start()
@@ -40,11 +38,12 @@ def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
 
 
 def test_wait_times_out_with_the_job_as_it_is(api, store):
-    job = store.create(DIGITS)
+    job = make_job(store)
     started = time.monotonic()
     response = api.http.get(f"/jobs/{job.id}", params={"wait": 0.5})
     assert 0.45 < time.monotonic() - started < 3
-    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
 
 
 def test_wait_bounds(api):

@@ -1,19 +1,9 @@
 """/metrics on the API and the worker, scraped over HTTP after real traffic."""
 
-import re
-
 import httpx
 
-
-def sample(text: str, name: str, **labels) -> float:
-    """Value of one Prometheus sample (0 when absent)."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if match:
-            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(match.group(2))
-    return 0.0
+from shared.processes import sample
+from tests.utils.samples import heldout_png
 
 
 def test_api_metrics_count_requests_submissions_rejections_and_backlog(api, worker, digit_png):
@@ -35,10 +25,10 @@ def test_api_metrics_count_requests_submissions_rejections_and_backlog(api, work
     assert 'inference_queue_backlog_jobs{state="in_flight"}' in after
 
 
-def test_worker_metrics_show_batches_jobs_and_model_load(api, worker, unique_png):
+def test_worker_metrics_show_batches_jobs_and_model_load(api, worker):
     before = httpx.get(worker.metrics_url).text
     for i in range(3):
-        api.wait_terminal(api.submit(unique_png(i)).json()["id"])
+        api.wait_terminal(api.submit(heldout_png(i)).json()["id"])
     after = httpx.get(worker.metrics_url).text
     assert sample(after, "inference_jobs_total", model="digits:1", outcome="succeeded") - sample(
         before, "inference_jobs_total", model="digits:1", outcome="succeeded") == 3

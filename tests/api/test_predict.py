@@ -1,6 +1,7 @@
 """Seed-compatible synchronous /predict and /predict/batch."""
 
 from models.digits_data import render
+from tests.utils.processes import start_api
 
 
 def test_predict_returns_the_cifar_style_shape(api, worker, heldout):
@@ -9,7 +10,8 @@ def test_predict_returns_the_cifar_style_shape(api, worker, heldout):
     assert response.status_code == 200
     body = response.json()
     assert body["class_label"] == str(labels[11])
-    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-3
+    assert len(body["probabilities"]) == 10
+    assert abs(sum(body["probabilities"]) - 1) < 1e-3
     assert body["confidence"] == max(body["probabilities"])
     assert api.http.get(f"/jobs/{body['job_id']}").json()["status"] == "succeeded"
 
@@ -19,16 +21,15 @@ def test_predict_rejects_bad_uploads_like_jobs(api):
 
 
 def test_predict_times_out_with_504_and_the_job_id(private_stack, digit_png, logdir):
-    from tests.stack import Api
-
     server, _ = private_stack  # no worker serves this Redis
-    api = Api(server.url, logdir, predict_timeout_seconds=0.5)
+    api = start_api(server.url, logdir, predict_timeout_seconds=0.5)
     try:
         response = api.http.post("/predict", files={"file": ("d.png", digit_png)})
     finally:
         api.stop()
     assert response.status_code == 504
-    assert response.headers["location"].startswith("/jobs/") and "GET /jobs/" in response.json()["detail"]
+    assert response.headers["location"].startswith("/jobs/")
+    assert "GET /jobs/" in response.json()["detail"]
 
 
 def test_predict_batch_in_order_with_per_file_errors(api, worker, heldout):

@@ -20,7 +20,8 @@ def test_services_wait_for_healthy_dependencies(compose):
             assert dependency in services, (name, dependency)
             assert condition["condition"] in ("service_healthy", "service_started"), name
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert "healthcheck" in services["redis"] and "healthcheck" in services["api"]
+    assert "healthcheck" in services["redis"]
+    assert "healthcheck" in services["api"]
 
 
 def test_redis_is_durable_and_protected(compose):
@@ -41,9 +42,11 @@ def test_secrets_are_required_not_defaulted():
 def test_profiles_gpu_and_monitoring(compose):
     services = compose["services"]
     gpu = services["worker-gpu"]
-    assert gpu["profiles"] == ["gpu"] and gpu["build"]["args"]["VARIANT"] == "gpu"
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["build"]["args"]["VARIANT"] == "gpu"
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    assert services["worker"]["build"]["args"]["VARIANT"] == "cpu" and "profiles" not in services["worker"]
+    assert services["worker"]["build"]["args"]["VARIANT"] == "cpu"
+    assert "profiles" not in services["worker"]
     assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["monitoring"]
 
 

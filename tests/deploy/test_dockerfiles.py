@@ -30,7 +30,8 @@ def test_api_image_has_no_tensorflow_and_checks_health():
     assert re.search(r'pip install -c constraints.txt "\.\[api\]"', text)
     instructions = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert not any("tensorflow" in line.lower() for line in instructions)
-    assert "/healthz" in text and "--workers" in text
+    assert "/healthz" in text
+    assert "--workers" in text
 
 
 def test_worker_variants_and_baked_models():
@@ -38,10 +39,12 @@ def test_worker_variants_and_baked_models():
 
     text = (REPO_ROOT / "Dockerfile.worker").read_text()
     extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert "ARG VARIANT=cpu" in text and '".[worker,${VARIANT}]"' in text
+    assert "ARG VARIANT=cpu" in text
+    assert '".[worker,${VARIANT}]"' in text
     assert any(d.startswith("tensorflow-cpu==") for d in extras["cpu"])
     assert any(d.startswith("tensorflow[and-cuda]==") for d in extras["gpu"])
-    assert "COPY models/digits /models/digits" in text and "MODEL_DIR=/models" in text
+    assert "COPY models/digits /models/digits" in text
+    assert "MODEL_DIR=/models" in text
     assert 'ENTRYPOINT ["python", "-m", "worker.launch"]' in text
 
 

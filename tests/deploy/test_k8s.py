@@ -61,7 +61,8 @@ def test_gpu_workers_by_default_cpu_in_the_overlay(base, cpu):
     assert gpu_pod["containers"][0]["image"].endswith("-gpu")
     cpu_pod = by_kind(cpu, "Deployment")["worker"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in cpu_pod["containers"][0]["resources"]["limits"]
-    assert "tolerations" not in cpu_pod and "nodeSelector" not in cpu_pod
+    assert "tolerations" not in cpu_pod
+    assert "nodeSelector" not in cpu_pod
     assert cpu_pod["containers"][0]["image"].endswith("-cpu")
     # Long enough to drain a batch.
     assert gpu_pod["terminationGracePeriodSeconds"] >= 60
@@ -83,7 +84,8 @@ def test_keda_scales_on_queued_plus_in_flight_of_the_real_queue(base):
     assert triggers["queued"]["metadata"]["listName"] == Settings().queue_name
     assert triggers["queued"]["authenticationRef"]["name"] in by_kind(base, "TriggerAuthentication")
     in_flight = triggers["in_flight"]
-    assert in_flight["type"] == "metrics-api" and in_flight["metadata"]["url"].endswith("/queue")
+    assert in_flight["type"] == "metrics-api"
+    assert in_flight["metadata"]["url"].endswith("/queue")
     assert in_flight["metadata"]["valueLocation"] == "in_flight"
     assert scaled["spec"]["advanced"]["scalingModifiers"]["formula"] == "queued + in_flight"
     assert scaled["spec"]["minReplicaCount"] == 0
@@ -100,7 +102,8 @@ def test_probes_and_ports_match_the_code(base):
     worker = by_kind(base, "Deployment")["worker"]["spec"]["template"]["spec"]["containers"][0]
     assert worker["ports"][0]["containerPort"] == Settings().worker_metrics_port
     service_ports = {name: s["spec"]["ports"][0] for name, s in by_kind(base, "Service").items()}
-    assert service_ports["api"]["port"] == 8000 and service_ports["redis"]["port"] == 6379
+    assert service_ports["api"]["port"] == 8000
+    assert service_ports["redis"]["port"] == 6379
 
 
 def test_only_our_workloads_reach_redis(base):

@@ -6,14 +6,13 @@ import numpy as np
 
 from models.digits_data import varied_renderings
 from shared.preprocessing import preprocess
-from shared.registry import Registry
-from shared.settings import Settings
+from tests.utils.samples import DIGITS
 from worker.runtime import LoadedModel
 
 
 def test_heldout_accuracy_matches_the_manifest(heldout):
     images, labels = heldout
-    manifest = Registry(Settings().model_dir, "digits").resolve(None)
+    manifest = DIGITS
     model = LoadedModel(manifest, max_batch_size=64)
     rng = np.random.default_rng(12345)  # other renderings than the training script's
     tensors = np.stack([preprocess(varied_renderings(img, rng), manifest, 10**8) for img in images])

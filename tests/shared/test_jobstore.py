@@ -1,36 +1,38 @@
 import time
 
-from shared.registry import Registry
-from shared.schemas import JobError, JobStatus, Prediction
-from shared.settings import Settings
-
-MANIFEST = Registry(Settings().model_dir, "digits").resolve(None)
+from shared.jobstore import JobStore, to_job
+from shared.schemas import ErrorCode, JobError, JobStatus, Prediction
+from tests.utils.jobs import make_job
 
 
-def test_create_get_and_ttl(store):
-    job = store.create(MANIFEST)
-    assert store.get(job.id) == job
-    assert job.status == JobStatus.queued and job.model.name == "digits"
-    assert 590 <= store.redis.ttl(f"job:{job.id}") <= 600
+def test_create_get_and_ttl(store, redis_server):
+    new = make_job(store)
+    job = store.get(new.id)
+    assert job == to_job(new.fields)
+    assert job.status == JobStatus.queued
+    assert job.model.name == "digits"
+    assert 590 <= redis_server.client().ttl(store.keys.job(job.id)) <= 600
 
 
 def test_transitions_are_guarded(store):
-    a, b = store.create(MANIFEST).id, store.create(MANIFEST).id
+    a, b = make_job(store).id, make_job(store).id
     assert [s.before for s in store.start([a, b, "missing"])] == [JobStatus.queued, JobStatus.queued, None]
     assert [s.before for s in store.start([a])] == [JobStatus.running]
     prediction = Prediction(label="1", score=0.9, top_k=[{"label": "1", "score": 0.9}])
-    store.finish({a: prediction, b: JobError(code="x", message="y"), "missing": prediction})
-    assert store.get(a).result == prediction and store.get(a).status == JobStatus.succeeded
-    assert store.get(b).error.code == "x" and store.get(b).finished_at is not None
+    store.finish({a: prediction, b: JobError(code=ErrorCode.invalid_input, message="y"), "missing": prediction})
+    assert store.get(a).result == prediction
+    assert store.get(a).status == JobStatus.succeeded
+    assert store.get(b).error.code == "invalid_input"
+    assert store.get(b).finished_at is not None
     assert store.get("missing") is None
     # A finished job is never moved again.
-    store.finish({a: JobError(code="late", message="")})
+    store.finish({a: JobError(code=ErrorCode.inference_error, message="late")})
     assert store.get(a).status == JobStatus.succeeded
 
 
-def test_expiry_removes_records(store):
-    short = type(store)(store.redis, ttl_seconds=1)
-    job = short.create(MANIFEST)
+def test_expiry_removes_records(store, redis_server):
+    short = JobStore.connect(redis_server.url, ttl_seconds=1, timeout=2)
+    job = make_job(short)
     time.sleep(1.2)
     assert store.get(job.id) is None
 

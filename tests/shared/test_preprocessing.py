@@ -12,13 +12,12 @@ from shared.preprocessing import (
     decode,
     preprocess,
 )
-from shared.registry import Registry
-from shared.settings import Settings
+from tests.utils.samples import DIGITS
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return Registry(Settings().model_dir, "digits").resolve(None)
+    return DIGITS
 
 
 def encode(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -30,8 +29,11 @@ def encode(image: Image.Image, fmt: str, **kw) -> bytes:
 def test_polarity_size_and_colour_give_the_same_tensor(heldout, manifest):
     digit = heldout[0][0]
     reference = preprocess(render(digit, size=64), manifest, 10**7)
-    assert reference.shape == (8, 8, 1) and reference.dtype == np.float32
-    assert reference.min() >= 0 and reference.max() <= 16 and reference.max() > 8
+    assert reference.shape == (8, 8, 1)
+    assert reference.dtype == np.float32
+    assert reference.min() >= 0
+    assert reference.max() <= 16
+    assert reference.max() > 8
     for variant in (
         render(digit, size=64, dark_on_light=False),
         render(digit, size=256, ink=(200, 30, 30)),

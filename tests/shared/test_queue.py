@@ -14,7 +14,7 @@ def test_pixels_round_trip_as_uint8_and_rejections():
     assert np.abs(decoded - pixels).max() <= 0.5  # rounding only
     with pytest.raises(ValueError, match="bytes"):
         decode_pixels(encode_pixels(pixels), (4, 4, 1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="base64"):
         decode_pixels("not base64!", (8, 8, 1))
 
 
@@ -25,7 +25,8 @@ def test_scale_maps_pixels_onto_the_manifest_range():
 
 def test_delivery_settings_lose_no_job():
     config = celery_config(Settings(visibility_timeout_seconds=120, max_batch_size=16, prefetch_batches=2))
-    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["task_acks_late"]
+    assert config["task_reject_on_worker_lost"]
     assert config["broker_transport_options"]["visibility_timeout"] == 120
     assert config["broker_transport_options"]["unacked_restore_interval"] == 10
     # Prefetch covers the batches in flight and no more.

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from shared.registry import Registry, UnknownModel
-from shared.settings import Settings
+from tests.utils.samples import DIGITS
 
 
 def write(root, folder_name, version, **over):
@@ -29,15 +29,15 @@ def test_resolve_default_name_and_version(tmp_path):
 def test_manifest_errors_are_explicit(tmp_path):
     write(tmp_path, "rgb", "1", preprocessing={"color_mode": "RGB"})
     with pytest.raises(ValueError, match="channels"):
-        Registry(tmp_path, "rgb").manifests
+        _ = Registry(tmp_path, "rgb").manifests
     bad = tmp_path / "x"
     bad.mkdir()
     write(bad, "y", "1", name="z")
     with pytest.raises(ValueError, match="must match its folder"):
-        Registry(bad, "y").manifests
+        _ = Registry(bad, "y").manifests
 
 
 def test_committed_default_model():
-    manifest = Registry(Settings().model_dir, "digits").resolve(None)
+    manifest = DIGITS
     assert manifest.artifact_path.is_file()
     assert manifest.labels == [str(d) for d in range(10)]

@@ -1,8 +1,8 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.webhooks import (
     WebhookRefused,
@@ -44,19 +44,21 @@ def test_delivery_time_check_uses_what_the_name_resolves_to():
 
 def test_signatures_verify_with_each_secret_for_rotation():
     body = json.dumps({"id": "abc", "status": "succeeded"})
-    headers = signed_headers([SECRET, OLD], "msg_abc_completed", body, datetime.now(timezone.utc))
+    headers = signed_headers([SECRET, OLD], "msg_abc_completed", body, datetime.now(UTC))
     assert headers["webhook-id"] == "msg_abc_completed"
     assert len(headers["webhook-signature"].split(" ")) == 2
     for secret in (SECRET, OLD):
         assert Webhook(secret).verify(body, headers) == json.loads(body)
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body.replace("succeeded", "failed"), headers)
 
 
 def test_backoff_grows_with_jitter_caps_and_honours_retry_after():
     delays = [backoff(n, base=1, cap=30) for n in range(1, 8)]
-    assert 0.5 <= delays[0] <= 1 and 4 <= delays[3] <= 8
+    assert 0.5 <= delays[0] <= 1
+    assert 4 <= delays[3] <= 8
     assert all(d <= 30 for d in delays)
     assert backoff(1, base=1, cap=30, retry_after=12) == 12
     assert backoff(1, base=1, cap=30, retry_after=999) == 30
-    assert retry_after_seconds("7") == 7 and retry_after_seconds(None) is None
+    assert retry_after_seconds("7") == 7
+    assert retry_after_seconds(None) is None

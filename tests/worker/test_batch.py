@@ -7,14 +7,15 @@ from shared.preprocessing import pixels_of
 from shared.queue import encode_pixels
 from shared.registry import Registry
 from shared.schemas import JobStatus
-from shared.settings import Settings
+from tests.utils.jobs import make_job
+from tests.utils.samples import DIGITS
 from worker.batch import Item, parse, run_batch
 from worker.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def models():
-    return Runtime(Registry(Settings().model_dir, "digits"), max_batch_size=8).models
+    return Runtime(Registry(DIGITS.directory.parent.parent, "digits"), max_batch_size=8).models
 
 
 @pytest.fixture
@@ -28,9 +29,9 @@ def seven(digit_png, manifest) -> str:
 
 
 def test_bad_job_fails_alone_rest_succeed(store, models, manifest, seven):
-    good = [store.create(manifest).id for _ in range(3)]
-    bad_shape = store.create(manifest).id
-    bad_encoding = store.create(manifest).id
+    good = [make_job(store, manifest).id for _ in range(3)]
+    bad_shape = make_job(store, manifest).id
+    bad_encoding = make_job(store, manifest).id
     items = [Item(j, manifest.key, seven) for j in good]
     items.append(Item(bad_shape, manifest.key, encode_pixels(np.zeros((4, 4)))))
     items.append(Item(bad_encoding, manifest.key, "%%% not base64 %%%"))
@@ -39,25 +40,27 @@ def test_bad_job_fails_alone_rest_succeed(store, models, manifest, seven):
 
     for job_id in good:
         job = store.get(job_id)
-        assert job.status == JobStatus.succeeded and job.result.label == "7"
+        assert job.status == JobStatus.succeeded
+        assert job.result.label == "7"
     for job_id, words in ((bad_shape, "bytes"), (bad_encoding, "")):
         job = store.get(job_id)
         assert job.status == JobStatus.failed
-        assert job.error.code == "invalid_input" and words in job.error.message
+        assert job.error.code == "invalid_input"
+        assert words in job.error.message
 
 
 def test_unknown_model_fails_the_job(store, models, manifest, seven):
-    job_id = store.create(manifest).id
+    job_id = make_job(store, manifest).id
     run_batch([Item(job_id, "other:9", seven)], store, models)
     assert store.get(job_id).error.code == "model_unavailable"
 
 
-def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, models, manifest, seven):
-    done = store.create(manifest).id
+def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, redis_server, models, manifest, seven):
+    done = make_job(store, manifest).id
     run_batch([Item(done, manifest.key, seven)], store, models)
     first = store.get(done)
-    cancelled = store.create(manifest).id
-    store.redis.hset(f"job:{cancelled}", "status", "cancelled")
+    cancelled = make_job(store, manifest).id
+    redis_server.client().hset(store.keys.job(cancelled), "status", "cancelled")
 
     outcomes = run_batch(
         [Item(done, manifest.key, seven), Item(cancelled, manifest.key, seven), Item("gone", manifest.key, seven)],
@@ -70,7 +73,7 @@ def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, models, ma
 
 
 def test_job_left_running_by_a_dead_worker_runs_again(store, models, manifest, seven):
-    job_id = store.create(manifest).id
+    job_id = make_job(store, manifest).id
     assert store.start([job_id])[0].before == JobStatus.queued
     run_batch([Item(job_id, manifest.key, seven), Item(job_id, manifest.key, seven)], store, models)
     assert store.get(job_id).status == JobStatus.succeeded

@@ -1,6 +1,7 @@
 """Dynamic batching with real Redis and worker: batches form, prefetch stays bounded,
 Flower sees every job, and the worker survives a Redis restart under load."""
 
+import contextlib
 import threading
 import time
 
@@ -8,26 +9,27 @@ import httpx
 
 from shared.jobstore import JobStore
 from shared.preprocessing import pixels_of
-from shared.queue import encode_pixels, make_celery, redis_message
-from shared.registry import Registry
+from shared.processes import Worker, wait_for
+from shared.queue import encode_pixels, make_celery
 from shared.settings import Settings
-from tests.stack import Worker, wait_for
+from tests.utils.jobs import make_job
+from tests.utils.samples import DIGITS, heldout_png
 
 
 def submit_all(api, images) -> list[str]:
     """Submit, retrying on 503 (Redis briefly away) as a well-behaved client does."""
     ids = []
     for image in images:
-        response = wait_for(lambda: (r := api.submit(image)).status_code == 202 and r, 60, "a 202")
+        response = wait_for(lambda image=image: (r := api.submit(image)).status_code == 202 and r, 60, "a 202")
         ids.append(response.json()["id"])
     return ids
 
 
-def test_batches_form_and_fill_up_to_the_maximum(private_stack, logdir, unique_png):
+def test_batches_form_and_fill_up_to_the_maximum(private_stack, logdir):
     server, api = private_stack
     worker = Worker(server.url, logdir, max_batch_size=8, max_delay_ms=400)
     try:
-        files = [("files", (f"{i}.png", unique_png(i))) for i in range(20)]
+        files = [("files", (f"{i}.png", heldout_png(i))) for i in range(20)]
         items = api.http.post("/jobs/batch", files=files).json()["items"]
         jobs = [api.wait_terminal(item["job"]["id"]) for item in items]
         metrics = httpx.get(worker.metrics_url).text
@@ -39,24 +41,19 @@ def test_batches_form_and_fill_up_to_the_maximum(private_stack, logdir, unique_p
     for job in jobs:
         batches.setdefault(job["started_at"], []).append(job["id"])
     sizes = sorted(len(b) for b in batches.values())
-    assert max(sizes) == 8 and len(batches) <= 4, sizes
+    assert max(sizes) == 8, sizes
+    assert len(batches) <= 4, sizes
     assert 'inference_batch_size_bucket{le="8.0"}' in metrics
 
 
 def test_prefetch_is_bounded_and_the_backlog_stays_in_redis(private_stack, logdir, digit_png):
-    server, api = private_stack
+    server, _ = private_stack
     client = server.client()
-    settings = Settings(redis_url=server.url)
-    manifest = Registry(settings.model_dir, "digits").resolve(None)
-    payload = encode_pixels(pixels_of(digit_png, manifest, 10**7))
-    celery = make_celery(settings, "test")
+    payload = encode_pixels(pixels_of(digit_png, DIGITS, 10**7))
     # 300 queued jobs before the worker starts.
-    pipe = client.pipeline()
+    store = JobStore.connect(server.url, ttl_seconds=600, timeout=2)
     for _ in range(300):
-        job_id = JobStore(client, 600).create(manifest).id
-        pipe.lpush(settings.queue_name, redis_message(celery, settings.queue_name, job_id,
-                                                      [job_id, manifest.key, payload, time.time()]))
-    pipe.execute()
+        make_job(store, queue=Settings().queue_name, payload=payload)
 
     worker = Worker(server.url, logdir, max_batch_size=4, prefetch_batches=2, max_delay_ms=50)
     in_flight, queued = [], []
@@ -73,12 +70,11 @@ def test_prefetch_is_bounded_and_the_backlog_stays_in_redis(private_stack, logdi
     assert max(in_flight) <= 4 * 2, f"the worker held {max(in_flight)} messages; prefetch is 8"
     assert max(in_flight) >= 4, "batches should fill while a backlog waits"
     assert sorted(queued)[len(queued) // 2] > 0, "the backlog must stay visible in the queue"
-    assert queued[-1] == 0 and in_flight[-1] == 0, "everything drains"
+    assert queued[-1] == 0, "everything drains"
+    assert in_flight[-1] == 0, "everything drains"
 
 
-def test_every_job_sends_flower_events(api, worker, redis_server, unique_png):
-    from shared.queue import make_celery
-
+def test_every_job_sends_flower_events(api, worker, redis_server):
     app = make_celery(Settings(redis_url=redis_server.url), "events-test")
     seen: list[dict] = []
     ready = threading.Event()
@@ -87,16 +83,14 @@ def test_every_job_sends_flower_events(api, worker, redis_server, unique_png):
         with app.connection_for_read() as connection:
             receiver = app.events.Receiver(connection, handlers={"*": seen.append})
             ready.set()
-            try:
+            with contextlib.suppress(TimeoutError, OSError):  # the timeout ends the capture
                 receiver.capture(limit=None, timeout=20, wakeup=False)
-            except Exception:  # noqa: BLE001 - the timeout ends the capture
-                pass
 
     thread = threading.Thread(target=capture, daemon=True)
     thread.start()
     ready.wait(10)
     time.sleep(0.5)
-    ids = [api.submit(unique_png(i)).json()["id"] for i in range(5)]
+    ids = [api.submit(heldout_png(i)).json()["id"] for i in range(5)]
     for job_id in ids:
         api.wait_terminal(job_id)
     wait_for(lambda: {e["uuid"] for e in seen if e["type"] == "task-succeeded"} >= set(ids), 15, "events")
@@ -109,7 +103,7 @@ def test_every_job_sends_flower_events(api, worker, redis_server, unique_png):
         assert succeeded["runtime"] > 0
 
 
-def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir, unique_png, restarts=2):
+def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir):
     """celery-batches 0.11 stops flushing after a reconnect (upstream #99): jobs after the
     restart, fewer than a batch, would wait forever without the fix in worker/tasks.py."""
     server, api = private_stack
@@ -123,13 +117,13 @@ def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir, u
     def load():
         i = 0
         while not stop.is_set():
-            submitted.extend(submit_all(api, [unique_png(i % 300)]))
+            submitted.extend(submit_all(api, [heldout_png(i % 300)]))
             i += 1
 
     thread = threading.Thread(target=load)
     try:
         thread.start()
-        for _ in range(restarts):
+        for _ in range(2):  # restarts
             time.sleep(1.5)
             server.stop()
             time.sleep(1)
@@ -138,7 +132,7 @@ def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir, u
         stop.set()
         thread.join(60)
         # A handful more, fewer than a batch: only the flush timer can run them.
-        last = submit_all(api, [unique_png(i) for i in range(3)])
+        last = submit_all(api, [heldout_png(i) for i in range(3)])
         assert all(api.wait_terminal(job_id, timeout=10)["status"] == "succeeded" for job_id in last)
         jobs = [api.wait_terminal(job_id, timeout=60) for job_id in submitted]
     finally:

@@ -1,10 +1,10 @@
 """A worker SIGKILLed while it holds a job loses nothing: the job runs after redelivery."""
 
 import json
-from uuid import uuid4
 
+from shared.processes import Worker, wait_for
 from shared.schemas import JobStatus
-from tests.stack import Worker, wait_for
+from tests.utils.jobs import make_job
 
 VISIBILITY = 3
 
@@ -50,43 +50,33 @@ def test_job_whose_message_was_lost_in_delivery_is_requeued(private_stack, logdi
     client = redis_server.client()
     job_id = api.submit(digit_png).json()["id"]
     assert client.rpop("inference") is not None  # popped by a "worker", then lost
-    assert client.llen("inference") == 0 and client.hlen("unacked") == 0
+    assert client.llen("inference") == 0
+    assert client.hlen("unacked") == 0
 
     worker = Worker(redis_server.url, logdir, visibility_timeout_seconds=VISIBILITY)
     try:
         job = api.wait_terminal(job_id, timeout=30)
     finally:
         worker.stop()
-    assert job["status"] == "succeeded" and job["result"]["label"] == "7"
+    assert job["status"] == "succeeded"
+    assert job["result"]["label"] == "7"
     assert "re-queued 1 job(s)" in worker.log.read_text()
-    assert client.zcard("jobs:queued") == 0 and not client.hexists(f"job:{job_id}", "message")
+    assert client.zcard("jobs:queued") == 0
+    assert not client.hexists(f"job:{job_id}", "message")
 
 
 def test_waiting_and_unacknowledged_jobs_are_not_duplicated(store, redis_server, digit_png):
     """The sweep leaves alone a job whose message is still queued or being worked on."""
-    from shared.jobstore import NewJob, _create_call, new_record
-    from shared.queue import make_celery, redis_message
-    from shared.registry import Registry
-    from shared.settings import Settings
-
     client = redis_server.client()
     queue = "rescue-check"
-    manifest = Registry(Settings().model_dir, "digits").resolve(None)
-    celery = make_celery(Settings(redis_url=redis_server.url), "test")
-    keys = []
-    for _ in range(3):
-        fields = new_record(manifest, uuid4().hex)
-        message = redis_message(celery, queue, fields["id"], [fields["id"], manifest.key, "AA==", 0.0])
-        keys.append((fields["id"], message))
-        k, a = _create_call(NewJob(fields, message, "", ""), queue, 600)
-        store._create(keys=k, args=a)
-    # Job 0 waits in the queue, job 1 is being worked on (unacked), job 2 was lost.
-    tag = json.loads(keys[1][1])["properties"]["delivery_tag"]
-    client.lrem(queue, 0, keys[1][1])
+    waiting, working, lost = (make_job(store, queue=queue).message for _ in range(3))
+    # One waits in the queue, one is being worked on (unacked), one was lost.
+    tag = json.loads(working)["properties"]["delivery_tag"]
+    client.lrem(queue, 0, working)
     client.hset("unacked", tag, "[]")
-    client.lrem(queue, 0, keys[2][1])
+    client.lrem(queue, 0, lost)
     assert store.rescue_lost(queue, older_than=-1) == 1
-    assert client.lrange(queue, 0, -1).count(keys[2][1]) == 1
-    assert client.lrange(queue, 0, -1).count(keys[0][1]) == 1
+    assert client.lrange(queue, 0, -1).count(lost) == 1
+    assert client.lrange(queue, 0, -1).count(waiting) == 1
     assert client.llen(queue) == 2
     client.hdel("unacked", tag)

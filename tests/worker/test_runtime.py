@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from shared.registry import Registry
-from shared.settings import Settings
+from tests.utils.samples import DIGITS
 from worker.runtime import LoadedModel, Runtime, buckets
 
 
 @pytest.fixture(scope="module")
 def digits() -> LoadedModel:
-    return Runtime(Registry(Settings().model_dir, "digits"), max_batch_size=32).models["digits:1"]
+    return Runtime(Registry(DIGITS.directory.parent.parent, "digits"), max_batch_size=32).models["digits:1"]
 
 
 def test_buckets_are_powers_of_two_capped_at_the_maximum():

@@ -1,0 +1,32 @@
+"""The objects routes share, built once per process at start-up (see api.main.lifespan)."""
+
+from dataclasses import dataclass
+
+from celery import Celery
+
+from api.waiter import Waiter
+from shared.jobstore import AsyncJobStore
+from shared.queue import make_celery
+from shared.registry import Registry
+from shared.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: Registry
+    store: AsyncJobStore
+    # Builds task messages; never opens a broker connection (see shared.queue.redis_message).
+    celery: Celery
+    waiter: Waiter
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Services":
+        store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds)
+        return cls(
+            settings=settings,
+            registry=Registry(settings.model_dir, settings.default_model),
+            store=store,
+            celery=make_celery(settings, "api"),
+            waiter=Waiter(settings.redis_url, store.keys.finished_channel),
+        )

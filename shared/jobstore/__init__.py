@@ -1,0 +1,27 @@
+"""Job state in Redis, owned by this project (Celery's result backend is not used).
+
+One hash per job with a retention TTL, and a sorted set indexing jobs by creation time for
+listing. Every state change is a Lua script (lua/), so each is atomic:
+
+    create   record + task message (+ idempotency key) together, or nothing      [API]
+    start    queued -> running (or -> failed/expired past its deadline)            [worker]
+    finish   running -> succeeded/failed, fills the result cache                   [worker]
+    cancel   queued -> cancelled                                                   [API]
+
+A job therefore can never be both cancelled and run, and an expired record is never
+resurrected. Finishing, cancelling and expiring publish the job ids on the keyspace's
+finished channel, which wakes the API's long-polls.
+
+    records.py  key names and the record <-> Job codec
+    ops.py      every operation once: the command or script to send, how to read the reply
+    store.py    the synchronous (worker) and asynchronous (API) faces that send them
+"""
+
+from shared.jobstore.ops import UNACKED_HASH, Cancelled, JobOps, Replay, Started
+from shared.jobstore.records import Keyspace, NewJob, new_job_id, new_record, to_job
+from shared.jobstore.store import AsyncJobStore, JobStore
+
+__all__ = [
+    "UNACKED_HASH", "AsyncJobStore", "Cancelled", "JobOps", "JobStore", "Keyspace", "NewJob", "Replay",
+    "Started", "new_job_id", "new_record", "to_job",
+]

@@ -1,0 +1,178 @@
+"""Every job-store operation, once: what to send to Redis and how to read the reply.
+
+An `Op` is one round trip (a plain command or one of the Lua scripts in lua/) plus the
+function that turns the reply into Python values. `JobStore` (worker, redis-py) and
+`AsyncJobStore` (API, redis.asyncio) only send ops, so they cannot disagree.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from shared.jobstore.records import (
+    JOB_FIELDS,
+    WEBHOOK_FIELDS,
+    Keyspace,
+    NewJob,
+    as_fields,
+    read_job,
+    split_events,
+)
+from shared.schemas import ErrorCode, Job, JobError, JobStatus, Prediction, WebhookEvent, WebhookState
+
+T = TypeVar("T")
+UNACKED_HASH = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
+SCRIPTS = {
+    path.name.removesuffix(".lua"): path.read_text()
+    for path in resources.files("shared.jobstore").joinpath("lua").iterdir()
+    if path.name.endswith(".lua")
+}
+
+
+@dataclass(frozen=True)
+class Op(Generic[T]):
+    """One round trip: `script` names a Lua script run with (keys, args); without one,
+    `args` is a plain command."""
+
+    args: tuple[Any, ...]
+    parse: Callable[[Any], T]
+    script: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+class Replay(NamedTuple):
+    """An Idempotency-Key seen before: the job it made, and that request's fingerprint."""
+
+    job_id: str
+    fingerprint: str
+
+
+class Started(NamedTuple):
+    before: JobStatus | None  # status before the call; None: the record is gone
+    expired: bool  # this call failed the job for its deadline (`before` is then queued)
+    webhook_events: list[WebhookEvent]
+
+
+class Cancelled(NamedTuple):
+    before: JobStatus | None  # status before the call; only `queued` was cancelled
+    job: Job | None  # the record after the call
+    webhook_events: list[WebhookEvent]  # the events its webhook wants ([] without a webhook)
+
+
+def _expired_error() -> str:
+    return JobError(code=ErrorCode.expired,
+                    message="the job's deadline (expires_in) passed before it ran").model_dump_json()
+
+
+class JobOps:
+    """Builds every operation; holds the keyspace and retention, never a connection."""
+
+    def __init__(self, keys: Keyspace, ttl_seconds: int, cache_ttl_seconds: int = 0):
+        self.keys, self.ttl, self.cache_ttl = keys, ttl_seconds, cache_ttl_seconds
+
+    def create(self, new: NewJob, queue: str) -> Op[Replay | None]:
+        """Record the job and push its message, atomically; an Idempotency-Key used already
+        writes nothing and gives back what it made."""
+        fields = new.fields
+        keys = (self.keys.job(new.id), queue,
+                self.keys.idempotency(new.idempotency_key) if new.idempotency_key else "",
+                self.keys.index, self.keys.queued)
+        pairs = [v for item in fields.items() for v in item]
+        args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", fields["created_at"], new.id, *pairs)
+
+        def parse(existing: str | None) -> Replay | None:
+            return Replay(*existing.split("|", 1)) if existing else None
+
+        return Op(args, parse, "create", keys)
+
+    def get(self, job_id: str) -> Op[Job | None]:
+        return Op(("HMGET", self.keys.job(job_id), *JOB_FIELDS), lambda values: read_job(as_fields(JOB_FIELDS, values)))
+
+    def webhook_target(self, job_id: str) -> Op[tuple[Job | None, str | None]]:
+        """The job as a receiver will see it, and where to send it."""
+        names = (*JOB_FIELDS, "webhook_url")
+
+        def parse(values: list[str | None]) -> tuple[Job | None, str | None]:
+            return read_job(as_fields(names, values)), values[-1]
+
+        return Op(("HMGET", self.keys.job(job_id), *names), parse)
+
+    def start(self, job_ids: list[str]) -> Op[list[Started]]:
+        args = (repr(time.time()), _expired_error(), self.keys.finished_channel, self.keys.queued,
+                self.keys.job_prefix)
+
+        def parse(rows: list[list[str]]) -> list[Started]:
+            return [Started(JobStatus.queued if before == "expired" else (JobStatus(before) if before else None),
+                            before == "expired", split_events(events)) for before, events in rows]
+
+        return Op(args, parse, "start", tuple(self.keys.job(j) for j in job_ids))
+
+    def finish(self, outcomes: dict[str, Prediction | JobError]) -> Op[list[str]]:
+        """Terminal outcomes of running jobs; the reply is the ids this call finished."""
+        statuses = [JobStatus.succeeded if isinstance(o, Prediction) else JobStatus.failed for o in outcomes.values()]
+        args = (repr(time.time()), self.keys.finished_channel, self.cache_ttl, self.keys.job_prefix,
+                *statuses, *(o.model_dump_json() for o in outcomes.values()))
+        return Op(args, list, "finish", tuple(self.keys.job(j) for j in outcomes))
+
+    def cancel(self, job_id: str) -> Op[Cancelled]:
+        names = (*JOB_FIELDS, *WEBHOOK_FIELDS)
+
+        def parse(reply: list) -> Cancelled:
+            before, fields = reply[0], as_fields(names, reply[1])
+            events = split_events(fields.get("webhook_events")) if fields.get("webhook_url") else []
+            return Cancelled(JobStatus(before) if before else None, read_job(fields), events)
+
+        keys = (self.keys.job(job_id), self.keys.queued)
+        return Op((repr(time.time()), self.keys.finished_channel, job_id, *names), parse, "cancel", keys)
+
+    def record_webhook_attempt(self, job_id: str, state: WebhookState) -> Op[int]:
+        """Count one more attempt and store its outcome (see lua/webhook_attempt.lua)."""
+        return Op((state.model_dump_json(),), int, "webhook_attempt", (self.keys.job(job_id),))
+
+    def rescue_lost(self, queue: str, older_than: float, limit: int) -> Op[int]:
+        """Re-queue jobs whose message Redis lost in delivery (see lua/rescue.lua)."""
+        now = time.time()
+        keys = (self.keys.queued, queue, UNACKED_HASH)
+        return Op((repr(now - older_than), repr(now), limit, self.keys.job_prefix), int, "rescue", keys)
+
+    def recent(self, limit: int, before: float | None, status: JobStatus | None,
+               scan_limit: int) -> Op[tuple[list[Job], float | None]]:
+        """Newest first, created before `before`, examining at most scan_limit entries."""
+        high = f"({before!r}" if before is not None else "+inf"
+        args = (self.keys.job_prefix, high, limit, scan_limit, status.value if status else "", *JOB_FIELDS)
+
+        def parse(reply: list) -> tuple[list[Job], float | None]:
+            jobs = [read_job(as_fields(JOB_FIELDS, values)) for values in reply[1:]]
+            return [job for job in jobs if job], float(reply[0]) if reply[0] else None
+
+        return Op(args, parse, "recent", (self.keys.index,))
+
+    def cached_result(self, cache_key: str) -> Op[str | None]:
+        return Op(("GET", cache_key), lambda value: value)
+
+    def push(self, queue: str, messages: list[str]) -> Op[int]:
+        return Op(("LPUSH", queue, *messages), int)
+
+    def backlog(self, queue: str) -> Op[dict[str, int]]:
+        """Jobs waiting in the queue, and delivered but not yet acknowledged."""
+
+        def parse(reply: list[int]) -> dict[str, int]:
+            queued, in_flight = reply
+            return {"queued": queued, "in_flight": in_flight, "total": queued + in_flight}
+
+        return Op((), parse, "backlog", (queue, UNACKED_HASH))
+
+    def heartbeat(self, hostname: str, ttl: int) -> Op[Any]:
+        return Op((hostname, ttl), lambda reply: reply, "heartbeat", (self.keys.workers,))
+
+    def forget_worker(self, hostname: str) -> Op[Any]:
+        return Op(("ZREM", self.keys.workers, hostname), lambda reply: reply)
+
+    def workers(self) -> Op[list[str]]:
+        """Workers whose heartbeat is current, by name."""
+        return Op((), sorted, "workers", (self.keys.workers,))
+
+    def ping(self) -> Op[bool]:
+        return Op(("PING",), bool)

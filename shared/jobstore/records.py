@@ -1,0 +1,156 @@
+"""How a job is laid out in Redis: the key names, and the record hash <-> `Job`.
+
+Everything that knows a Redis key or a record field name lives here, so a change of layout
+is a change of this module (the Lua scripts get every key and prefix from their caller).
+"""
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from shared.registry import Manifest
+from shared.schemas import Job, JobStatus, ModelRef, WebhookEvent, WebhookState
+
+# The record fields a `Job` is read from. 'status' comes first: recent.lua filters on it.
+JOB_FIELDS = (
+    "status", "id", "model_name", "model_version", "result", "error", "cached",
+    "created_at", "started_at", "finished_at", "deadline", "webhook",
+)
+# Where a job's webhook goes and for which events (not part of the public record).
+WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    """Every Redis key the job store uses; one prefix can keep two deployments apart."""
+
+    prefix: str = ""
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.prefix}job:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    @property
+    def index(self) -> str:
+        """Sorted set of job ids by creation time, for listing."""
+        return f"{self.prefix}jobs:index"
+
+    @property
+    def queued(self) -> str:
+        """Sorted set of queued job ids whose message the rescue sweep watches."""
+        return f"{self.prefix}jobs:queued"
+
+    @property
+    def finished_channel(self) -> str:
+        """Pub/sub channel of finished job ids (comma-separated): wakes long-polls."""
+        return f"{self.prefix}jobs:finished"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live workers by when their heartbeat lapses."""
+        return f"{self.prefix}workers"
+
+    def idempotency(self, client_key: str) -> str:
+        return f"{self.prefix}idem:{client_key}"
+
+    def cache(self, model_key: str, digest: str) -> str:
+        return f"{self.prefix}cache:{model_key}:{digest}"
+
+
+DEFAULT_KEYSPACE = Keyspace()
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class NewJob(NamedTuple):
+    """What a submission records: the record's fields and, unless nothing is to run (a
+    cached result), the task message to enqueue with it."""
+
+    fields: dict[str, str]
+    message: str = ""
+    idempotency_key: str | None = None  # the client's Idempotency-Key
+    fingerprint: str = ""  # of the request, to tell a replay from a reuse of the key
+
+    @property
+    def id(self) -> str:
+        return self.fields["id"]
+
+
+def new_record(
+    manifest: Manifest,
+    job_id: str,
+    *,
+    deadline: float | None = None,
+    webhook_url: str | None = None,
+    webhook_events: list[WebhookEvent] | None = None,
+    cache_key: str | None = None,
+    cached_result: str | None = None,
+) -> dict[str, str]:
+    now = repr(time.time())
+    fields = {
+        "id": job_id,
+        "status": JobStatus.queued.value,
+        "model_name": manifest.name,
+        "model_version": manifest.version,
+        "created_at": now,
+    }
+    if deadline is not None:
+        fields["deadline"] = repr(deadline)
+    if webhook_url:
+        fields["webhook_url"] = webhook_url
+        fields["webhook_events"] = join_events(webhook_events or [WebhookEvent.completed])
+        fields["webhook"] = WebhookState().model_dump_json()
+    if cache_key:
+        fields["cache_key"] = cache_key
+    if cached_result is not None:
+        fields.update(status=JobStatus.succeeded.value, result=cached_result, cached="1",
+                      started_at=now, finished_at=now)
+    return fields
+
+
+def join_events(events: list[WebhookEvent]) -> str:
+    return ",".join(events)
+
+
+def split_events(value: str | None) -> list[WebhookEvent]:
+    """The stored webhook events ('' or None: none)."""
+    return [WebhookEvent(event) for event in value.split(",")] if value else []
+
+
+def as_fields(names: tuple[str, ...], values: list[str | None]) -> dict[str, str]:
+    """An HMGET reply as a dict of the fields present."""
+    return {name: value for name, value in zip(names, values, strict=True) if value is not None}
+
+
+def read_job(fields: dict[str, str]) -> Job | None:
+    """The record read back from Redis as a `Job`; None when the record is gone."""
+    return to_job(fields) if "id" in fields else None
+
+
+def to_job(fields: dict[str, str]) -> Job:
+    """The record as a client sees it."""
+    return Job(
+        id=fields["id"],
+        status=JobStatus(fields["status"]),
+        model=ModelRef(name=fields["model_name"], version=fields["model_version"]),
+        result=json.loads(fields["result"]) if fields.get("result") else None,
+        error=json.loads(fields["error"]) if fields.get("error") else None,
+        cached=bool(fields.get("cached")),
+        created_at=datetime.fromtimestamp(float(fields["created_at"]), tz=UTC),
+        started_at=_when(fields.get("started_at")),
+        finished_at=_when(fields.get("finished_at")),
+        expires_at=_when(fields.get("deadline")),
+        webhook=json.loads(fields["webhook"]) if fields.get("webhook") else None,
+    )
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromtimestamp(float(value), tz=UTC) if value else None

@@ -1,0 +1,141 @@
+"""The two faces of the job store: `JobStore` for the worker (redis-py, synchronous) and
+`AsyncJobStore` for the API (redis.asyncio: no thread hop). Each method sends one op from
+shared.jobstore.ops, where all the logic is; nothing outside reaches the Redis client."""
+
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from shared.jobstore.ops import SCRIPTS, Cancelled, JobOps, Op, Replay, Started
+from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
+from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookState
+
+T = TypeVar("T")
+
+
+def _options(timeout: float) -> dict[str, Any]:
+    return {"decode_responses": True, "socket_timeout": timeout, "socket_connect_timeout": timeout,
+            "health_check_interval": 30}
+
+
+class JobStore:
+    """The worker's side (and the tests'): synchronous."""
+
+    def __init__(self, client: redis.Redis, ops: JobOps):
+        self._redis, self.ops, self.keys = client, ops, ops.keys
+        self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+
+    @classmethod
+    def connect(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
+                cache_ttl_seconds: int = 0, keys: Keyspace = DEFAULT_KEYSPACE) -> "JobStore":
+        """retries > 0 rides out a Redis restart (the worker); 0 fails fast."""
+        client = redis.Redis.from_url(
+            url, **_options(timeout), retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds))
+
+    def _run(self, op: Op[T]) -> T:
+        if op.script:
+            return op.parse(self._scripts[op.script](keys=op.keys, args=op.args))
+        return op.parse(self._redis.execute_command(*op.args))
+
+    def create(self, new: NewJob, queue: str) -> Replay | None:
+        return self._run(self.ops.create(new, queue))
+
+    def get(self, job_id: str) -> Job | None:
+        return self._run(self.ops.get(job_id))
+
+    def start(self, job_ids: list[str]) -> list[Started]:
+        """Mark queued jobs running (or failed, past their deadline); each job's state before."""
+        return self._run(self.ops.start(job_ids)) if job_ids else []
+
+    def finish(self, outcomes: dict[str, Prediction | JobError]) -> list[str]:
+        """Record terminal outcomes of running jobs in one round trip; the ids recorded."""
+        return self._run(self.ops.finish(outcomes)) if outcomes else []
+
+    def webhook_target(self, job_id: str) -> tuple[Job | None, str | None]:
+        return self._run(self.ops.webhook_target(job_id))
+
+    def record_webhook_attempt(self, job_id: str, state: WebhookState) -> int:
+        return self._run(self.ops.record_webhook_attempt(job_id, state))
+
+    def rescue_lost(self, queue: str, older_than: float, limit: int = 100) -> int:
+        return self._run(self.ops.rescue_lost(queue, older_than, limit))
+
+    def push(self, queue: str, messages: list[str]) -> int:
+        return self._run(self.ops.push(queue, messages))
+
+    def backlog(self, queue: str) -> dict[str, int]:
+        return self._run(self.ops.backlog(queue))
+
+    def heartbeat(self, hostname: str, ttl: int) -> None:
+        self._run(self.ops.heartbeat(hostname, ttl))
+
+    def forget_worker(self, hostname: str) -> None:
+        self._run(self.ops.forget_worker(hostname))
+
+    def workers(self) -> list[str]:
+        return self._run(self.ops.workers())
+
+    def ping(self) -> bool:
+        return self._run(self.ops.ping())
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+class AsyncJobStore:
+    """The API's side: asynchronous, one round trip per call."""
+
+    def __init__(self, client: aioredis.Redis, ops: JobOps):
+        self._redis, self.ops, self.keys = client, ops, ops.keys
+        self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+
+    @classmethod
+    def connect(cls, url: str, ttl_seconds: int, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncJobStore":
+        """No retries: when Redis is down the client gets a 503 at once, not a hung request."""
+        return cls(aioredis.Redis.from_url(url, **_options(timeout)), JobOps(keys, ttl_seconds))
+
+    async def _run(self, op: Op[T]) -> T:
+        if op.script:
+            return op.parse(await self._scripts[op.script](keys=op.keys, args=op.args))
+        return op.parse(await self._redis.execute_command(*op.args))
+
+    async def create(self, new: NewJob, queue: str) -> Replay | None:
+        return await self._run(self.ops.create(new, queue))
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._run(self.ops.get(job_id))
+
+    async def cancel(self, job_id: str) -> Cancelled:
+        """Cancel a queued job; its status before the call and its record after."""
+        return await self._run(self.ops.cancel(job_id))
+
+    async def cached_result(self, cache_key: str) -> str | None:
+        return await self._run(self.ops.cached_result(cache_key))
+
+    async def push(self, queue: str, messages: list[str]) -> int:
+        return await self._run(self.ops.push(queue, messages))
+
+    async def recent(self, limit: int, before: float | None, status: JobStatus | None,
+                     scan_limit: int = 1000) -> tuple[list[Job], float | None]:
+        """Newest first; the page and the next cursor."""
+        return await self._run(self.ops.recent(limit, before, status, scan_limit))
+
+    async def backlog(self, queue: str) -> dict[str, int]:
+        return await self._run(self.ops.backlog(queue))
+
+    async def workers(self) -> list[str]:
+        return await self._run(self.ops.workers())
+
+    async def ping(self) -> bool:
+        return await self._run(self.ops.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()

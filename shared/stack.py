@@ -1,0 +1,208 @@
+"""The local stack under one small supervisor (what `make run` runs):
+
+    python -m shared.stack [--redis-port 6379] [--api-port 8000] [--flower-port 5555] [--run-dir .run]
+
+Starts Redis (data as AOF in the run dir), then an inference worker, a webhook worker, the
+API and Flower, with REDIS_URL set and the rest of the environment passed through. A child
+that dies is restarted with backoff, so a killed worker shows that nothing is lost. Ctrl-C
+or SIGTERM stops the services, then Redis last; the exit status is 0.
+"""
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from shared.processes import (
+    ROOT,
+    api_argv,
+    flower_argv,
+    redis_argv,
+    service_env,
+    worker_argv,
+)
+
+log = logging.getLogger("stack")
+
+FIRST_BACKOFF, MAX_BACKOFF = 1.0, 30.0  # seconds before a restart; doubles each time
+STABLE_AFTER = 60.0  # a child that ran this long starts again from FIRST_BACKOFF
+STOP_GRACE = 30.0  # SIGTERM, then this long to exit (a worker hands back its jobs), then SIGKILL
+
+# The terminal's Ctrl-C goes to this process only (each child has its own session); it sets this.
+stopping = False
+
+
+def _die_with_launcher() -> Callable[[], None] | None:
+    """preexec_fn asking Linux to SIGKILL the child if the launcher dies, even by SIGKILL,
+    so no orphaned Redis or worker keeps a port. Safe: Redis has written its AOF to the
+    kernel, and a job a killed worker held is redelivered. None where prctl is missing."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved now, not after fork
+    except (OSError, AttributeError):
+        return None
+    launcher = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGKILL))  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != launcher:  # the launcher died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class Child:
+    """One supervised process: started again, with backoff, whenever it exits on its own."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.backoff = FIRST_BACKOFF
+        self.restart_at = 0.0
+
+    def start(self) -> "subprocess.Popen[bytes]":
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, start_new_session=True,
+            preexec_fn=_die_with_launcher(),
+        )
+        self.started = time.monotonic()
+        return self.proc
+
+    def supervise(self) -> None:
+        now = time.monotonic()
+        if self.proc is None:
+            if now >= self.restart_at:
+                log.info("restarted %s (pid %d)", self.name, self.start().pid)
+            return
+        status = self.proc.poll()
+        if status is None:
+            return
+        ran = now - self.started
+        if ran >= STABLE_AFTER:
+            self.backoff = FIRST_BACKOFF
+        log.warning("%s (pid %d) exited with %s after %.0fs; restarting in %.0fs",
+                    self.name, self.proc.pid, describe(status), ran, self.backoff)
+        self.proc, self.restart_at = None, now + self.backoff
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def describe(status: int) -> str:
+    return f"signal {-status} ({signal.strsignal(-status)})" if status < 0 else f"status {status}"
+
+
+def stop(children: list[Child]) -> None:
+    """SIGTERM all, in the order given; wait (bounded), then SIGKILL what is left."""
+    for child in children:
+        if child.proc and child.alive():
+            log.info("stopping %s (pid %d)", child.name, child.proc.pid)
+            child.proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE
+    for child in children:
+        if child.proc is None:
+            continue
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", child.name, STOP_GRACE)
+            child.proc.kill()
+            child.proc.wait()
+
+
+def port_taken(port: int) -> bool:
+    """Someone listens there. SO_REUSEADDR as the servers set it: TIME_WAIT does not count."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def wait_for_redis(child: Child, port: int, timeout: float = 30) -> bool:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    while not stopping and child.alive() and time.monotonic() < deadline:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            time.sleep(0.1)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shared.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--flower-port", type=int, default=5555)
+    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="Redis data (AOF)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [stack] %(message)s", stream=sys.stderr)
+
+    # Fail at once, not in a restart loop: a port in use is most often another stack running.
+    ports = {"--redis-port": args.redis_port, "--api-port": args.api_port, "--flower-port": args.flower_port}
+    taken = [f"{flag} {port}" for flag, port in ports.items() if port_taken(port)]
+    if taken:
+        log.error("port in use: %s (another stack running? pick other ports)", ", ".join(taken))
+        return 1
+
+    def request_stop(signum: int, _frame: object) -> None:
+        global stopping
+        stopping = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
+
+    run_dir = args.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = service_env(f"redis://127.0.0.1:{args.redis_port}/0")
+    store = Child("redis", redis_argv(args.redis_port, run_dir), env)
+    # In stopping order: the API first (no new jobs), the inference worker last.
+    services = [
+        Child("api", api_argv(args.api_port), env),
+        Child("flower", flower_argv(args.flower_port), env),
+        Child("webhook worker", worker_argv("webhooks", "worker.webhooks"), env),
+        Child("inference worker", worker_argv("inference"), env),
+    ]
+
+    store.start()
+    if not wait_for_redis(store, args.redis_port):
+        stop([store])
+        if stopping:
+            return 0
+        log.error("Redis did not answer PING on port %d", args.redis_port)
+        return 1
+    for child in reversed(services):  # workers first: they take the longest to be ready
+        if not stopping:
+            child.start()
+    if not stopping:
+        print(f"API http://127.0.0.1:{args.api_port}/docs  Flower http://127.0.0.1:{args.flower_port}"
+              "  (Ctrl-C stops all)", flush=True)
+
+    while not stopping:
+        for child in (store, *services):
+            child.supervise()
+        time.sleep(0.2)
+
+    log.info("stopping: services, then Redis (it flushes its AOF)")
+    stop(services)
+    stop([store])
+    log.info("all stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

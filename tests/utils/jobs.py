@@ -1,0 +1,25 @@
+"""Jobs made directly in the store, as the API makes them, for tests that drive a worker or
+the store by hand."""
+
+import time
+
+from shared.jobstore import JobStore, NewJob, new_job_id, new_record
+from shared.queue import make_celery, redis_message
+from shared.registry import Manifest
+from shared.settings import Settings
+from tests.utils.samples import DIGITS
+
+_CELERY = make_celery(Settings(), "tests")  # builds messages only; never connects
+
+
+def make_job(store: JobStore, manifest: Manifest = DIGITS, *, queue: str | None = None,
+             payload: str = "AA==", **record) -> NewJob:
+    """A queued job record; with `queue`, its task message (carrying `payload` pixels) is
+    pushed there with it, atomically, exactly as the API does."""
+    job_id = new_job_id()
+    message = ""
+    if queue is not None:
+        message = redis_message(_CELERY, queue, job_id, [job_id, manifest.key, payload, time.time()])
+    new = NewJob(new_record(manifest, job_id, **record), message)
+    store.create(new, queue or "unused")
+    return new

@@ -1,0 +1,47 @@
+"""What a worker process serves with, built once in the process that serves (TensorFlow is
+not fork-safe) and passed to the task and the heartbeat through the Celery app."""
+
+import logging
+import os
+from dataclasses import dataclass
+
+from celery import Celery
+from prometheus_client import REGISTRY, start_http_server
+
+from shared.backlog import BacklogCollector
+from shared.jobstore import JobStore
+from shared.queue import webhook_message
+from shared.registry import Registry
+from shared.schemas import WebhookEvent
+from shared.settings import Settings
+from worker import metrics
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Serving:
+    settings: Settings
+    celery: Celery  # builds webhook task messages
+    store: JobStore
+    runtime: Runtime
+    pid: int
+
+    @classmethod
+    def build(cls, settings: Settings, celery: Celery) -> "Serving":
+        """Connect, load and warm every model, and serve this process's metrics."""
+        store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
+                                 retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds)
+        runtime = Runtime(Registry(settings.model_dir, settings.default_model), settings.max_batch_size)
+        for key, seconds in runtime.load_seconds.items():
+            metrics.MODEL_LOAD.labels(key).set(seconds)
+        if settings.worker_metrics_port:
+            REGISTRY.register(BacklogCollector(store, settings.queue_name))
+            start_http_server(settings.worker_metrics_port)
+        return cls(settings, celery, store, runtime, os.getpid())
+
+    def notify_webhooks(self, hooks: list[tuple[str, WebhookEvent]]) -> None:
+        """Queue webhook deliveries for the webhook worker, in one round trip."""
+        queue = self.settings.webhook_queue
+        self.store.push(queue, [webhook_message(self.celery, queue, job_id, event) for job_id, event in hooks])
