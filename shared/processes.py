@@ -48,7 +48,9 @@ def celery_argv(app: str, *args: str) -> list[str]:
 
 
 def worker_argv(name: str, app: str = "worker.app") -> list[str]:
-    return celery_argv(app, "worker", "-n", f"{name}@%h", "--loglevel", "INFO")
+    """As worker/launch.py starts it in a container (no mingle or gossip: see there)."""
+    return celery_argv(app, "worker", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle",
+                       "--without-gossip")
 
 
 def api_argv(port: int) -> list[str]:

@@ -57,6 +57,11 @@ class LoadedModel:
             concrete(tf.zeros((size, *manifest.input_shape)))
         self.traces = fn.experimental_get_tracing_count()
 
+    @property
+    def traced_sizes(self) -> list[int]:
+        """The batch sizes with a traced function: serving never calls any other."""
+        return sorted(self._by_size)
+
     def bucket_for(self, n: int) -> int:
         return next(size for size in self.buckets if size >= n)
 

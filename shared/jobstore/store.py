@@ -2,7 +2,7 @@
 `AsyncJobStore` for the API (redis.asyncio: no thread hop). Each method sends one op from
 shared.jobstore.ops, where all the logic is; nothing outside reaches the Redis client."""
 
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -16,6 +16,7 @@ from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
 from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookState
 
 T = TypeVar("T")
+C = TypeVar("C", redis.Redis, aioredis.Redis)
 
 
 def _options(timeout: float) -> dict[str, Any]:
@@ -23,12 +24,17 @@ def _options(timeout: float) -> dict[str, Any]:
             "health_check_interval": 30}
 
 
-class JobStore:
-    """The worker's side (and the tests'): synchronous."""
+class _Face(Generic[C]):
+    """A client, the ops and the scripts registered on that client."""
 
-    def __init__(self, client: redis.Redis, ops: JobOps):
-        self._redis, self.ops, self.keys = client, ops, ops.keys
-        self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+    def __init__(self, client: C, ops: JobOps):
+        self._redis: C = client
+        self.ops, self.keys = ops, ops.keys
+        self._scripts: dict[str, Any] = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+
+
+class JobStore(_Face[redis.Redis]):
+    """The worker's side (and the tests'): synchronous."""
 
     @classmethod
     def connect(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
@@ -90,12 +96,8 @@ class JobStore:
         self._redis.close()
 
 
-class AsyncJobStore:
+class AsyncJobStore(_Face[aioredis.Redis]):
     """The API's side: asynchronous, one round trip per call."""
-
-    def __init__(self, client: aioredis.Redis, ops: JobOps):
-        self._redis, self.ops, self.keys = client, ops, ops.keys
-        self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
 
     @classmethod
     def connect(cls, url: str, ttl_seconds: int, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncJobStore":

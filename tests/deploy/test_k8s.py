@@ -6,7 +6,7 @@ from kubernetes_validate import validate
 
 from api.main import app
 from shared.settings import Settings
-from tests.deploy.conftest import K8S, SETTINGS_ENV, by_kind, render
+from tests.utils.deploy import K8S, SETTINGS_ENV, by_kind, render
 
 CRDS = {"ScaledObject", "TriggerAuthentication"}
 NOT_SETTINGS = {"REDIS_PASSWORD", "KERAS_HOME", "FLOWER_BASIC_AUTH", "REDISCLI_AUTH"}

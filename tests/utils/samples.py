@@ -8,7 +8,8 @@ from models.digits_data import render, split
 from shared.registry import Manifest, Registry
 from shared.settings import Settings
 
-DIGITS: Manifest = Registry(Settings().model_dir, "digits").resolve(None)
+REGISTRY = Registry(Settings().model_dir, "digits")  # the committed models, digits the default
+DIGITS: Manifest = REGISTRY.resolve(None)
 
 
 @cache

@@ -5,17 +5,16 @@ import pytest
 
 from shared.preprocessing import pixels_of
 from shared.queue import encode_pixels
-from shared.registry import Registry
 from shared.schemas import JobStatus
 from tests.utils.jobs import make_job
-from tests.utils.samples import DIGITS
+from tests.utils.samples import REGISTRY
 from worker.batch import Item, parse, run_batch
 from worker.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def models():
-    return Runtime(Registry(DIGITS.directory.parent.parent, "digits"), max_batch_size=8).models
+    return Runtime(REGISTRY, max_batch_size=8).models
 
 
 @pytest.fixture

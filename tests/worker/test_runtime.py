@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 
-from shared.registry import Registry
-from tests.utils.samples import DIGITS
+from tests.utils.samples import REGISTRY
 from worker.runtime import LoadedModel, Runtime, buckets
 
 
 @pytest.fixture(scope="module")
 def digits() -> LoadedModel:
-    return Runtime(Registry(DIGITS.directory.parent.parent, "digits"), max_batch_size=32).models["digits:1"]
+    return Runtime(REGISTRY, max_batch_size=32).models["digits:1"]
 
 
 def test_buckets_are_powers_of_two_capped_at_the_maximum():
@@ -35,4 +34,4 @@ def test_no_retrace_after_warm_up(digits):
     for n in (1, 3, 5, 17, 31, 32, 33):
         digits.predict(np.zeros((n, 8, 8, 1), dtype=np.float32))
     assert digits.traces == traced
-    assert sorted(digits._by_size) == digits.buckets
+    assert digits.traced_sizes == digits.buckets
