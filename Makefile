@@ -35,10 +35,12 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) -m shared.stack --redis-port $(REDIS_PORT) --api-port $(API_PORT) --flower-port $(FLOWER_PORT) --run-dir $(RUN_DIR)
 
+# The suite runs TEST_PROCESSES test files at a time (pytest-xdist); TEST_PROCESSES=0 runs it in one.
+TEST_PROCESSES ?= 2
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # Retrain the default model (the committed artifact is what `make run` serves).
 train: $(STAMP)
