@@ -12,9 +12,12 @@ from api.services import Services
 from api.submit import SubmitOptions
 from api.uploads import reject
 from shared.schemas import WebhookEvent
+from shared.settings import get_settings
 from shared.webhooks import WebhookRefused, validate_url
 
 MAX_IDEMPOTENCY_KEY = 255
+# A deadline past the record's retention could never be reported.
+MAX_EXPIRES_IN = get_settings().job_ttl_seconds
 _EVENTS = ", ".join(WebhookEvent)
 
 
@@ -41,8 +44,9 @@ async def submit_options(
     model: Annotated[str | None, Form(description="'name' or 'name:version'; the default model if absent")] = None,
     webhook_url: Annotated[str | None, Form(description="POSTed the signed job record (Standard Webhooks)")] = None,
     webhook_events: Annotated[str | None, Form(description="Comma-separated: completed (default), running")] = None,
-    expires_in: Annotated[float | None, Form(gt=0, description="Seconds; a job still queued then fails with "
-                                                               "code `expired`")] = None,
+    expires_in: Annotated[float | None, Form(
+        gt=0, le=MAX_EXPIRES_IN, allow_inf_nan=False,
+        description="Seconds (at most JOB_TTL_SECONDS); a job still queued then fails with code `expired`")] = None,
 ) -> SubmitOptions:
     """The options every submission takes, checked (422) before any upload is processed."""
     if not webhook_url:

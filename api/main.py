@@ -6,31 +6,17 @@
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from kombu.exceptions import OperationalError
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api import errors
+from api.limits import LimitBodySize
 from api.metrics import HttpMetrics, metrics_response
 from api.routes import health, jobs, models, predict
 from api.services import Services
-from api.uploads import LimitUploadSize
 from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
 from shared.settings import get_settings
-
-RETRY_AFTER_SECONDS = 2
-
-
-def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    logging.getLogger("api").warning("queue unavailable on %s: %s", request.url.path, exc)
-    return JSONResponse(
-        {"detail": "the job queue (Redis) is unavailable; retry shortly"},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
 
 
 @asynccontextmanager
@@ -51,15 +37,13 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.add_middleware(LimitUploadSize, max_bytes=settings.max_upload_bytes,
-                       max_batch_bytes=settings.max_upload_bytes * settings.max_batch_files)
+    app.add_middleware(LimitBodySize, settings=settings)
     app.add_middleware(HttpMetrics)
     # Prometheus collects synchronously, so the backlog gauge gets a synchronous store of its own.
     backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)
     REGISTRY.register(BacklogCollector(backlog_store, settings.queue_name))
     app.add_api_route("/metrics", metrics_response, include_in_schema=False)
-    for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
-        app.add_exception_handler(error, _unavailable)
+    errors.install(app)
     for module in (jobs, predict, models, health):
         app.include_router(module.router)
     return app

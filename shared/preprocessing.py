@@ -44,7 +44,8 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
     except ImageTooLarge:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(str(exc)) from exc
+        # Pillow's own guard fired before ours (its message quotes its built-in limit).
+        raise ImageTooLarge(f"image has more pixels than the limit of {max_pixels}") from exc
     except Image.UnidentifiedImageError as exc:
         raise UnsupportedFormat(
             f"not a supported image; send one of: {', '.join(ALLOWED_FORMATS)}"

@@ -2,15 +2,29 @@
 
 from datetime import datetime
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Literal
 
 from pydantic import BaseModel
 
 
-class Problem(BaseModel):
-    """Body of every 4xx/5xx answer."""
+class FieldError(BaseModel):
+    field: str  # e.g. "expires_in", "wait", "file"
+    message: str
 
-    detail: str
+
+class Problem(BaseModel):
+    """Body of every 4xx/5xx answer: RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str  # the status's reason phrase
+    status: int
+    detail: str  # what went wrong, and what to do about it
+    errors: list[FieldError] | None = None  # for a 422 on request validation: each bad field
+
+    @classmethod
+    def of(cls, status: int, detail: str, errors: list[FieldError] | None = None) -> "Problem":
+        return cls(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
 
 
 class JobStatus(StrEnum):

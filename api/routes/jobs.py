@@ -1,9 +1,11 @@
+import math
 import re
 from typing import Annotated
 
 from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile, status
 
 from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep
+from api.limits import MANY_FILES, ONE_FILE
 from api.submit import notify, submit
 from api.uploads import read_upload
 from shared.schemas import BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
@@ -12,6 +14,7 @@ router = APIRouter(tags=["jobs"])
 MAX_WAIT_SECONDS = 60
 
 _ERRORS: dict[int | str, dict] = {
+    400: {"model": Problem, "description": "Malformed multipart body, or more parts than allowed"},
     404: {"model": Problem, "description": "Unknown model"},
     413: {"model": Problem, "description": "Upload or image too large"},
     415: {"model": Problem, "description": "Not an image in a supported format"},
@@ -31,7 +34,7 @@ def _no_job(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r} (unknown, or expired)")
 
 
-@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses=_ERRORS)
+@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses=_ERRORS, **ONE_FILE)
 async def submit_job(
     response: Response,
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF")],
@@ -56,7 +59,8 @@ async def submit_job(
 
 
 @router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse,
-             responses={422: {"model": Problem, "description": "No file was accepted"}})
+             responses={**_ERRORS, 422: {"model": Problem, "description": "No file was accepted; a bad option"}},
+             **MANY_FILES)
 async def submit_batch(response: Response, files: BatchFilesDep, options: SubmitOptionsDep,
                        svc: ServicesDep) -> BatchResponse:
     """One job per file. A bad file is reported in its item; the good ones are queued."""
@@ -69,14 +73,14 @@ async def submit_batch(response: Response, files: BatchFilesDep, options: Submit
         except HTTPException as exc:
             if exc.status_code == status.HTTP_404_NOT_FOUND:
                 raise  # an unknown model fails every item alike
-            items.append(BatchItem(index=index, filename=upload.filename, error=Problem(detail=exc.detail),
-                                   status_code=exc.status_code))
+            items.append(BatchItem(index=index, filename=upload.filename,
+                                   error=Problem.of(exc.status_code, str(exc.detail)), status_code=exc.status_code))
     if not any(item.job for item in items):
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
     return BatchResponse(items=items)
 
 
-@router.get("/jobs", response_model=JobPage)
+@router.get("/jobs", response_model=JobPage, responses={422: {"model": Problem}})
 async def list_jobs(
     svc: ServicesDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
@@ -87,12 +91,14 @@ async def list_jobs(
     try:
         before = float(cursor) if cursor else None
     except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor must be a next_cursor value") from None
+        before = math.nan
+    if before is not None and not math.isfinite(before):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor must be a next_cursor value")
     jobs, next_score = await svc.store.recent(limit, before, status_filter)
     return JobPage(jobs=jobs, next_cursor=repr(next_score) if next_score is not None else None)
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses=_UNKNOWN)
+@router.get("/jobs/{job_id}", response_model=Job, responses={**_UNKNOWN, 422: {"model": Problem}})
 async def get_job(
     job_id: str,
     svc: ServicesDep,

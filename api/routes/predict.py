@@ -6,6 +6,7 @@ from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from api.deps import BatchFilesDep, ServicesDep
+from api.limits import MANY_FILES, ONE_FILE
 from api.services import Services
 from api.submit import SubmitOptions, submit
 from api.uploads import read_upload
@@ -42,19 +43,20 @@ async def _finish(job: Job, svc: Services) -> SeedPrediction:
 
 
 _ERRORS: dict[int | str, dict] = {
+    400: {"model": Problem, "description": "Malformed multipart body, or more parts than allowed"},
     413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem},
     504: {"model": Problem, "description": "Timed out; the job id is in the detail and Location"},
 }
 
 
-@router.post("/predict", response_model=SeedPrediction, responses=_ERRORS)
+@router.post("/predict", response_model=SeedPrediction, responses=_ERRORS, **ONE_FILE)
 async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep) -> SeedPrediction:
     """The default model's answer for one image, synchronously (up to PREDICT_TIMEOUT_SECONDS)."""
     job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(), svc)
     return await _finish(job, svc)
 
 
-@router.post("/predict/batch", responses=_ERRORS)
+@router.post("/predict/batch", responses=_ERRORS, **MANY_FILES)
 async def predict_batch(files: BatchFilesDep, svc: ServicesDep) -> JSONResponse:
     """`{"predictions": [...]}` in file order; a failed file gets `{"error": ..., "status_code": ...}`."""
     jobs: list[Job | HTTPException] = []

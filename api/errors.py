@@ -1,0 +1,76 @@
+"""One error shape for every 4xx/5xx: RFC 9457 problem details, `application/problem+json`,
+whose `detail` is always one sentence saying what went wrong and what to do. FastAPI's own
+validation errors (list-shaped by default) are reshaped too, with the fields in `errors`."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
+
+from shared.schemas import FieldError, Problem
+
+log = logging.getLogger("api")
+RETRY_AFTER_SECONDS = 2
+PROBLEM_JSON = "application/problem+json"
+# Where FastAPI says a bad value came from; the field name alone says enough.
+_SOURCES = {"body", "query", "header", "path", "cookie"}
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None,
+            errors: list[FieldError] | None = None) -> JSONResponse:
+    body = Problem.of(status, detail, errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    detail = str(exc.detail)
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+        detail = f"{request.method} is not allowed here; use {headers['Allow']}"
+    return problem(exc.status_code, detail, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API serves at this path (Starlette names only the first route's),
+    from the OpenAPI document, so Allow and the documentation agree."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [FieldError(field=".".join(str(p) for p in e["loc"] if p not in _SOURCES) or "request", message=e["msg"])
+              for e in exc.errors()]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem(422, detail, errors=errors)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("queue unavailable on %s: %s", request.url.path, exc)
+    return problem(503, "the job queue (Redis) is unavailable; retry shortly",
+                   {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem(500, "an unexpected error occurred on the server; it is logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
+        app.add_exception_handler(error, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,98 @@
+"""Every error is one shape (RFC 9457 problem details with a one-sentence `detail`), every
+numeric input is bounded and finite, bodies are limited while they stream, and a refused
+request queues nothing."""
+
+import io
+
+import httpx
+import pytest
+from PIL import Image
+
+from shared.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    for word in words:
+        assert word in body["detail"], body
+    return body
+
+
+@pytest.mark.parametrize(("request_kwargs", "field"), [
+    ({"method": "GET", "url": "/jobs/x", "params": {"wait": 61}}, "wait"),
+    ({"method": "GET", "url": "/jobs", "params": {"limit": 0}}, "limit"),
+    ({"method": "POST", "url": "/jobs", "data": {"model": "digits"}}, "file"),
+    ({"method": "POST", "url": "/jobs", "files": {"file": ("a", b"x")}, "data": {"expires_in": "-1"}}, "expires_in"),
+])
+def test_validation_errors_are_problems_naming_the_field(api, request_kwargs, field):
+    body = assert_problem(api.http.request(**request_kwargs), 422, field)
+    assert [error["field"] for error in body["errors"]] == [field]
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e12", str(Settings().job_ttl_seconds + 1)])
+def test_expires_in_is_finite_and_within_the_retention(api, redis_server, digit_png, value):
+    queued = redis_server.client().llen(Settings().queue_name)
+    assert_problem(api.submit(digit_png, expires_in=value), 422, "expires_in")
+    assert redis_server.client().llen(Settings().queue_name) == queued, "a refused job is never queued"
+
+
+def test_expires_in_at_the_retention_is_accepted(api, digit_png):
+    assert api.submit(digit_png, expires_in=str(Settings().job_ttl_seconds)).status_code == 202
+
+
+@pytest.mark.parametrize("cursor", ["nan", "inf", "-inf", "null", "x"])
+def test_bad_cursors_are_422_not_500(api, cursor):
+    assert_problem(api.http.get("/jobs", params={"cursor": cursor}), 422, "cursor")
+
+
+def test_unknown_route_and_method(api):
+    assert_problem(api.http.get("/nowhere"), 404)
+    response = api.http.request("OPTIONS", "/jobs/abc")
+    body = assert_problem(response, 405, "DELETE", "GET")
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"DELETE", "GET"}, body
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(api, redis_server):
+    """No Content-Length: the limit applies to the bytes as they arrive."""
+    limit = Settings().max_upload_bytes
+    queued = redis_server.client().llen(Settings().queue_name)
+    boundary = "b0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+
+    def chunks():
+        yield head
+        for _ in range(limit // 65536 + 8):  # past the limit, in 64 KiB chunks
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = api.http.post("/jobs", content=chunks(),
+                             headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert_problem(response, 413, str(limit))
+    assert redis_server.client().llen(Settings().queue_name) == queued
+
+
+def test_too_many_parts_are_refused(api):
+    files = [("file", (f"{i}.png", b"x")) for i in range(2)]
+    assert_problem(api.http.post("/jobs", files=files), 400, "files")
+    many = [("files", (f"{i}.png", b"x")) for i in range(Settings().max_batch_files + 1)]
+    assert_problem(api.http.post("/jobs/batch", files=many), 400, "files")
+
+
+def test_a_huge_image_quotes_the_configured_pixel_limit(api):
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buffer, format="PNG")  # over Pillow's own guard too
+    assert_problem(api.submit(buffer.getvalue()), 413, f"{Settings().max_image_pixels}")
+
+
+def test_batch_item_errors_have_the_same_shape(api):
+    items = api.http.post("/jobs/batch", files=[("files", ("x", b"nope"))]).json()["items"]
+    assert items[0]["error"]["status"] == 415
+    assert items[0]["error"]["title"] == "Unsupported Media Type"
