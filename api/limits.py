@@ -1,5 +1,7 @@
-"""How big a request may be: the body (declared or streamed), and its multipart parts."""
+"""How big a request may be (the body, declared or streamed, and its multipart parts), and
+how long its body may stall."""
 
+import asyncio
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -23,14 +25,16 @@ def too_big(max_bytes: int) -> str:
     return f"upload is larger than the limit of {max_bytes} bytes"
 
 
-class LimitBodySize:
+class LimitBody:
     """413 for a body over the limit (MAX_UPLOAD_BYTES, or MAX_BATCH_BYTES for /…/batch):
     at once when its Content-Length says so, before anything is read; otherwise as soon as
-    the bytes that arrived pass it (chunked bodies declare no length)."""
+    the bytes that arrived pass it (chunked bodies declare no length). 408 for a body that
+    stalls: a client that declares a body and never sends it would hold its connection."""
 
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
         self.max_bytes, self.max_batch_bytes = settings.max_upload_bytes, settings.max_batch_bytes
+        self.stall = settings.body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +48,11 @@ class LimitBodySize:
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.stall)
+            except TimeoutError:
+                REJECTED.labels("body_timeout").inc()
+                raise HTTPException(408, f"the request body stalled: no bytes for {self.stall:g} s") from None
             received += len(message.get("body", b""))
             if received > limit + FORM_OVERHEAD:
                 REJECTED.labels("too_large").inc()

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from api import errors
-from api.limits import LimitBodySize
+from api.limits import LimitBody
 from api.metrics import HttpMetrics, metrics_response
 from api.routes import health, jobs, models, predict
 from api.services import Services
@@ -37,7 +37,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.add_middleware(LimitBodySize, settings=settings)
+    app.add_middleware(LimitBody, settings=settings)
     app.add_middleware(HttpMetrics)
     # Prometheus collects synchronously, so the backlog gauge gets a synchronous store of its own.
     backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)

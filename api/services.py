@@ -28,5 +28,5 @@ class Services:
             registry=Registry(settings.model_dir, settings.default_model),
             store=store,
             celery=make_celery(settings, "api"),
-            waiter=Waiter(settings.redis_url, store.keys.finished_channel),
+            waiter=Waiter(settings.redis_url, store.keys.finished_channel, settings.redis_timeout_seconds),
         )

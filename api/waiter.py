@@ -8,6 +8,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.jobstore import AsyncJobStore
 from shared.schemas import Job
@@ -16,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class Waiter:
-    def __init__(self, redis_url: str, channel: str):
-        self.redis_url, self.channel = redis_url, channel
+    def __init__(self, redis_url: str, channel: str, timeout: float):
+        self.redis_url, self.channel, self.timeout = redis_url, channel, timeout
         self._waiting: dict[str, set[asyncio.Future]] = defaultdict(set)
         self._task: asyncio.Task | None = None
 
@@ -60,22 +63,46 @@ class Waiter:
                 if not future.done():
                     future.set_result(None)
 
+    def _fail(self, error: Exception) -> None:
+        """Every waiting long-poll answers now (503) instead of at the end of its wait."""
+        for futures in self._waiting.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+
     async def _listen(self) -> None:
         while True:
-            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True,
+                                             socket_connect_timeout=self.timeout)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await asyncio.wait_for(pubsub.subscribe(self.channel), self.timeout)
                     # Anything finished while we were not subscribed: let waiters re-read.
                     self._wake(list(self._waiting))
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            self._wake(message["data"].split(","))
+                    await self._relay(pubsub)
             except Exception as exc:
-                # Redis gone (or anything else): resubscribe; meanwhile waiters fall back to
-                # their timeout. This task must outlive every error, or long-polls go deaf.
+                # Redis gone, frozen (or anything else): waiting long-polls answer 503 now;
+                # resubscribe. This task must outlive every error, or long-polls go deaf.
                 log.warning("job notifications lost (%s); resubscribing", exc)
-                self._wake(list(self._waiting))
+                self._fail(RedisConnectionError(f"job notifications lost: {exc}"))
                 await asyncio.sleep(1)
             finally:
                 await client.aclose()
+
+    async def _relay(self, pubsub: PubSub) -> None:
+        """Wake waiters on each finished-jobs message. A frozen Redis sends nothing and
+        closes nothing, so ping it: nothing heard within the Redis timeout raises. (Any
+        reply counts: redis-py 8 parses a subscribed connection's pong as a bogus message.)"""
+        heard = time.monotonic()
+        while True:
+            await pubsub.ping()
+            next_ping = time.monotonic() + self.timeout / 4
+            while (left := next_ping - time.monotonic()) > 0:
+                message = await pubsub.get_message(timeout=left)
+                if message is None:
+                    continue
+                heard = time.monotonic()
+                if message["type"] == "message":
+                    self._wake(message["data"].split(","))
+            if time.monotonic() - heard > self.timeout:
+                raise RedisTimeoutError(f"Redis has not answered for {self.timeout:g} s")

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         300, gt=0, description="An unacknowledged job is redelivered after this long (worker died)."
     )
     redis_timeout_seconds: float = Field(2.0, gt=0, description="Socket timeout for Redis calls.")
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, description="A request body that sends nothing for this long gets 408."
+    )
 
     max_batch_size: int = Field(32, ge=1, description="Largest batch the worker runs at once.")
     max_delay_ms: int = Field(2, ge=0, description="How long a partial batch waits for more jobs.")
@@ -51,10 +54,13 @@ class Settings(BaseSettings):
         [], description="Comma-separated host or host:port exempt from the SSRF guard."
     )
     webhook_queue: str = Field("webhooks", description="Celery queue for webhook deliveries.")
-    webhook_max_attempts: int = Field(8, ge=1, description="Delivery attempts before giving up.")
-    webhook_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each attempt.")
-    webhook_backoff_max_seconds: float = Field(600.0, gt=0, description="Longest delay between attempts.")
-    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout of a delivery.")
+    # Defaults: retries over 25.7 to 51.4 hours (jitter), like Standard Webhooks' 27.6 h.
+    webhook_max_attempts: int = Field(18, ge=1, description="Delivery attempts before giving up.")
+    webhook_backoff_seconds: float = Field(5.0, gt=0, description="First retry delay; doubles each attempt.")
+    webhook_backoff_max_seconds: float = Field(36000.0, gt=0, description="Longest delay between attempts.")
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Deadline of one delivery attempt (resolve, connect, send, response)."
+    )
 
     @field_validator("webhook_secret", "webhook_allowed_hosts", mode="before")
     @classmethod

@@ -3,12 +3,15 @@ numeric input is bounded and finite, bodies are limited while they stream, and a
 request queues nothing."""
 
 import io
+import socket
+import time
 
 import httpx
 import pytest
 from PIL import Image
 
 from shared.settings import Settings
+from tests.utils.processes import start_api
 
 PROBLEM = "application/problem+json"
 
@@ -96,3 +99,22 @@ def test_batch_item_errors_have_the_same_shape(api):
     items = api.http.post("/jobs/batch", files=[("files", ("x", b"nope"))]).json()["items"]
     assert items[0]["error"]["status"] == 415
     assert items[0]["error"]["title"] == "Unsupported Media Type"
+
+
+def test_a_stalled_body_gets_408(redis_server, logdir):
+    """A client that declares a body and never sends it must not hold its connection."""
+    api = start_api(redis_server.url, logdir, body_timeout_seconds=1)
+    try:
+        with socket.create_connection(("127.0.0.1", api.port), timeout=10) as connection:
+            connection.sendall(b"POST /jobs HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n"
+                               b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+            started = time.monotonic()
+            reply = connection.recv(65536)
+            seconds = time.monotonic() - started
+            while b"stalled" not in reply and (chunk := connection.recv(65536)):
+                reply += chunk  # the body may follow the head in a segment of its own
+    finally:
+        api.stop()
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert b"stalled" in reply
+    assert seconds < 5

@@ -1,8 +1,11 @@
 """GET /jobs/{id}?wait=S and Prefer: wait=S on POST: answered on completion, event-driven."""
 
+import os
+import signal
 import threading
 import time
 
+from shared.jobstore import JobStore
 from shared.schemas import ErrorCode, JobError
 from tests.utils.jobs import make_job
 
@@ -51,3 +54,29 @@ def test_wait_bounds(api):
     started = time.monotonic()
     assert api.http.get("/jobs/nope", params={"wait": 30}).status_code == 404
     assert time.monotonic() - started < 2, "an unknown job is 404 at once, not after the wait"
+
+
+def test_a_long_poll_answers_503_soon_after_redis_freezes(private_stack, redis_server):
+    """A frozen Redis (SIGSTOP) closes no connection: the API must notice by itself."""
+    server, api = private_stack
+    job = make_job(JobStore.connect(server.url, ttl_seconds=600, timeout=2))
+    answer = {}
+
+    def long_poll():
+        started = time.monotonic()
+        answer["response"] = api.http.get(f"/jobs/{job.id}", params={"wait": 30})
+        answer["seconds"] = time.monotonic() - started
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(1)  # the long-poll is waiting now
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        poller.join(20)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert "response" in answer, "no answer within 20 s of Redis freezing (the wait was 30 s)"
+    assert answer["response"].status_code == 503
+    assert "Retry-After" in answer["response"].headers
+    # Frozen at ~1 s; noticed within about REDIS_TIMEOUT_SECONDS (2 s); margin for a loaded CI.
+    assert answer["seconds"] < 8, answer
