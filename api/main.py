@@ -26,6 +26,7 @@ async def lifespan(app: FastAPI):
     yield
     await svc.waiter.stop()
     await svc.store.close()
+    svc.decoder.close()
 
 
 def create_app() -> FastAPI:

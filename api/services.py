@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from api.decoding import DecodePool
 from api.waiter import Waiter
 from shared.jobstore import AsyncJobStore
 from shared.queue import make_celery
@@ -19,6 +20,7 @@ class Services:
     # Builds task messages; never opens a broker connection (see shared.queue.redis_message).
     celery: Celery
     waiter: Waiter
+    decoder: DecodePool
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
@@ -28,5 +30,6 @@ class Services:
             registry=Registry(settings.model_dir, settings.default_model),
             store=store,
             celery=make_celery(settings, "api"),
+            decoder=DecodePool(settings.decode_workers, settings.decode_backlog),
             waiter=Waiter(settings.redis_url, store.keys.finished_channel, settings.redis_timeout_seconds),
         )

@@ -6,17 +6,14 @@ import time
 from dataclasses import dataclass, field
 
 from fastapi import HTTPException, status
-from starlette.concurrency import run_in_threadpool
 
+from api.decoding import INLINE_PIXELS
 from api.metrics import SUBMITTED
 from api.services import Services
-from api.uploads import resolve_model, to_pixels
+from api.uploads import open_upload, resolve_model, upload_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
 from shared.queue import encode_pixels, redis_message, webhook_message
 from shared.schemas import Job, WebhookEvent
-
-# Preprocessing a small upload is quicker than a thread hop; a big one must not stall the loop.
-INLINE_PREPROCESS_BYTES = 256 * 1024
 
 
 @dataclass
@@ -40,10 +37,11 @@ async def submit(data: bytes, options: SubmitOptions, svc: Services,
     cached = await store.cached_result(cache_key) if cache_key else None
     message = ""
     if cached is None:
-        if len(data) > INLINE_PREPROCESS_BYTES:
-            pixels = await run_in_threadpool(to_pixels, data, manifest, settings.max_image_pixels)
+        image = open_upload(data, settings.max_image_pixels)
+        if image.width * image.height > INLINE_PIXELS:  # the pixels, not the bytes: PNG compresses
+            pixels = await svc.decoder.run(upload_pixels, image, manifest)
         else:
-            pixels = to_pixels(data, manifest, settings.max_image_pixels)
+            pixels = upload_pixels(image, manifest)
         args = [job_id, manifest.key, encode_pixels(pixels), time.time()]
         message = redis_message(svc.celery, settings.queue_name, job_id, args)
     fields = new_record(

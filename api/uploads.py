@@ -1,7 +1,11 @@
 """Upload validation: everything a client can get wrong is refused here, before the queue."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from fastapi import HTTPException, UploadFile, status
+from PIL import Image
 
 from api.limits import too_big
 from api.metrics import REJECTED
@@ -9,7 +13,8 @@ from shared.preprocessing import (
     ImageTooLarge,
     InvalidImage,
     UnsupportedFormat,
-    pixels_of,
+    open_image,
+    to_pixels,
 )
 from shared.registry import Manifest, Registry, UnknownModel
 
@@ -35,9 +40,22 @@ def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-def to_pixels(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
+def open_upload(data: bytes, max_pixels: int) -> Image.Image:
+    """The upload's header, checked (cheap: no pixel is decompressed)."""
+    with _image_errors():
+        return open_image(data, max_pixels)
+
+
+def upload_pixels(image: Image.Image, manifest: Manifest) -> np.ndarray:
+    with _image_errors():
+        return to_pixels(image, manifest.preprocessing, manifest.input_shape)
+
+
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    """What is wrong with an image, as the HTTP error a client gets."""
     try:
-        return pixels_of(data, manifest, max_pixels)
+        yield
     except ImageTooLarge as exc:
         raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_many_pixels", str(exc)) from exc
     except UnsupportedFormat as exc:

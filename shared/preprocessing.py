@@ -28,41 +28,68 @@ class ImageTooLarge(ValueError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 
 
-def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode with Pillow (the content, not the declared type), first frame only."""
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """The image's header only (format and size), checked before any pixel is decompressed,
+    so a small upload declaring a huge image costs nothing. Pixels come with `load`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            width, height = image.size
-            # Checked on the header, before any pixel is decompressed.
-            if width * height > max_pixels:
-                raise ImageTooLarge(
-                    f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
-                )
-            image.load()
-    except ImageTooLarge:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's own guard fired before ours (its message quotes its built-in limit).
         raise ImageTooLarge(f"image has more pixels than the limit of {max_pixels}") from exc
     except Image.UnidentifiedImageError as exc:
-        raise UnsupportedFormat(
-            f"not a supported image; send one of: {', '.join(ALLOWED_FORMATS)}"
-        ) from exc
+        raise UnsupportedFormat(f"not a supported image; send one of: {', '.join(ALLOWED_FORMATS)}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImage(f"image could not be decoded ({exc}); is the file complete?") from exc
-    return ImageOps.exif_transpose(image)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def load(image: Image.Image, side: int | None = None) -> Image.Image:
+    """Decompress the first frame and apply its EXIF orientation. With `side`, a JPEG is
+    decoded straight at 1/2, 1/4 or 1/8 scale while both edges stay at least `side`."""
+    try:
+        if side is not None and image.format == "JPEG":
+            image.draft(None, (side, side))
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImage(f"image could not be decoded ({exc}); is the file complete?") from exc
+    ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy
+    return image
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode with Pillow (the content, not the declared type), first frame only."""
+    return load(open_image(data, max_pixels))
+
+
+def _uint8(image: Image.Image) -> Image.Image:
+    """L, LA, RGB or RGBA: 8 bits a channel, what `reduce` and the alpha composite take."""
+    if image.mode.startswith("I;16"):
+        return image.point(lambda v: v / 256).convert("L")
+    if image.mode in ("L", "LA", "RGB", "RGBA"):
+        return image
+    if "A" in image.mode or "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.convert("L" if image.mode in ("1", "I", "F") else "RGB")
+
+
+def _shrink(image: Image.Image, side: int) -> Image.Image:
+    """Box-average down to about `side` on the long edge, still in uint8: the float32 steps
+    that follow then cost the same whatever the upload's size."""
+    factor = max(image.size) // side
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA"):
         # Transparent areas are paper: composite onto white.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    if image.mode == "I;16" or image.mode.startswith("I;16"):
-        image = image.point(lambda v: v / 256).convert("L")
     return image.convert(mode)
 
 
@@ -99,10 +126,19 @@ def _make_ink_bright(pixels: np.ndarray) -> np.ndarray:
     return np.clip(pixels * (255.0 / peak), 0, 255)
 
 
+def working_side(input_shape: tuple[int, int, int]) -> int:
+    """How large an image is kept before its float32 steps: several times the model's input
+    (room for the ink crop), never below 256 px."""
+    return max(256, 4 * max(input_shape[:2]))
+
+
 def to_pixels(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """The model's input before scaling: HxWxC, 0..255 (what travels on the queue, as uint8)."""
+    """The model's input before scaling: HxWxC, 0..255 (what travels on the queue, as uint8).
+    Loads the image if `open_image` left it unloaded."""
     height, width, channels = input_shape
-    pixels = np.asarray(_to_mode(image, spec.color_mode), dtype=np.float32)
+    side = working_side(input_shape)
+    image = _to_mode(_shrink(_uint8(load(image, side)), side), spec.color_mode)
+    pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if spec.polarity == "auto":
@@ -130,7 +166,7 @@ def scale(pixels: np.ndarray, spec: Preprocessing) -> np.ndarray:
 
 
 def pixels_of(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
-    return to_pixels(decode(data, max_pixels), manifest.preprocessing, manifest.input_shape)
+    return to_pixels(open_image(data, max_pixels), manifest.preprocessing, manifest.input_shape)
 
 
 def preprocess(data: bytes, manifest: Manifest, max_pixels: int) -> np.ndarray:
