@@ -21,7 +21,11 @@ class Settings(BaseSettings):
     default_model: str = Field("digits", description="Model used when a request names none.")
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger uploads get 413.")
-    max_image_pixels: int = Field(40_000_000, gt=0, description="Decompression-bomb guard (width x height).")
+    max_image_pixels: int = Field(
+        16_000_000, gt=0, description="Larger images (width x height, from the header) get 413 before decoding."
+    )
+    decode_workers: int = Field(2, ge=1, description="Large images decoded at once, off the event loop.")
+    decode_backlog: int = Field(8, ge=0, description="Large images waiting to be decoded; beyond, 503.")
 
     job_ttl_seconds: int = Field(24 * 3600, gt=0, description="How long job records are kept.")
     visibility_timeout_seconds: int = Field(
