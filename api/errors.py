@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
@@ -17,6 +18,7 @@ from shared.schemas import FieldError, Problem
 
 log = logging.getLogger("api")
 RETRY_AFTER_SECONDS = 2
+FULL_RETRY_AFTER_SECONDS = 10  # memory frees as workers finish jobs and records expire
 PROBLEM_JSON = "application/problem+json"
 # Where FastAPI says a bad value came from; the field name alone says enough.
 _SOURCES = {"body", "query", "header", "path", "cookie"}
@@ -63,6 +65,19 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
                    {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+async def _full(request: Request, exc: Exception) -> JSONResponse:
+    """Redis refused a write for memory (maxmemory, noeviction): nothing was recorded."""
+    log.warning("Redis is full on %s: %s", request.url.path, exc)
+    return problem(503, "the job queue (Redis) is full; retry later", {"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
+
+
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    """A write refused inside a Lua script comes back as a script error naming OOM."""
+    if "OOM command not allowed" in str(exc):
+        return await _full(request, exc)
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(500, "an unexpected error occurred on the server; it is logged")
@@ -73,4 +88,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, _unavailable)
+    app.add_exception_handler(OutOfMemoryError, _full)
+    app.add_exception_handler(ResponseError, _redis_error)
     app.add_exception_handler(Exception, _unexpected)

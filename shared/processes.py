@@ -36,11 +36,14 @@ def redis_binary() -> str:
     return str(Path(spec.origin).parent / "bin" / "redis-server")
 
 
+REDIS_MAXMEMORY = "1gb"  # refuse writes (503) beyond this rather than grow without bound
+
+
 def redis_argv(port: int, directory: Path) -> list[str]:
     """Redis as production runs it: AOF on (a restart keeps the queue), no RDB snapshots,
-    and noeviction (a full Redis must refuse writes, not drop queued jobs)."""
+    and noeviction under a maxmemory (a full Redis refuses writes, never drops queued jobs)."""
     return [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"]
+            "--appendonly", "yes", "--save", "", "--maxmemory", REDIS_MAXMEMORY, "--maxmemory-policy", "noeviction"]
 
 
 def celery_argv(app: str, *args: str) -> list[str]:

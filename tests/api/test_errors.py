@@ -118,3 +118,21 @@ def test_a_stalled_body_gets_408(redis_server, logdir):
     assert reply.startswith(b"HTTP/1.1 408"), reply
     assert b"stalled" in reply
     assert seconds < 5
+
+
+def test_a_full_redis_is_503_with_retry_after_and_records_nothing(private_stack, digit_png):
+    server, api = private_stack
+    client = server.client()
+    job = api.submit(digit_png).json()
+    keys = client.dbsize()
+    client.config_set("maxmemory", 1)  # noeviction: every write is refused from now on
+    try:
+        for response in (api.submit(digit_png), api.http.delete(f"/jobs/{job['id']}"),
+                         api.http.post("/jobs/batch", files=[("files", ("a.png", digit_png))])):
+            assert_problem(response, 503, "full")
+            assert int(response.headers["retry-after"]) > 0
+        assert client.dbsize() == keys, "nothing half-written"
+        assert api.http.get(f"/jobs/{job['id']}").status_code == 200, "reads still work"
+    finally:
+        client.config_set("maxmemory", 0)
+    assert api.submit(digit_png).status_code == 202

@@ -5,7 +5,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from api import metrics as api_metrics
 from shared.settings import REPO_ROOT, Settings
-from tests.utils.deploy import SETTINGS_ENV
+from tests.utils.deploy import SETTINGS_ENV, maxmemory_share
 from worker import metrics as worker_metrics
 
 MONITORING = REPO_ROOT / "k8s" / "monitoring"
@@ -28,6 +28,8 @@ def test_redis_is_durable_and_protected(compose):
     command = compose["services"]["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    # noeviction does nothing without maxmemory; ~75 % leaves room before the OOM killer.
+    assert 0.6 <= maxmemory_share(command, compose["services"]["redis"]["mem_limit"]) <= 0.8
     assert "${REDIS_PASSWORD:?" in command[command.index("--requirepass") + 1]
     assert "redis-data:/data" in compose["services"]["redis"]["volumes"]
 

@@ -6,7 +6,7 @@ from kubernetes_validate import validate
 
 from api.main import app
 from shared.settings import Settings
-from tests.utils.deploy import K8S, SETTINGS_ENV, by_kind, render
+from tests.utils.deploy import K8S, SETTINGS_ENV, by_kind, maxmemory_share, render
 
 CRDS = {"ScaledObject", "TriggerAuthentication"}
 NOT_SETTINGS = {"REDIS_PASSWORD", "KERAS_HOME", "FLOWER_BASIC_AUTH", "REDISCLI_AUTH"}
@@ -104,6 +104,13 @@ def test_probes_and_ports_match_the_code(base):
     service_ports = {name: s["spec"]["ports"][0] for name, s in by_kind(base, "Service").items()}
     assert service_ports["api"]["port"] == 8000
     assert service_ports["redis"]["port"] == 6379
+
+
+def test_redis_refuses_writes_before_it_reaches_its_memory_limit(base):
+    redis = by_kind(base, "StatefulSet")["redis"]["spec"]["template"]["spec"]["containers"][0]
+    command = redis["args"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert 0.6 <= maxmemory_share(command, redis["resources"]["limits"]["memory"]) <= 0.8
 
 
 def test_only_our_workloads_reach_redis(base):

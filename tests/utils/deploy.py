@@ -10,6 +10,18 @@ import yaml
 from shared.settings import REPO_ROOT, Settings
 
 K8S = REPO_ROOT / "k8s"
+_UNITS = {"mb": 2**20, "gb": 2**30, "mi": 2**20, "gi": 2**30, "m": 2**20, "g": 2**30}
+
+
+def size_bytes(value: str) -> int:
+    """'768mb', '1Gi', '1g' as bytes (Redis, Kubernetes and compose spellings)."""
+    digits = value.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    return int(digits) * _UNITS[value[len(digits):].lower()]
+
+
+def maxmemory_share(command: list[str], limit: str) -> float:
+    """Redis' maxmemory as a share of its container's memory limit."""
+    return size_bytes(command[command.index("--maxmemory") + 1]) / size_bytes(limit)
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 
 
