@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,10 +74,19 @@ def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> di
 Hooks = list[tuple[str, WebhookEvent]]
 
 
+class Ran(NamedTuple):
+    """What a batch did: the outcome of each job it ran, and the jobs it found past their
+    deadline (failed `expired` without running). Any other job of the batch was skipped:
+    cancelled, gone, or finished by an earlier delivery."""
+
+    outcomes: dict[str, Prediction | JobError]
+    expired: list[str]
+
+
 def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel],
-              notify: Callable[[Hooks], None] = lambda hooks: None) -> dict[str, Prediction | JobError]:
-    """Run the jobs that are still queued (or were running when a worker died); returns
-    outcomes. `notify` gets the (job id, event) webhook deliveries that are due."""
+              notify: Callable[[Hooks], None] = lambda hooks: None) -> Ran:
+    """Run the jobs that are still queued (or were running when a worker died). `notify`
+    gets the (job id, event) webhook deliveries that are due."""
     unique = list({item.job_id: item for item in items}.values())
     started = store.start([item.job_id for item in unique])
     subscribed = {item.job_id: s.webhook_events for item, s in zip(unique, started, strict=True)}
@@ -132,4 +142,4 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             outcome = outcomes[item.job_id]
             kind = "succeeded" if isinstance(outcome, Prediction) else outcome.code
             metrics.JOBS.labels(item.model_key, kind).inc()
-    return outcomes
+    return Ran(outcomes, expired)

@@ -6,7 +6,7 @@ import time
 from celery_batches import Batches
 
 from shared.queue import INFER_TASK
-from shared.schemas import Prediction
+from shared.schemas import ErrorCode, Prediction
 from worker.app import app, settings
 from worker.batch import parse, run_batch
 
@@ -57,11 +57,19 @@ def infer(self, requests):
     for item in items:
         self.send_event("task-started", item.job_id)
     serving = self.app.serving
-    outcomes = run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks)
+    ran = run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks)
     runtime = time.perf_counter() - started
-    for job_id, outcome in outcomes.items():
+    # A terminal event for every job received, or Flower shows it STARTED forever.
+    for job_id, outcome in ran.outcomes.items():
         if isinstance(outcome, Prediction):
             self.send_event("task-succeeded", job_id, result=outcome.label, runtime=runtime)
         else:
-            self.send_event("task-failed", job_id, exception=outcome.code, traceback=outcome.message)
+            self.send_event("task-failed", job_id, exception=outcome.code.value, traceback=outcome.message)
+    for job_id in ran.expired:
+        self.send_event("task-failed", job_id, exception=ErrorCode.expired.value,
+                        traceback="its deadline (expires_in) passed before it ran")
+    for job_id in {item.job_id for item in items} - set(ran.outcomes) - set(ran.expired):
+        # Skipped: cancelled, gone, or finished by an earlier delivery (whose terminal state
+        # Flower keeps: a later, lower-precedence event does not replace it).
+        self.send_event("task-revoked", job_id, terminated=False, signum=None, expired=False)
     log.info("batch of %d ran in %.1f ms", len(items), runtime * 1000)

@@ -12,14 +12,17 @@ from tests.utils.samples import DIGITS
 _CELERY = make_celery(Settings(), "tests")  # builds messages only; never connects
 
 
+def task_message(job_id: str, queue: str, manifest: Manifest = DIGITS, payload: str = "AA==") -> str:
+    """The inference task message for a job, as the API writes it (`payload`: its pixels)."""
+    return redis_message(_CELERY, queue, job_id, [job_id, manifest.key, payload, time.time()])
+
+
 def make_job(store: JobStore, manifest: Manifest = DIGITS, *, queue: str | None = None,
              payload: str = "AA==", **record) -> NewJob:
     """A queued job record; with `queue`, its task message (carrying `payload` pixels) is
     pushed there with it, atomically, exactly as the API does."""
     job_id = new_job_id()
-    message = ""
-    if queue is not None:
-        message = redis_message(_CELERY, queue, job_id, [job_id, manifest.key, payload, time.time()])
+    message = task_message(job_id, queue, manifest, payload) if queue is not None else ""
     new = NewJob(new_record(manifest, job_id, **record), message)
     store.create(new, queue or "unused")
     return new

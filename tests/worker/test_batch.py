@@ -61,11 +61,12 @@ def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, redis_serv
     cancelled = make_job(store, manifest).id
     redis_server.client().hset(store.keys.job(cancelled), "status", "cancelled")
 
-    outcomes = run_batch(
+    ran = run_batch(
         [Item(done, manifest.key, seven), Item(cancelled, manifest.key, seven), Item("gone", manifest.key, seven)],
         store, models,
     )
-    assert outcomes == {}
+    assert ran.outcomes == {}
+    assert ran.expired == []
     assert store.get(done) == first
     assert store.get(cancelled).status == JobStatus.cancelled
     assert store.get("gone") is None, "an expired job must not be re-created"

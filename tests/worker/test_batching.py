@@ -1,7 +1,6 @@
 """Dynamic batching with real Redis and worker: batches form, prefetch stays bounded,
 Flower sees every job, and the worker survives a Redis restart under load."""
 
-import contextlib
 import threading
 import time
 
@@ -10,9 +9,10 @@ import httpx
 from shared.jobstore import JobStore
 from shared.preprocessing import pixels_of
 from shared.processes import Worker, wait_for
-from shared.queue import encode_pixels, make_celery
+from shared.queue import encode_pixels
 from shared.settings import Settings
-from tests.utils.jobs import make_job
+from tests.utils.events import EventCapture
+from tests.utils.jobs import make_job, task_message
 from tests.utils.samples import DIGITS, heldout_png
 
 
@@ -75,33 +75,33 @@ def test_prefetch_is_bounded_and_the_backlog_stays_in_redis(private_stack, logdi
 
 
 def test_every_job_sends_flower_events(api, worker, redis_server):
-    app = make_celery(Settings(redis_url=redis_server.url), "events-test")
-    seen: list[dict] = []
-    ready = threading.Event()
-
-    def capture():
-        with app.connection_for_read() as connection:
-            receiver = app.events.Receiver(connection, handlers={"*": seen.append})
-            ready.set()
-            # The timeout ends the capture, or Redis going away once the session ends.
-            with contextlib.suppress(Exception):
-                receiver.capture(limit=None, timeout=20, wakeup=False)
-
-    thread = threading.Thread(target=capture, daemon=True)
-    thread.start()
-    ready.wait(10)
-    time.sleep(0.5)
+    events = EventCapture(redis_server.url)
     ids = [api.submit(heldout_png(i)).json()["id"] for i in range(5)]
     for job_id in ids:
         api.wait_terminal(job_id)
-    wait_for(lambda: {e["uuid"] for e in seen if e["type"] == "task-succeeded"} >= set(ids), 15, "events")
+    wait_for(lambda: {e["uuid"] for e in events.seen if e["type"] == "task-succeeded"} >= set(ids), 15, "events")
     for job_id in ids:
-        kinds = [e["type"] for e in seen if e.get("uuid") == job_id]
+        kinds = events.kinds(job_id)
         assert {"task-received", "task-started", "task-succeeded"} <= set(kinds), kinds
-        received = next(e for e in seen if e.get("uuid") == job_id and e["type"] == "task-received")
+        received = next(e for e in events.of(job_id) if e["type"] == "task-received")
         assert received["name"] == "worker.infer"
-        succeeded = next(e for e in seen if e.get("uuid") == job_id and e["type"] == "task-succeeded")
+        succeeded = next(e for e in events.of(job_id) if e["type"] == "task-succeeded")
         assert succeeded["runtime"] > 0
+
+
+def test_expired_and_cancelled_jobs_end_in_flower_too(api, worker, redis_server, store):
+    """A job the worker does not run still gets a terminal event, or Flower shows it
+    STARTED forever (with a Terminate button)."""
+    queue = Settings().queue_name
+    events = EventCapture(redis_server.url)
+    expired = make_job(store, queue=queue, deadline=time.time() - 1)
+    cancelled = make_job(store)
+    assert api.http.delete(f"/jobs/{cancelled.id}").status_code == 200
+    store.push(queue, [task_message(cancelled.id, queue)])  # its message was still on the way
+    wait_for(lambda: "task-failed" in events.kinds(expired.id) and "task-revoked" in events.kinds(cancelled.id),
+             15, "terminal events")
+    failed = next(e for e in events.of(expired.id) if e["type"] == "task-failed")
+    assert failed["exception"] == "expired"
 
 
 def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir):
