@@ -27,6 +27,7 @@ async def lifespan(app: FastAPI):
     await svc.waiter.stop()
     await svc.store.close()
     svc.decoder.close()
+    svc.events.close()
 
 
 def create_app() -> FastAPI:

@@ -57,9 +57,12 @@ async def submit(data: bytes, options: SubmitOptions, svc: Services,
     if replay is not None:
         return await _replay(replay, fingerprint, svc), False
     SUBMITTED.labels(manifest.key).inc()
-    if cached is not None and options.webhook_url and WebhookEvent.completed in options.webhook_events:
-        await notify(job_id, WebhookEvent.completed, svc)
-    return to_job(fields), True
+    job = to_job(fields)
+    if cached is not None:
+        svc.events.cached(job_id, job.result.label if job.result else "")
+        if options.webhook_url and WebhookEvent.completed in options.webhook_events:
+            await notify(job_id, WebhookEvent.completed, svc)
+    return job, True
 
 
 async def _replay(replay: Replay, fingerprint: str, svc: Services) -> Job:

@@ -1,33 +1,54 @@
 """Webhook contract: URL checks (SSRF guard), Standard Webhooks signing, retry schedule.
 
-The API validates URLs at submit time; the webhook worker checks what the name resolves
-to again right before each delivery, and signs with every configured secret.
+The API validates URLs at submit time (what a URL says by itself); the webhook worker
+resolves the host once per attempt, vets every address, and connects to a vetted one
+(check_destination), so a DNS answer that changes in between is never used.
 """
 
 import ipaddress
 import random
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
 
 DELIVER_TASK = "webhooks.deliver"
+WEB_PORTS = frozenset({80, 443})  # other ports need a host:port entry in WEBHOOK_ALLOWED_HOSTS
 # Cloud metadata endpoints beyond the link-local range.
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+# Not globally reachable (IANA special-purpose registry), though Python < 3.11.10 says it is.
+_SPECIAL = ipaddress.ip_network("192.0.0.0/24")
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
 
 
 class WebhookRefused(ValueError):
     """The URL is invalid, or points somewhere webhooks may not go."""
 
 
-def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+class Destination(NamedTuple):
+    """Where one delivery attempt may connect: the addresses its host resolved to, vetted."""
+
+    host: str
+    port: int
+    addresses: list[str]
+
+
+def blocked(ip: Address) -> bool:
+    """Whether webhooks may not go to `ip`: anything not globally routable (loopback, private,
+    shared 100.64.0.0/10, link-local, documentation, reserved...), multicast, cloud metadata.
+    An IPv4-mapped IPv6 address is judged as its IPv4 address; a 6to4 one as both."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-        or ip.is_reserved or ip.is_unspecified or ip in _METADATA
+    embedded = ip.sixtofour if isinstance(ip, ipaddress.IPv6Address) else None
+    return any(
+        not a.is_global or a.is_multicast or a.is_reserved or a in _METADATA or a in _SPECIAL
+        for a in (ip, embedded) if a is not None
     )
 
 
@@ -48,35 +69,67 @@ def _allowed(host: str, port: int, allowed_hosts: list[str]) -> bool:
     return host in allowed_hosts or f"{host}:{port}" in allowed_hosts
 
 
+def _check_port(port: int) -> None:
+    if port not in WEB_PORTS:
+        raise WebhookRefused(f"webhook_url port {port} is not allowed (80 and 443 are; "
+                             "WEBHOOK_ALLOWED_HOSTS can allow a host:port)")
+
+
+def _literal(host: str) -> Address | None:
+    """The address a host names by itself: an IP literal, or any spelling the C library reads
+    as IPv4 (127.1, 2130706433, 0x7f000001, 0177.0.0.1, a trailing dot); None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host.removesuffix(".")))
+    except (OSError, ValueError):
+        return None
+
+
 def validate_url(url: str, allowed_hosts: list[str]) -> str:
-    """Submit-time check: well-formed http(s), and not a literal forbidden address."""
+    """Submit-time check: well-formed http(s), not an address (however spelled) or a
+    localhost name that webhooks may not reach, port 80 or 443. Other names are checked
+    against what they resolve to, at delivery."""
     if len(url) > 2048:
         raise WebhookRefused("webhook_url is longer than 2048 characters")
     host, port = _target(url)
     if _allowed(host, port, allowed_hosts):
         return url
-    try:
-        literal = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return url  # a name: checked against what it resolves to, at delivery
-    if _blocked(literal):
+    literal = _literal(host)
+    if literal is not None and blocked(literal):
         raise WebhookRefused(f"webhook_url points to a private or reserved address ({literal})")
+    name = host.removesuffix(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        raise WebhookRefused(f"webhook_url points to a loopback name ({host})")
+    _check_port(port)
     return url
 
 
-def check_destination(url: str, allowed_hosts: list[str]) -> None:
-    """Delivery-time check against every address the host resolves to now."""
-    host, port = _target(url)
-    if _allowed(host, port, allowed_hosts):
-        return
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the host resolves to now (the system resolver)."""
     try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
         raise WebhookRefused(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if _blocked(ip):
-            raise WebhookRefused(f"{host} resolves to {ip}, a private, loopback or reserved address")
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_destination(url: str, allowed_hosts: list[str], resolver: Resolver = resolve) -> Destination:
+    """Delivery-time check: resolve the host once and vet every address it resolves to, then
+    the port. The delivery connects to these addresses only. An allowed host is resolved but
+    not vetted."""
+    host, port = _target(url)
+    addresses = resolver(host, port)
+    if not addresses:
+        raise WebhookRefused(f"{host} resolves to no address")
+    if not _allowed(host, port, allowed_hosts):
+        for address in addresses:
+            if blocked(ipaddress.ip_address(address)):
+                raise WebhookRefused(f"{host} resolves to {address}, a private, loopback or reserved address")
+        _check_port(port)
+    return Destination(host, port, addresses)
 
 
 def signed_headers(secrets: list[str], msg_id: str, body: str, now: datetime | None = None) -> dict[str, str]:

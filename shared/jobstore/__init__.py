@@ -8,6 +8,9 @@ listing. Every state change is a Lua script (lua/), so each is atomic:
     finish   running -> succeeded/failed, fills the result cache                   [worker]
     cancel   queued -> cancelled                                                   [API]
 
+Webhook retries wait in a sorted set scored by Redis' clock (webhook_retry, webhook_due),
+not in a worker, so they survive restarts.
+
 A job therefore can never be both cancelled and run, and an expired record is never
 resurrected. Finishing, cancelling and expiring publish the job ids on the keyspace's
 finished channel, which wakes the API's long-polls.

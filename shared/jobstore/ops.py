@@ -176,3 +176,13 @@ class JobOps:
 
     def ping(self) -> Op[bool]:
         return Op(("PING",), bool)
+
+    def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float) -> Op[bool]:
+        """Put a delivery's task message in Redis' retry schedule (see lua/webhook_retry.lua);
+        False when the job's record is gone."""
+        keys = (self.keys.webhook_retries(queue), self.keys.job(job_id))
+        return Op((repr(delay), repr(keep), message), bool, "webhook_retry", keys)
+
+    def move_due_webhooks(self, queue: str, limit: int) -> Op[int]:
+        """Move retries that are due onto the webhook queue (see lua/webhook_due.lua)."""
+        return Op((limit,), int, "webhook_due", (self.keys.webhook_retries(queue), queue))

@@ -62,6 +62,11 @@ class Keyspace:
     def cache(self, model_key: str, digest: str) -> str:
         return f"{self.prefix}cache:{model_key}:{digest}"
 
+    def webhook_retries(self, queue: str) -> str:
+        """Sorted set of webhook deliveries waiting to be retried (task message -> when it is
+        due, Redis' clock), for the webhook queue `queue`."""
+        return f"{self.prefix}webhooks:due:{queue}"
+
 
 DEFAULT_KEYSPACE = Keyspace()
 

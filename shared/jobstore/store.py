@@ -95,6 +95,15 @@ class JobStore(_Face[redis.Redis]):
     def close(self) -> None:
         self._redis.close()
 
+    def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float) -> bool:
+        """Deliver `message` on `queue` `delay` seconds from now, keeping the job's record at
+        least `keep` seconds beyond that. False (nothing scheduled) when the record is gone."""
+        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep))
+
+    def move_due_webhooks(self, queue: str, limit: int = 100) -> int:
+        """Move at most `limit` due retries onto the queue; how many it moved."""
+        return self._run(self.ops.move_due_webhooks(queue, limit))
+
 
 class AsyncJobStore(_Face[aioredis.Redis]):
     """The API's side: asynchronous, one round trip per call."""

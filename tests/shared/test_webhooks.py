@@ -1,9 +1,13 @@
 import json
+import random
+import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from shared.settings import Settings
 from shared.webhooks import (
     WebhookRefused,
     backoff,
@@ -12,6 +16,7 @@ from shared.webhooks import (
     signed_headers,
     validate_url,
 )
+from tests.utils.jobs import make_job
 
 SECRET, OLD = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_" + "c2VjcmV0LW9sZC1zZWNyZXQtb2xkLXNlY3JldA=="
 
@@ -62,3 +67,91 @@ def test_backoff_grows_with_jitter_caps_and_honours_retry_after():
     assert backoff(1, base=1, cap=30, retry_after=999) == 30
     assert retry_after_seconds("7") == 7
     assert retry_after_seconds(None) is None
+
+
+@pytest.mark.parametrize("url", [
+    # Not globally routable, though not "private" to older checks.
+    "http://100.64.1.1/", "http://192.0.0.8/", "http://198.18.0.1/", "http://[::ffff:100.64.0.1]/",
+    "http://[2002:7f00:1::]/",  # 6to4 wrapping 127.0.0.1
+    "http://100.100.100.200/",  # cloud metadata
+    # Loopback spelled so that it does not look like a dotted quad: decimal, hex, short, octal.
+    "http://2130706433/", "http://0x7f000001/", "http://127.1/", "http://0177.0.0.1/", "http://0x7f.1/",
+    "http://10.1/", "http://127.0.0.1./",
+    # Loopback names (RFC 6761).
+    "http://localhost/", "http://localhost./", "http://LocalHost/x", "http://api.localhost/",
+    # Ports other than 80 and 443.
+    "https://hooks.example.com:22/", "http://hooks.example.com:8080/", "https://8.8.8.8:8443/",
+])
+def test_submit_time_refuses_non_global_disguised_and_other_ports(url):
+    with pytest.raises(WebhookRefused, match="webhook_url"):
+        validate_url(url, [])
+
+
+def test_ports_80_and_443_unless_allowed():
+    for url in ("https://hooks.example.com/in", "https://hooks.example.com:443/in", "http://hooks.example.com:80/in",
+                "https://8.8.8.8/in"):
+        assert validate_url(url, []) == url
+    assert validate_url("https://hooks.example.com:8443/in", ["hooks.example.com:8443"])
+    assert validate_url("https://hooks.example.com:8444/in", ["hooks.example.com"])  # a bare host: any port
+    with pytest.raises(WebhookRefused, match="port 8444"):
+        validate_url("https://hooks.example.com:8444/in", ["hooks.example.com:8443"])
+
+
+def answers(*addresses):
+    return lambda host, port: list(addresses)
+
+
+def test_delivery_time_check_refuses_any_non_global_answer_and_other_ports():
+    for inward in ("100.64.1.1", "192.0.0.8", "::ffff:10.0.0.1", "fd00:ec2::254", "224.0.0.1"):
+        with pytest.raises(WebhookRefused, match="resolves to"):
+            check_destination("https://hooks.example.com/in", [], answers("93.184.215.14", inward))
+    with pytest.raises(WebhookRefused, match="port 8080"):
+        check_destination("http://hooks.example.com:8080/in", [], answers("93.184.215.14"))
+    # What passed is what the delivery connects to.
+    both = answers("2606:2800:21f:cb07::1", "93.184.215.14")
+    assert check_destination("https://hooks.example.com/in", [], both) == (
+        "hooks.example.com", 443, ["2606:2800:21f:cb07::1", "93.184.215.14"])
+    # An allowed host is not vetted, but still resolved once.
+    allowed = check_destination("http://hooks.test:8080/in", ["hooks.test"], answers("127.0.0.1"))
+    assert allowed.addresses == ["127.0.0.1"]
+
+
+def test_default_retry_schedule_spans_more_than_a_day(monkeypatch):
+    defaults = Settings.model_construct()
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)  # every jitter at its shortest
+    waits = [backoff(attempt, defaults.webhook_backoff_seconds, defaults.webhook_backoff_max_seconds)
+             for attempt in range(1, defaults.webhook_max_attempts)]
+    assert sum(waits) > 24 * 3600
+    assert waits[0] <= 5  # the first retry still comes soon
+    assert max(waits) <= defaults.webhook_backoff_max_seconds
+
+
+def test_retries_wait_in_redis_until_due_by_its_clock(store, redis_server):
+    r = redis_server.client()
+    queue = f"hooks-{uuid.uuid4().hex}"
+    due = store.keys.webhook_retries(queue)
+    job = make_job(store, webhook_url="https://hooks.example.com/in")
+    assert store.schedule_webhook_retry(queue, job.id, "soon", delay=0.3, keep=60)
+    assert store.schedule_webhook_retry(queue, job.id, "later", delay=600, keep=60)
+    assert store.move_due_webhooks(queue, limit=10) == 0
+    assert r.llen(queue) == 0
+    time.sleep(0.4)
+    assert store.move_due_webhooks(queue, limit=10) == 1
+    assert r.lrange(queue, 0, -1) == ["soon"]
+    assert store.move_due_webhooks(queue, limit=10) == 0  # moved once
+    assert r.zrange(due, 0, -1) == ["later"]
+    # The record is kept until the last retry is due (and `keep` beyond), past its own TTL.
+    assert r.ttl(store.keys.job(job.id)) > 600
+    # Nothing is scheduled for a record that is gone.
+    assert not store.schedule_webhook_retry(queue, "missing", "x", delay=0, keep=60)
+    assert r.zcard(due) == 1
+
+
+def test_due_retries_move_in_bounded_batches(store, redis_server):
+    r = redis_server.client()
+    queue = f"hooks-{uuid.uuid4().hex}"
+    job = make_job(store, webhook_url="https://hooks.example.com/in")
+    for n in range(5):
+        store.schedule_webhook_retry(queue, job.id, f"m{n}", delay=0, keep=60)
+    assert [store.move_due_webhooks(queue, limit=2) for _ in range(4)] == [2, 2, 1, 0]
+    assert sorted(r.lrange(queue, 0, -1)) == [f"m{n}" for n in range(5)]

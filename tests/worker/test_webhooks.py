@@ -2,15 +2,27 @@
 
 import socket
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from shared.processes import RedisServer, Worker, free_port, wait_for
+from shared.jobstore import JobStore, Keyspace
+from shared.processes import Api, RedisServer, Worker, free_port, wait_for
+from shared.queue import make_celery, webhook_message
+from shared.settings import Settings
+from tests.utils.jobs import make_job
 from tests.utils.processes import start_api
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+QUEUE = "webhooks"
+TIMEOUT = 2  # WEBHOOK_TIMEOUT_SECONDS here: one attempt's deadline
+CELERY = make_celery(Settings(), "tests")  # builds messages only
+PREDICTION = '{"label": "7", "score": 0.9, "top_k": [{"label": "7", "score": 0.9}]}'
 
 
 class Receiver:
@@ -19,7 +31,8 @@ class Receiver:
     def __init__(self, port: int):
         self.port = port
         self.requests: list[dict] = []
-        self.script: dict[str, list[tuple[int, dict]]] = {}
+        # Per path: (status, headers) answers, or a function that writes the response itself.
+        self.script: dict[str, list[tuple[int, dict] | Callable[[BaseHTTPRequestHandler], None]]] = {}
         self.server = None
 
     def start(self):
@@ -30,7 +43,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["content-length"])).decode()
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 script = receiver.script.get(self.path, [])
-                code, headers = script.pop(0) if script else (200, {})
+                step = script.pop(0) if script else (200, {})
+                if callable(step):
+                    step(self)
+                    return
+                code, headers = step
                 self.send_response(code)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -54,24 +71,47 @@ class Receiver:
         return [r for r in self.requests if r["path"] == path]
 
 
+@dataclass
+class Stack:
+    server: RedisServer
+    api: Api
+    receiver: Receiver
+    env: dict
+    logdir: Path
+    sender: Worker | None = None  # the webhook worker (a test replaces it)
+
+    def start_sender(self) -> None:
+        self.sender = Worker(self.server.url, self.logdir, app="worker.webhooks", **self.env)
+
+    def store(self) -> JobStore:
+        return JobStore.connect(self.server.url, ttl_seconds=600, timeout=2)
+
+
 @pytest.fixture(scope="module")
-def hooks(tmp_path_factory, logdir):
+def stack(tmp_path_factory, logdir):
     """Redis, API, inference worker, webhook worker and a receiver, shared by this module.
     Any port on 127.0.0.1 is allowed; "localhost" is not (the SSRF test relies on that)."""
     server = RedisServer(tmp_path_factory.mktemp("hooks-redis"))
     server.start()
-    env = dict(webhook_secret=SECRET, webhook_allowed_hosts="127.0.0.1",
-               webhook_backoff_seconds=0.3, webhook_backoff_max_seconds=1, webhook_max_attempts=6)
+    env = dict(webhook_secret=SECRET, webhook_allowed_hosts="127.0.0.1", webhook_queue=QUEUE,
+               webhook_backoff_seconds=0.3, webhook_backoff_max_seconds=1, webhook_max_attempts=6,
+               webhook_timeout_seconds=TIMEOUT)
     api = start_api(server.url, logdir, **env)
     worker = Worker(server.url, logdir, **env)
-    sender = Worker(server.url, logdir, app="worker.webhooks", **env)
     receiver = Receiver(free_port())
     receiver.start()
-    yield api, receiver
+    hooks = Stack(server, api, receiver, env, logdir)
+    hooks.start_sender()
+    yield hooks
     receiver.stop()
-    for process in (sender, worker, api):
+    for process in (hooks.sender, worker, api):
         process.stop()
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def hooks(stack):
+    return stack.api, stack.receiver
 
 
 def delivered(api, job_id, status="delivered"):
@@ -142,16 +182,99 @@ def test_other_4xx_is_not_retried(hooks, digit_png):
     assert delivered(api, job["id"], status="failed")["webhook"]["attempts"] == 1
 
 
-def test_ssrf_targets_are_refused(hooks, digit_png):
-    api, _ = hooks
-    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/", "gopher://x/"):
+def test_ssrf_targets_are_refused(stack, digit_png):
+    api = stack.api
+    port = free_port()
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/", "gopher://x/",
+                "http://100.64.1.1/", "http://2130706433/", "http://0x7f000001/", "http://127.1/",
+                f"http://localhost:{port}/x", "http://localhost./x", "http://example.com:22/"):
         response = api.submit(digit_png, webhook_url=url)
         assert response.status_code == 422, url
-    # A name that resolves to loopback passes the submit check, and is refused at delivery.
-    port = free_port()
-    job = api.submit(digit_png, webhook_url=f"http://localhost:{port}/x").json()
-    final = delivered(api, job["id"], status="failed")
+    # Only DNS knows where a name leads: a record whose URL names one that resolves to
+    # loopback (as if it had passed the submit check) is refused at delivery.
+    store = stack.store()
+    job = make_job(store, webhook_url="http://localhost/x", cached_result=PREDICTION)
+    store.push(QUEUE, [webhook_message(CELERY, QUEUE, job.id, "completed")])
+    final = delivered(api, job.id, status="failed")
     assert "resolves to" in final["webhook"]["last_error"]
+
+
+def trickle(seen: dict) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A response that never ends its headers: one byte every 0.1 s until the client leaves."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        start = time.monotonic()
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            while time.monotonic() - start < 20:
+                handler.wfile.write(b"x")
+                time.sleep(0.1)
+        except OSError:
+            seen["cut_after"] = time.monotonic() - start
+        handler.close_connection = True
+
+    return respond
+
+
+def test_a_trickling_receiver_is_cut_off_at_the_deadline(stack, digit_png):
+    api, receiver = stack.api, stack.receiver
+    seen: dict = {}
+    receiver.script["/slow"] = [trickle(seen)]  # then 200
+    job = api.submit(digit_png, webhook_url=receiver.url("/slow")).json()
+    wait_for(lambda: "cut_after" in seen, TIMEOUT + 8, "the delivery to hang up on the trickle")
+    assert seen["cut_after"] < TIMEOUT + 1.5
+    final = delivered(api, job["id"])  # the retry gets the 200
+    assert final["webhook"]["attempts"] == 2
+    assert len(receiver.to("/slow")) == 2
+
+
+def endless_body(seen: dict, size: int = 256 * 2**20) -> Callable[[BaseHTTPRequestHandler], None]:
+    """200 with a body of `size` bytes, written as fast as the client takes it."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(size))
+        handler.end_headers()
+        sent, chunk = 0, b"x" * 2**16
+        try:
+            while sent < size:
+                handler.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        seen["sent"] = sent
+        handler.close_connection = True
+
+    return respond
+
+
+def test_a_huge_response_is_not_read_past_the_cap(stack, digit_png):
+    api, receiver = stack.api, stack.receiver
+    seen: dict = {}
+    receiver.script["/huge"] = [endless_body(seen)]
+    job = api.submit(digit_png, webhook_url=receiver.url("/huge")).json()
+    final = delivered(api, job["id"])
+    wait_for(lambda: "sent" in seen, 30, "the receiver to stop writing")
+    # The client hung up after the cap: what got out is what the socket buffers held.
+    assert seen["sent"] < 32 * 2**20
+    assert final["webhook"]["attempts"] == 1
+
+
+def test_a_retry_waits_in_redis_and_survives_a_webhook_worker_restart(stack, digit_png):
+    api, receiver = stack.api, stack.receiver
+    redis = stack.server.client()
+    due = Keyspace().webhook_retries(QUEUE)
+    receiver.script["/restart"] = [(503, {"Retry-After": "1"})]
+    job = api.submit(digit_png, webhook_url=receiver.url("/restart")).json()
+    wait_for(lambda: any(job["id"] in m for m in redis.zrange(due, 0, -1)), 30, "the retry scheduled in Redis")
+    stack.sender.kill()  # SIGKILL: nothing held in its memory survives
+    time.sleep(2)  # the retry falls due while no webhook worker runs
+    assert len(receiver.to("/restart")) == 1
+    stack.start_sender()
+    final = delivered(api, job["id"])
+    assert len(receiver.to("/restart")) == 2
+    assert final["webhook"]["attempts"] == 2
+    assert not any(job["id"] in m for m in redis.zrange(due, 0, -1))
 
 
 def test_bad_webhook_options_are_422(hooks, digit_png):
