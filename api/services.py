@@ -26,7 +26,8 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> "Services":
-        store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds)
+        store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
+                                      settings.redis_max_connections)
         celery = make_celery(settings, "api")
         return cls(
             settings=settings,

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         300, gt=0, description="An unacknowledged job is redelivered after this long (worker died)."
     )
     redis_timeout_seconds: float = Field(2.0, gt=0, description="Socket timeout for Redis calls.")
+    redis_max_connections: int = Field(
+        64, ge=1, description="The API's Redis connections per process; more requests wait for one."
+    )
     body_timeout_seconds: float = Field(
         10.0, gt=0, description="A request body that sends nothing for this long gets 408."
     )

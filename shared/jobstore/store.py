@@ -109,9 +109,14 @@ class AsyncJobStore(_Face[aioredis.Redis]):
     """The API's side: asynchronous, one round trip per call."""
 
     @classmethod
-    def connect(cls, url: str, ttl_seconds: int, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncJobStore":
-        """No retries: when Redis is down the client gets a 503 at once, not a hung request."""
-        return cls(aioredis.Redis.from_url(url, **_options(timeout)), JobOps(keys, ttl_seconds))
+    def connect(cls, url: str, ttl_seconds: int, timeout: float, max_connections: int = 64,
+                keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncJobStore":
+        """No retries: when Redis is down the client gets a 503 at once, not a hung request.
+        With every connection busy, a request waits for one (up to `timeout`) instead of
+        failing at once: a burst of requests is not an unavailable Redis."""
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
+                                                        **_options(timeout))
+        return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds))
 
     async def _run(self, op: Op[T]) -> T:
         if op.script:

@@ -2,6 +2,7 @@
 numeric input is bounded and finite, bodies are limited while they stream, and a refused
 request queues nothing."""
 
+import asyncio
 import io
 import socket
 import time
@@ -136,3 +137,18 @@ def test_a_full_redis_is_503_with_retry_after_and_records_nothing(private_stack,
     finally:
         client.config_set("maxmemory", 0)
     assert api.submit(digit_png).status_code == 202
+
+
+def test_a_burst_of_256_concurrent_submits_gets_no_503(private_stack, digit_png):
+    """More requests in flight than Redis connections: they wait for one, none fails."""
+    _, api = private_stack
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60) as client:
+            responses = await asyncio.gather(*(client.post("/jobs", files={"file": ("7.png", digit_png)})
+                                               for _ in range(256)))
+        return [response.status_code for response in responses]
+
+    statuses = asyncio.run(burst())
+    assert statuses.count(202) == 256, {code: statuses.count(code) for code in set(statuses)}
