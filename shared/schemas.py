@@ -67,6 +67,7 @@ class ErrorCode(StrEnum):
     inference_error = "inference_error"  # the model failed on it
     model_unavailable = "model_unavailable"  # no worker serves its model
     expired = "expired"  # its deadline (expires_in) passed before it ran
+    worker_lost = "worker_lost"  # its worker (or its message) was lost while it ran, too often
 
 
 class JobError(BaseModel):

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, description="Largest batch the worker runs at once.")
     max_delay_ms: int = Field(2, ge=0, description="How long a partial batch waits for more jobs.")
     prefetch_batches: int = Field(2, ge=1, description="Prefetch = this many batches per worker.")
+    job_lease_seconds: float = Field(
+        60, gt=0, description="A running job's lease (at most half the visibility timeout), renewed by heartbeats."
+    )
+    max_job_runs: int = Field(3, ge=1, description="Runs a job gets when its worker keeps being lost.")
     worker_metrics_port: int = Field(9100, ge=0, description="Worker's Prometheus port (0: off).")
 
     result_cache_ttl_seconds: int = Field(
@@ -68,6 +72,13 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline of one delivery attempt (resolve, connect, send, response)."
     )
+
+    @property
+    def lease_seconds(self) -> float:
+        """The lease a running job gets: at most half the visibility timeout, because kombu
+        redelivers a message after it, and by then a dead worker's lease must have ended
+        (else the redelivery would be dropped as a duplicate of a live run)."""
+        return min(self.job_lease_seconds, self.visibility_timeout_seconds / 2)
 
     @field_validator("webhook_secret", "webhook_allowed_hosts", mode="before")
     @classmethod

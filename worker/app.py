@@ -9,6 +9,7 @@ so the model is loaded in the process that serves it, never in a parent that for
 import contextlib
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING
 
 from celery import Celery, bootsteps, signals
@@ -17,6 +18,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from redis.exceptions import RedisError
 
 from shared.queue import celery_config
+from shared.schemas import WebhookEvent
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
@@ -71,34 +73,53 @@ def _load_in_child(**_):
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """Tells the API's /readyz that a worker is consuming (a heartbeat that lapses if we stop),
-    and re-queues jobs whose message Redis lost in delivery (JobStore.rescue_lost)."""
+    """Every HEARTBEAT_SECONDS, on a thread of its own (so it goes on while a batch runs):
+    tells /readyz this worker is consuming (a heartbeat that lapses if we stop), renews the
+    leases of the jobs being run, re-queues jobs whose message Redis lost in delivery, and
+    fails jobs left running by a lost worker whose message is gone too."""
 
     requires = frozenset({"celery.worker.consumer.tasks:Tasks"})
 
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
-        self.tref = None
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
 
     def start(self, consumer):
-        self.beat(consumer)
-        self.tref = consumer.timer.call_repeatedly(HEARTBEAT_SECONDS, self.beat, (consumer,))
+        self.stopping.clear()
+        self.beat(consumer.hostname)  # at once: ready means ready
+        self.thread = threading.Thread(target=self.run, args=(consumer.hostname,), name="heartbeat", daemon=True)
+        self.thread.start()
+
+    def run(self, hostname: str) -> None:
+        while not self.stopping.wait(HEARTBEAT_SECONDS):
+            self.beat(hostname)
 
     def stop(self, consumer):
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(HEARTBEAT_SECONDS)
+            self.thread = None
         # Redis away, or nothing was served: the heartbeat lapses by itself.
         with contextlib.suppress(RedisError, RuntimeError):
             app.serving.store.forget_worker(consumer.hostname)
 
-    def beat(self, consumer):
-        store = app.serving.store
+    def beat(self, hostname: str) -> None:
+        serving = app.serving
+        store = serving.store
         try:
-            store.heartbeat(consumer.hostname, ttl=3 * HEARTBEAT_SECONDS)
+            store.heartbeat(hostname, ttl=3 * HEARTBEAT_SECONDS)
+            for run, job_ids in list(serving.in_flight.items()):
+                store.renew(job_ids, run, settings.lease_seconds)
             rescued = store.rescue_lost(settings.queue_name, settings.visibility_timeout_seconds)
             if rescued:
                 log.warning("re-queued %d job(s) whose message was lost in delivery", rescued)
+            # A lease that ended a visibility timeout ago: its message was not redelivered.
+            lost = store.sweep_lost(settings.visibility_timeout_seconds)
+            if lost:
+                log.warning("failed %d job(s) whose worker and message were lost: %s", len(lost), ", ".join(lost))
+                serving.notify_webhooks([(job_id, WebhookEvent.completed) for job_id, events in lost.items()
+                                         if WebhookEvent.completed in events])
         except RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
 

@@ -6,6 +6,7 @@ decoded, or that makes the model fail, fails alone while the rest of the batch s
 
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,29 +76,32 @@ Hooks = list[tuple[str, WebhookEvent]]
 
 
 class Ran(NamedTuple):
-    """What a batch did: the outcome of each job it ran, and the jobs it found past their
-    deadline (failed `expired` without running). Any other job of the batch was skipped:
-    cancelled, gone, or finished by an earlier delivery."""
+    """What a batch did: the outcome of each job it ran, and the jobs it failed without
+    running them (deadline passed: expired; lost too often: worker_lost). Any other job of the
+    batch was skipped: cancelled, gone, finished, or running under another worker's live lease
+    (a redelivered message while that worker lives)."""
 
     outcomes: dict[str, Prediction | JobError]
-    expired: list[str]
+    ended: dict[str, ErrorCode]
 
 
 def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel],
-              notify: Callable[[Hooks], None] = lambda hooks: None) -> Ran:
-    """Run the jobs that are still queued (or were running when a worker died). `notify`
-    gets the (job id, event) webhook deliveries that are due."""
+              notify: Callable[[Hooks], None] = lambda hooks: None, *, run: str | None = None,
+              lease_seconds: float = 60, max_runs: int = 3) -> Ran:
+    """Run the jobs that are still queued (or whose lease ended: their worker was lost),
+    leased to `run`. `notify` gets the (job id, event) webhook deliveries that are due."""
+    run = run or uuid.uuid4().hex
     unique = list({item.job_id: item for item in items}.values())
-    started = store.start([item.job_id for item in unique])
+    started = store.start([item.job_id for item in unique], run, lease_seconds, max_runs)
     subscribed = {item.job_id: s.webhook_events for item, s in zip(unique, started, strict=True)}
 
     def due(job_ids: list[str], event: WebhookEvent) -> None:
         if hooks := [(job_id, event) for job_id in job_ids if event in subscribed.get(job_id, ())]:
             notify(hooks)
 
-    expired = [item.job_id for item, s in zip(unique, started, strict=True) if s.expired]
-    due([item.job_id for item, s in zip(unique, started, strict=True) if s.before == JobStatus.queued
-         and not s.expired], WebhookEvent.running)
+    ended = {item.job_id: s.ended for item, s in zip(unique, started, strict=True) if s.ended}
+    due([item.job_id for item, s in zip(unique, started, strict=True) if s.runs and s.before == JobStatus.queued],
+        WebhookEvent.running)
     now = time.time()
     metrics.BATCH_SIZE.observe(len(unique))
     for item in unique:
@@ -106,9 +110,8 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
     outcomes: dict[str, Prediction | JobError] = {}
     by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
     for item, state in zip(unique, started, strict=True):
-        if state.expired or state.before not in (JobStatus.queued, JobStatus.running):
-            # Past its deadline, gone (TTL), cancelled, or finished by an earlier delivery.
-            log.info("skipping job %s (%s)", item.job_id, "expired" if state.expired else state.before)
+        if not state.runs:
+            log.info("skipping job %s (%s)", item.job_id, state.ended or state.before or "gone")
             continue
         model = models.get(item.model_key)
         if model is None:
@@ -136,10 +139,10 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
         for (job_id, _), row in zip(jobs, probabilities, strict=True):
             outcomes[job_id] = to_prediction(row, model.manifest.labels)
 
-    due([*expired, *store.finish(outcomes)], WebhookEvent.completed)
+    due([*ended, *store.finish(outcomes, run)], WebhookEvent.completed)
     for item in unique:
         if item.job_id in outcomes:
             outcome = outcomes[item.job_id]
             kind = "succeeded" if isinstance(outcome, Prediction) else outcome.code
             metrics.JOBS.labels(item.model_key, kind).inc()
-    return Ran(outcomes, expired)
+    return Ran(outcomes, ended)

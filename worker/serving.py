@@ -4,7 +4,7 @@ not fork-safe) and passed to the task and the heartbeat through the Celery app."
 import gc
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from celery import Celery
 from prometheus_client import REGISTRY, start_http_server
@@ -28,6 +28,8 @@ class Serving:
     store: JobStore
     runtime: Runtime
     pid: int
+    # Run token -> the jobs that run is running: the heartbeat renews their leases.
+    in_flight: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> "Serving":
@@ -47,5 +49,7 @@ class Serving:
 
     def notify_webhooks(self, hooks: list[tuple[str, WebhookEvent]]) -> None:
         """Queue webhook deliveries for the webhook worker, in one round trip."""
+        if not hooks:
+            return
         queue = self.settings.webhook_queue
         self.store.push(queue, [webhook_message(self.celery, queue, job_id, event) for job_id, event in hooks])

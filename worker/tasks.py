@@ -2,11 +2,12 @@
 
 import logging
 import time
+import uuid
 
 from celery_batches import Batches
 
 from shared.queue import INFER_TASK
-from shared.schemas import ErrorCode, Prediction
+from shared.schemas import Prediction
 from worker.app import app, settings
 from worker.batch import parse, run_batch
 
@@ -57,7 +58,13 @@ def infer(self, requests):
     for item in items:
         self.send_event("task-started", item.job_id)
     serving = self.app.serving
-    ran = run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks)
+    run = uuid.uuid4().hex
+    serving.in_flight[run] = [item.job_id for item in items]  # the heartbeat renews their leases
+    try:
+        ran = run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks, run=run,
+                        lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs)
+    finally:
+        del serving.in_flight[run]
     runtime = time.perf_counter() - started
     # A terminal event for every job received, or Flower shows it STARTED forever.
     for job_id, outcome in ran.outcomes.items():
@@ -65,11 +72,10 @@ def infer(self, requests):
             self.send_event("task-succeeded", job_id, result=outcome.label, runtime=runtime)
         else:
             self.send_event("task-failed", job_id, exception=outcome.code.value, traceback=outcome.message)
-    for job_id in ran.expired:
-        self.send_event("task-failed", job_id, exception=ErrorCode.expired.value,
-                        traceback="its deadline (expires_in) passed before it ran")
-    for job_id in {item.job_id for item in items} - set(ran.outcomes) - set(ran.expired):
-        # Skipped: cancelled, gone, or finished by an earlier delivery (whose terminal state
+    for job_id, code in ran.ended.items():
+        self.send_event("task-failed", job_id, exception=code.value, traceback="it did not run")
+    for job_id in {item.job_id for item in items} - set(ran.outcomes) - set(ran.ended):
+        # Skipped: cancelled, gone, finished, or running elsewhere (whose terminal state
         # Flower keeps: a later, lower-precedence event does not replace it).
         self.send_event("task-revoked", job_id, terminated=False, signum=None, expired=False)
     log.info("batch of %d ran in %.1f ms", len(items), runtime * 1000)

@@ -51,8 +51,13 @@ class Replay(NamedTuple):
 
 class Started(NamedTuple):
     before: JobStatus | None  # status before the call; None: the record is gone
-    expired: bool  # this call failed the job for its deadline (`before` is then queued)
+    runs: bool  # this call leased the job to the run: run it
+    ended: ErrorCode | None  # this call failed it instead: expired (deadline) or worker_lost
     webhook_events: list[WebhookEvent]
+
+    @property
+    def expired(self) -> bool:
+        return self.ended == ErrorCode.expired
 
 
 class Cancelled(NamedTuple):
@@ -61,9 +66,9 @@ class Cancelled(NamedTuple):
     webhook_events: list[WebhookEvent]  # the events its webhook wants ([] without a webhook)
 
 
-def _expired_error() -> str:
-    return JobError(code=ErrorCode.expired,
-                    message="the job's deadline (expires_in) passed before it ran").model_dump_json()
+_EXPIRED = JobError(code=ErrorCode.expired, message="the job's deadline (expires_in) passed before it ran")
+_LOST = JobError(code=ErrorCode.worker_lost,
+                 message="the job's worker, or its message, was lost while it ran; submit it again")
 
 
 class JobOps:
@@ -99,22 +104,40 @@ class JobOps:
 
         return Op(("HMGET", self.keys.job(job_id), *names), parse)
 
-    def start(self, job_ids: list[str]) -> Op[list[Started]]:
-        args = (repr(time.time()), _expired_error(), self.keys.finished_channel, self.keys.queued,
-                self.keys.job_prefix)
+    def start(self, job_ids: list[str], run: str, lease_seconds: float, max_runs: int) -> Op[list[Started]]:
+        """Lease runnable jobs to `run` (see lua/start.lua)."""
+        args = (_EXPIRED.model_dump_json(), _LOST.model_dump_json(), self.keys.finished_channel, self.keys.queued,
+                self.keys.running, self.keys.job_prefix, max_runs, run, lease_seconds)
 
         def parse(rows: list[list[str]]) -> list[Started]:
-            return [Started(JobStatus.queued if before == "expired" else (JobStatus(before) if before else None),
-                            before == "expired", split_events(events)) for before, events in rows]
+            return [Started(JobStatus(before) if before else None, verdict == "run",
+                            ErrorCode.worker_lost if verdict == "lost" else ErrorCode.expired if verdict == "expired"
+                            else None, split_events(events)) for before, verdict, events in rows]
 
         return Op(args, parse, "start", tuple(self.keys.job(j) for j in job_ids))
 
-    def finish(self, outcomes: dict[str, Prediction | JobError]) -> Op[list[str]]:
-        """Terminal outcomes of running jobs; the reply is the ids this call finished."""
+    def finish(self, outcomes: dict[str, Prediction | JobError], run: str) -> Op[list[str]]:
+        """Terminal outcomes of one run's jobs; the reply is every id this run finished,
+        also when the call is a retry (see lua/finish.lua)."""
         statuses = [JobStatus.succeeded if isinstance(o, Prediction) else JobStatus.failed for o in outcomes.values()]
-        args = (repr(time.time()), self.keys.finished_channel, self.cache_ttl, self.keys.job_prefix,
+        args = (self.keys.finished_channel, self.cache_ttl, self.keys.job_prefix, self.keys.running, run,
                 *statuses, *(o.model_dump_json() for o in outcomes.values()))
         return Op(args, list, "finish", tuple(self.keys.job(j) for j in outcomes))
+
+    def renew(self, job_ids: list[str], run: str, lease_seconds: float) -> Op[int]:
+        """Extend the leases of jobs `run` still runs (see lua/renew.lua)."""
+        args = (self.keys.running, self.keys.job_prefix, run, lease_seconds)
+        return Op(args, int, "renew", tuple(self.keys.job(j) for j in job_ids))
+
+    def sweep_lost(self, grace_seconds: float, limit: int) -> Op[dict[str, list[WebhookEvent]]]:
+        """Fail running jobs nobody took over long after their lease ended (see
+        lua/sweep_lost.lua); the reply maps each to its webhook events."""
+        args = (grace_seconds, _LOST.model_dump_json(), self.keys.finished_channel, self.keys.job_prefix, limit)
+
+        def parse(rows: list[list[str]]) -> dict[str, list[WebhookEvent]]:
+            return {job_id: split_events(events) for job_id, events in rows}
+
+        return Op(args, parse, "sweep_lost", (self.keys.running,))
 
     def cancel(self, job_id: str) -> Op[Cancelled]:
         names = (*JOB_FIELDS, *WEBHOOK_FIELDS)

@@ -52,6 +52,11 @@ class Keyspace:
         return f"{self.prefix}jobs:finished"
 
     @property
+    def running(self) -> str:
+        """Sorted set of running job ids by when their lease ends."""
+        return f"{self.prefix}jobs:running"
+
+    @property
     def workers(self) -> str:
         """Sorted set of live workers by when their heartbeat lapses."""
         return f"{self.prefix}workers"

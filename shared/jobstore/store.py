@@ -13,7 +13,7 @@ from redis.retry import Retry
 
 from shared.jobstore.ops import SCRIPTS, Cancelled, JobOps, Op, Replay, Started
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
-from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookState
+from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookEvent, WebhookState
 
 T = TypeVar("T")
 C = TypeVar("C", redis.Redis, aioredis.Redis)
@@ -57,13 +57,21 @@ class JobStore(_Face[redis.Redis]):
     def get(self, job_id: str) -> Job | None:
         return self._run(self.ops.get(job_id))
 
-    def start(self, job_ids: list[str]) -> list[Started]:
-        """Mark queued jobs running (or failed, past their deadline); each job's state before."""
-        return self._run(self.ops.start(job_ids)) if job_ids else []
+    def start(self, job_ids: list[str], run: str, lease_seconds: float = 60, max_runs: int = 3) -> list[Started]:
+        """Lease queued jobs (and running ones whose lease ended) to `run`, or fail them
+        (deadline passed, or lost too often); each job's state before the call."""
+        return self._run(self.ops.start(job_ids, run, lease_seconds, max_runs)) if job_ids else []
 
-    def finish(self, outcomes: dict[str, Prediction | JobError]) -> list[str]:
-        """Record terminal outcomes of running jobs in one round trip; the ids recorded."""
-        return self._run(self.ops.finish(outcomes)) if outcomes else []
+    def finish(self, outcomes: dict[str, Prediction | JobError], run: str) -> list[str]:
+        """Record the terminal outcomes of `run`'s jobs in one round trip; every id this run
+        finished (a retried call reports them again)."""
+        return self._run(self.ops.finish(outcomes, run)) if outcomes else []
+
+    def renew(self, job_ids: list[str], run: str, lease_seconds: float) -> int:
+        return self._run(self.ops.renew(job_ids, run, lease_seconds)) if job_ids else 0
+
+    def sweep_lost(self, grace_seconds: float, limit: int = 100) -> dict[str, list[WebhookEvent]]:
+        return self._run(self.ops.sweep_lost(grace_seconds, limit))
 
     def webhook_target(self, job_id: str) -> tuple[Job | None, str | None]:
         return self._run(self.ops.webhook_target(job_id))

@@ -26,8 +26,8 @@ def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
 
     def finish_later():
         time.sleep(0.5)
-        store.start([job.id])
-        store.finish({job.id: JobError(code=ErrorCode.inference_error, message="done by test")})
+        store.start([job.id], "test")
+        store.finish({job.id: JobError(code=ErrorCode.inference_error, message="done by test")}, "test")
         finished_at["t"] = time.monotonic()
 
     threading.Thread(target=finish_later).start()

@@ -1,5 +1,7 @@
 """run_batch against a real Redis job store and the real model."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -66,17 +68,26 @@ def test_finished_cancelled_and_expired_jobs_are_not_run_again(store, redis_serv
         store, models,
     )
     assert ran.outcomes == {}
-    assert ran.expired == []
+    assert ran.ended == {}
     assert store.get(done) == first
     assert store.get(cancelled).status == JobStatus.cancelled
     assert store.get("gone") is None, "an expired job must not be re-created"
 
 
-def test_job_left_running_by_a_dead_worker_runs_again(store, models, manifest, seven):
+def test_job_left_running_by_a_dead_worker_runs_again(store, redis_server, models, manifest, seven):
     job_id = make_job(store, manifest).id
-    assert store.start([job_id])[0].before == JobStatus.queued
+    assert store.start([job_id], "dead worker's run", lease_seconds=0.2)[0].before == JobStatus.queued
+    time.sleep(0.3)  # its lease ends: no heartbeat renews it
     run_batch([Item(job_id, manifest.key, seven), Item(job_id, manifest.key, seven)], store, models)
     assert store.get(job_id).status == JobStatus.succeeded
+
+
+def test_a_redelivered_job_whose_worker_lives_is_not_run_twice(store, models, manifest, seven):
+    job_id = make_job(store, manifest).id
+    store.start([job_id], "live worker's run", lease_seconds=60)
+    ran = run_batch([Item(job_id, manifest.key, seven)], store, models)
+    assert ran.outcomes == {}
+    assert store.get(job_id).status == JobStatus.running, "left to the worker that holds its lease"
 
 
 def test_parse_drops_malformed_messages():

@@ -1,28 +1,43 @@
--- finish: record the outcomes of running jobs. running -> succeeded | failed; a job in any
--- other state (cancelled, finished by an earlier delivery, gone) is left as it is.
+-- finish: record the outcomes of one run's jobs, by Redis' clock.
 --
--- KEYS[i]            job i's record
--- ARGV[1]            finished_at (Unix seconds)
--- ARGV[2]            the channel that finished job ids are published on
--- ARGV[3]            result cache TTL in seconds (0: cache nothing)
--- ARGV[4]            the job key prefix (KEYS[i] = prefix .. id)
--- ARGV[4 + i]        job i's new status: 'succeeded' or 'failed'
--- ARGV[4 + #KEYS + i] job i's result (when succeeded) or error (when failed), as JSON
+--   running under this run's token -> succeeded | failed
+--   already finished by this run   -> reported again (a retried call whose reply was lost
+--                                     still names every job it finished)
+--   anything else                  -> left alone: cancelled, gone, or taken over by a later
+--                                     run after this run's lease ended (fencing: a late
+--                                     finish never overwrites the new run)
 --
--- Returns the ids it finished. A succeeded job with a cache key fills the result cache.
-local jobs, prefix_length = #KEYS, #ARGV[4]
-local done = {}
+-- KEYS[i]              job i's record
+-- ARGV[1]              the channel that finished job ids are published on
+-- ARGV[2]              result cache TTL in seconds (0: cache nothing)
+-- ARGV[3]              the job key prefix (KEYS[i] = prefix .. id)
+-- ARGV[4]              the running set (sorted set: job id -> when its lease ends)
+-- ARGV[5]              the run's token (see start.lua)
+-- ARGV[5 + i]          job i's new status: 'succeeded' or 'failed'
+-- ARGV[5 + #KEYS + i]  job i's result (when succeeded) or error (when failed), as JSON
+--
+-- Returns the ids this run finished. A succeeded job with a cache key fills the result cache.
+local t = redis.call('TIME')
+local stamp = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+local jobs, prefix_length = #KEYS, #ARGV[3]
+local done, published = {}, {}
 for i, key in ipairs(KEYS) do
-  local status, value = ARGV[4 + i], ARGV[4 + jobs + i]
-  if redis.call('HGET', key, 'status') == 'running' then
+  local id = string.sub(key, prefix_length + 1)
+  local status, value = ARGV[5 + i], ARGV[5 + jobs + i]
+  local f = redis.call('HMGET', key, 'status', 'run', 'cache_key')
+  if f[2] == ARGV[5] and f[1] == 'running' then
     local field = status == 'succeeded' and 'result' or 'error'
-    redis.call('HSET', key, 'status', status, field, value, 'finished_at', ARGV[1])
-    done[#done + 1] = string.sub(key, prefix_length + 1)
-    local cache_key = redis.call('HGET', key, 'cache_key')
-    if cache_key and status == 'succeeded' and tonumber(ARGV[3]) > 0 then
-      redis.call('SET', cache_key, value, 'EX', ARGV[3])
+    redis.call('HSET', key, 'status', status, field, value, 'finished_at', stamp)
+    redis.call('HDEL', key, 'lease_until')
+    redis.call('ZREM', ARGV[4], id)
+    done[#done + 1] = id
+    published[#published + 1] = id
+    if f[3] and status == 'succeeded' and tonumber(ARGV[2]) > 0 then
+      redis.call('SET', f[3], value, 'EX', ARGV[2])
     end
+  elseif f[2] == ARGV[5] and (f[1] == 'succeeded' or f[1] == 'failed') then
+    done[#done + 1] = id
   end
 end
-if #done > 0 then redis.call('PUBLISH', ARGV[2], table.concat(done, ',')) end
+if #published > 0 then redis.call('PUBLISH', ARGV[1], table.concat(published, ',')) end
 return done

@@ -1,33 +1,55 @@
--- start: a worker takes a batch of jobs. queued -> running, or queued -> failed when the
--- job's deadline has passed. Jobs in any other state are left as they are.
+-- start: a worker takes a batch of jobs under one run token, by Redis' clock.
+--
+--   queued                       -> running, leased to this run (or failed: deadline passed)
+--   running, lease expired       -> running again, leased to this run (its worker or Redis
+--                                   was lost), or failed once it has had ARGV[7] runs
+--   running, lease alive         -> left alone: a redelivered message while its worker lives
+--   anything else                -> left alone (cancelled, finished, gone)
 --
 -- KEYS[i]  job i's record
--- ARGV[1]  now (Unix seconds)
--- ARGV[2]  the error (JSON) recorded on a job whose deadline passed
+-- ARGV[1]  the error (JSON) recorded on a job whose deadline passed
+-- ARGV[2]  the error (JSON) recorded on a job lost more times than ARGV[7] allows
 -- ARGV[3]  the channel that finished job ids are published on
 -- ARGV[4]  the queued set (sorted set of job ids; see rescue.lua)
--- ARGV[5]  the job key prefix (KEYS[i] = prefix .. id)
+-- ARGV[5]  the running set (sorted set: job id -> when its lease ends)
+-- ARGV[6]  the job key prefix (KEYS[i] = prefix .. id)
+-- ARGV[7]  most runs a job may have (a job that keeps losing its worker fails after these)
+-- ARGV[8]  this run's token (a later finish must show it: see finish.lua)
+-- ARGV[9]  lease length in seconds
 --
--- Returns, per key, {status before the call ('' when the record is gone, 'expired' when
--- this call failed it for its deadline), its webhook events ('' for none)}.
-local prefix_length = #ARGV[5]
-local out, expired = {}, {}
+-- Returns, per key, {status before the call ('' when the record is gone), what this call
+-- did ('run', 'expired', 'lost' or ''), the job's webhook events ('' for none)}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)  -- Lua's own formatting keeps only 14 digits
+local prefix_length = #ARGV[6]
+local out, ended = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events')
-  local status = f[1]
-  if status == 'queued' then
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs')
+  local status, verdict = f[1], ''
+  local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
+  if status == 'queued' or lease_ended then
     redis.call('HDEL', key, 'message')
     redis.call('ZREM', ARGV[4], id)
-    if f[2] and tonumber(f[2]) < tonumber(ARGV[1]) then
-      redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', ARGV[1])
-      expired[#expired + 1] = id
-      status = 'expired'
+    if status == 'queued' and f[2] and tonumber(f[2]) < now then
+      verdict = 'expired'
+      redis.call('HSET', key, 'status', 'failed', 'error', ARGV[1], 'finished_at', stamp)
+    elseif lease_ended and (tonumber(f[5]) or 0) >= tonumber(ARGV[7]) then
+      verdict = 'lost'
+      redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', stamp, 'run', '')
+      redis.call('ZREM', ARGV[5], id)
     else
-      redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1])
+      verdict = 'run'
+      local lease = now + tonumber(ARGV[9])
+      redis.call('HSET', key, 'status', 'running', 'run', ARGV[8], 'lease_until', string.format('%.6f', lease))
+      if status == 'queued' then redis.call('HSET', key, 'started_at', stamp) end
+      redis.call('HINCRBY', key, 'runs', 1)
+      redis.call('ZADD', ARGV[5], lease, id)
     end
+    if verdict ~= 'run' then ended[#ended + 1] = id end
   end
-  out[i] = {status or '', f[3] or ''}
+  out[i] = {status or '', verdict, f[3] or ''}
 end
-if #expired > 0 then redis.call('PUBLISH', ARGV[3], table.concat(expired, ',')) end
+if #ended > 0 then redis.call('PUBLISH', ARGV[3], table.concat(ended, ',')) end
 return out
