@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, status
 
 from api.decoding import INLINE_PIXELS
-from api.metrics import SUBMITTED
+from api.metrics import REJECTED, SUBMITTED
 from api.services import Services
 from api.uploads import open_upload, resolve_model, upload_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
 from shared.queue import encode_pixels, redis_message, webhook_message
 from shared.schemas import Job, WebhookEvent
+
+QUEUE_FULL_RETRY_AFTER_SECONDS = 5
 
 
 @dataclass
@@ -44,20 +46,24 @@ async def submit(data: bytes, options: SubmitOptions, svc: Services,
             pixels = upload_pixels(image, manifest)
         args = [job_id, manifest.key, encode_pixels(pixels), time.time()]
         message = redis_message(svc.celery, settings.queue_name, job_id, args)
-    fields = new_record(
-        manifest, job_id, cached_result=cached, cache_key=cache_key,
-        deadline=time.time() + options.expires_in if options.expires_in else None,
-        webhook_url=options.webhook_url, webhook_events=options.webhook_events,
-    )
+    fields = new_record(manifest, job_id, cached_result=cached, cache_key=cache_key,
+                        webhook_url=options.webhook_url, webhook_events=options.webhook_events)
     events = [str(event) for event in options.webhook_events]
     fingerprint = hashlib.sha256(
         f"{digest}|{manifest.key}|{options.webhook_url}|{events}|{options.expires_in}".encode()
     ).hexdigest()
-    replay = await store.create(NewJob(fields, message, idempotency_key, fingerprint), settings.queue_name)
-    if replay is not None:
-        return await _replay(replay, fingerprint, svc), False
+    new = NewJob(fields, message, idempotency_key, fingerprint, options.expires_in)
+    created = await store.create(new, settings.queue_name, settings.max_queued_jobs)
+    if created.replay is not None:
+        return await _replay(created.replay, fingerprint, svc), False
+    if created.fields is None:
+        REJECTED.labels("queue_full").inc()
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"the queue is full ({created.backlog} jobs queued or running; MAX_QUEUED_JOBS is "
+                            f"{settings.max_queued_jobs}); retry later",
+                            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_SECONDS)})
     SUBMITTED.labels(manifest.key).inc()
-    job = to_job(fields)
+    job = to_job(created.fields)
     if cached is not None:
         svc.events.cached(job_id, job.result.label if job.result else "")
         if options.webhook_url and WebhookEvent.completed in options.webhook_events:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     )
     predict_timeout_seconds: float = Field(30, gt=0, le=60, description="POST /predict waits this long, then 504.")
     max_batch_files: int = Field(64, ge=1, description="Most files in one POST /jobs/batch or /predict/batch.")
+    max_queued_jobs: int = Field(
+        10_000, ge=0, description="Jobs queued or in flight beyond which submissions get 503 (0: no limit)."
+    )
     max_batch_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="Largest body of a batch request (all its files); larger gets 413."
     )

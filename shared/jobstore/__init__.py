@@ -20,11 +20,11 @@ finished channel, which wakes the API's long-polls.
     store.py    the synchronous (worker) and asynchronous (API) faces that send them
 """
 
-from shared.jobstore.ops import UNACKED_HASH, Cancelled, JobOps, Replay, Started
+from shared.jobstore.ops import UNACKED_HASH, Cancelled, Created, JobOps, Replay, Started
 from shared.jobstore.records import Keyspace, NewJob, new_job_id, new_record, to_job
 from shared.jobstore.store import AsyncJobStore, JobStore
 
 __all__ = [
-    "UNACKED_HASH", "AsyncJobStore", "Cancelled", "JobOps", "JobStore", "Keyspace", "NewJob", "Replay",
+    "UNACKED_HASH", "AsyncJobStore", "Cancelled", "Created", "JobOps", "JobStore", "Keyspace", "NewJob", "Replay",
     "Started", "new_job_id", "new_record", "to_job",
 ]

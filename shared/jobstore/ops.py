@@ -49,6 +49,15 @@ class Replay(NamedTuple):
     fingerprint: str
 
 
+class Created(NamedTuple):
+    """What `create` did: recorded the job (its fields, as stored), replayed an earlier
+    request with the same Idempotency-Key, or refused it: the backlog was full."""
+
+    fields: dict[str, str] | None = None
+    replay: Replay | None = None
+    backlog: int | None = None  # jobs queued or in flight, when refused
+
+
 class Started(NamedTuple):
     before: JobStatus | None  # status before the call; None: the record is gone
     runs: bool  # this call leased the job to the run: run it
@@ -77,18 +86,25 @@ class JobOps:
     def __init__(self, keys: Keyspace, ttl_seconds: int, cache_ttl_seconds: int = 0):
         self.keys, self.ttl, self.cache_ttl = keys, ttl_seconds, cache_ttl_seconds
 
-    def create(self, new: NewJob, queue: str) -> Op[Replay | None]:
-        """Record the job and push its message, atomically; an Idempotency-Key used already
-        writes nothing and gives back what it made."""
-        fields = new.fields
+    def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Op[Created]:
+        """Record the job and push its message, atomically, by Redis' clock; an
+        Idempotency-Key used already, or a backlog at `max_queued`, writes nothing."""
         keys = (self.keys.job(new.id), queue,
                 self.keys.idempotency(new.idempotency_key) if new.idempotency_key else "",
-                self.keys.index, self.keys.queued)
-        pairs = [v for item in fields.items() for v in item]
-        args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", fields["created_at"], new.id, *pairs)
+                self.keys.index, self.keys.queued, UNACKED_HASH)
+        pairs = [v for item in new.fields.items() for v in item]
+        expires_in = "" if new.expires_in is None else repr(new.expires_in)
+        args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", expires_in, new.id, max_queued, *pairs)
 
-        def parse(existing: str | None) -> Replay | None:
-            return Replay(*existing.split("|", 1)) if existing else None
+        def parse(reply: list) -> Created:
+            if reply[0] == "replay":
+                return Created(replay=Replay(*reply[1].split("|", 1)))
+            if reply[0] == "full":
+                return Created(backlog=int(reply[1]))
+            stamps = {"created_at": reply[1], **({"deadline": reply[2]} if reply[2] else {})}
+            if new.fields["status"] != JobStatus.queued:  # a cached result: done at once
+                stamps.update(started_at=reply[1], finished_at=reply[1])
+            return Created(fields={**new.fields, **stamps})
 
         return Op(args, parse, "create", keys)
 
@@ -148,7 +164,7 @@ class JobOps:
             return Cancelled(JobStatus(before) if before else None, read_job(fields), events)
 
         keys = (self.keys.job(job_id), self.keys.queued)
-        return Op((repr(time.time()), self.keys.finished_channel, job_id, *names), parse, "cancel", keys)
+        return Op((self.keys.finished_channel, job_id, *names), parse, "cancel", keys)
 
     def record_webhook_attempt(self, job_id: str, state: WebhookState) -> Op[int]:
         """Count one more attempt and store its outcome (see lua/webhook_attempt.lua)."""

@@ -5,7 +5,6 @@ is a change of this module (the Lua scripts get every key and prefix from their 
 """
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,6 +87,7 @@ class NewJob(NamedTuple):
     message: str = ""
     idempotency_key: str | None = None  # the client's Idempotency-Key
     fingerprint: str = ""  # of the request, to tell a replay from a reuse of the key
+    expires_in: float | None = None  # the deadline, from creation (stamped by Redis' clock)
 
     @property
     def id(self) -> str:
@@ -98,22 +98,19 @@ def new_record(
     manifest: Manifest,
     job_id: str,
     *,
-    deadline: float | None = None,
     webhook_url: str | None = None,
     webhook_events: list[WebhookEvent] | None = None,
     cache_key: str | None = None,
     cached_result: str | None = None,
 ) -> dict[str, str]:
-    now = repr(time.time())
+    """A new record's fields; create.lua stamps its times (created_at, deadline, and for a
+    cached result started_at and finished_at) with Redis' clock."""
     fields = {
         "id": job_id,
         "status": JobStatus.queued.value,
         "model_name": manifest.name,
         "model_version": manifest.version,
-        "created_at": now,
     }
-    if deadline is not None:
-        fields["deadline"] = repr(deadline)
     if webhook_url:
         fields["webhook_url"] = webhook_url
         fields["webhook_events"] = join_events(webhook_events or [WebhookEvent.completed])
@@ -121,8 +118,7 @@ def new_record(
     if cache_key:
         fields["cache_key"] = cache_key
     if cached_result is not None:
-        fields.update(status=JobStatus.succeeded.value, result=cached_result, cached="1",
-                      started_at=now, finished_at=now)
+        fields.update(status=JobStatus.succeeded.value, result=cached_result, cached="1")
     return fields
 
 

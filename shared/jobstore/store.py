@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from shared.jobstore.ops import SCRIPTS, Cancelled, JobOps, Op, Replay, Started
+from shared.jobstore.ops import SCRIPTS, Cancelled, Created, JobOps, Op, Started
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
 from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookEvent, WebhookState
 
@@ -51,8 +51,8 @@ class JobStore(_Face[redis.Redis]):
             return op.parse(self._scripts[op.script](keys=op.keys, args=op.args))
         return op.parse(self._redis.execute_command(*op.args))
 
-    def create(self, new: NewJob, queue: str) -> Replay | None:
-        return self._run(self.ops.create(new, queue))
+    def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Created:
+        return self._run(self.ops.create(new, queue, max_queued))
 
     def get(self, job_id: str) -> Job | None:
         return self._run(self.ops.get(job_id))
@@ -131,8 +131,8 @@ class AsyncJobStore(_Face[aioredis.Redis]):
             return op.parse(await self._scripts[op.script](keys=op.keys, args=op.args))
         return op.parse(await self._redis.execute_command(*op.args))
 
-    async def create(self, new: NewJob, queue: str) -> Replay | None:
-        return await self._run(self.ops.create(new, queue))
+    async def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Created:
+        return await self._run(self.ops.create(new, queue, max_queued))
 
     async def get(self, job_id: str) -> Job | None:
         return await self._run(self.ops.get(job_id))

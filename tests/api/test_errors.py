@@ -152,3 +152,19 @@ def test_a_burst_of_256_concurrent_submits_gets_no_503(private_stack, digit_png)
 
     statuses = asyncio.run(burst())
     assert statuses.count(202) == 256, {code: statuses.count(code) for code in set(statuses)}
+
+
+def test_a_full_backlog_is_503_and_records_nothing(private_stack, logdir, digit_png):
+    """MAX_QUEUED_JOBS bounds the queue (queued + in flight), like Triton's max_queue_size."""
+    server, _ = private_stack  # no worker: what is submitted stays queued
+    api = start_api(server.url, logdir, max_queued_jobs=3)
+    try:
+        assert [api.submit(digit_png).status_code for _ in range(3)] == [202, 202, 202]
+        keys = server.client().dbsize()
+        refused = api.submit(digit_png)
+    finally:
+        api.stop()
+    assert_problem(refused, 503, "queue is full", "MAX_QUEUED_JOBS")
+    assert int(refused.headers["retry-after"]) > 0
+    assert server.client().dbsize() == keys
+    assert server.client().llen(Settings().queue_name) == 3

@@ -23,6 +23,8 @@ def make_job(store: JobStore, manifest: Manifest = DIGITS, *, queue: str | None 
     pushed there with it, atomically, exactly as the API does."""
     job_id = new_job_id()
     message = task_message(job_id, queue, manifest, payload) if queue is not None else ""
-    new = NewJob(new_record(manifest, job_id, **record), message)
-    store.create(new, queue or "unused")
-    return new
+    expires_in = record.pop("expires_in", None)
+    new = NewJob(new_record(manifest, job_id, **record), message, expires_in=expires_in)
+    created = store.create(new, queue or "unused")
+    assert created.fields is not None, created
+    return new._replace(fields=created.fields)

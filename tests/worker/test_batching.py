@@ -94,10 +94,11 @@ def test_expired_and_cancelled_jobs_end_in_flower_too(api, worker, redis_server,
     STARTED forever (with a Terminate button)."""
     queue = Settings().queue_name
     events = EventCapture(redis_server.url)
-    expired = make_job(store, queue=queue, deadline=time.time() - 1)
-    cancelled = make_job(store)
+    expired, cancelled = make_job(store, expires_in=0.001), make_job(store)
     assert api.http.delete(f"/jobs/{cancelled.id}").status_code == 200
-    store.push(queue, [task_message(cancelled.id, queue)])  # its message was still on the way
+    time.sleep(0.05)  # past the first one's deadline
+    # Their messages were still on the way.
+    store.push(queue, [task_message(expired.id, queue), task_message(cancelled.id, queue)])
     wait_for(lambda: "task-failed" in events.kinds(expired.id) and "task-revoked" in events.kinds(cancelled.id),
              15, "terminal events")
     failed = next(e for e in events.of(expired.id) if e["type"] == "task-failed")

@@ -1,32 +1,52 @@
--- create: record a new job and enqueue its message, atomically (or replay an idempotent one).
+-- create: record a new job and enqueue its message, atomically, by Redis' clock (or replay
+-- an idempotent one, or refuse it when the backlog is full).
 --
 -- KEYS[1]  the job's record (hash)
 -- KEYS[2]  the Celery queue (list) the message goes to
 -- KEYS[3]  the idempotency key (string), or '' when the request has none
 -- KEYS[4]  the listing index (sorted set: job id -> created_at)
 -- KEYS[5]  the queued set (sorted set: job id -> when to look for its message again)
+-- KEYS[6]  kombu's unacknowledged messages (hash, shared by every queue)
 -- ARGV[1]  retention in seconds (record, idempotency key, index window)
 -- ARGV[2]  the task message, or '' when nothing is to run (a cached result)
 -- ARGV[3]  the idempotency key's value: '<job id>|<request fingerprint>'
--- ARGV[4]  created_at (Unix seconds)
+-- ARGV[4]  seconds until the job's deadline, or '' for none
 -- ARGV[5]  the job id
--- ARGV[6..] the record's fields as name, value pairs
+-- ARGV[6]  most jobs queued or in flight before a new one is refused (0: no limit)
+-- ARGV[7..] the record's fields as name, value pairs
 --
--- Returns the idempotency key's existing value when the key was used already (nothing is
--- written), else false. The message is also kept on the record until the job starts, so a
--- message Redis loses in delivery can be put back (see rescue.lua).
+-- Returns {'replay', the idempotency key's value} when the key was used already,
+-- {'full', jobs queued or in flight} when the backlog is at its limit (nothing is written
+-- either way), else {'created', created_at, deadline or ''}. The message is also kept on the
+-- record until the job starts, so a message Redis loses in delivery can be put back (see
+-- rescue.lua).
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
-  if existing then return existing end
+  if existing then return {'replay', existing} end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if ARGV[2] ~= '' and tonumber(ARGV[6]) > 0 then
+  local backlog = redis.call('LLEN', KEYS[2]) + redis.call('HLEN', KEYS[6])
+  if backlog >= tonumber(ARGV[6]) then return {'full', backlog} end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)
+redis.call('HSET', KEYS[1], 'created_at', stamp, unpack(ARGV, 7))
+local deadline = ''
+if ARGV[4] ~= '' then
+  deadline = string.format('%.6f', now + tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[1], 'deadline', deadline)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   redis.call('HSET', KEYS[1], 'message', ARGV[2])
-  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[5], now, ARGV[5])
+end
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then  -- a cached result: done already
+  redis.call('HSET', KEYS[1], 'started_at', stamp, 'finished_at', stamp)
 end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1]) end
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[1]))
-return false
+redis.call('ZADD', KEYS[4], now, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[1]))
+return {'created', stamp, deadline}
