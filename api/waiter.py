@@ -23,14 +23,18 @@ class Waiter:
         self.redis_url, self.channel, self.timeout = redis_url, channel, timeout
         self._waiting: dict[str, set[asyncio.Future]] = defaultdict(set)
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen())
 
     async def stop(self) -> None:
+        """Bounded: a cancellation that lands inside redis-py's own read timeout can be lost,
+        so the listener also checks `_stopping` at least every Redis timeout / 4."""
+        self._stopping = True
         if self._task:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait([self._task], timeout=self.timeout)
 
     async def wait_for_job(self, store: AsyncJobStore, job_id: str, wait: float) -> Job | None:
         """The job once terminal, or as it is when `wait` seconds have passed (None: unknown)."""
@@ -71,7 +75,7 @@ class Waiter:
                     future.set_exception(error)
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping:
             client = aioredis.Redis.from_url(self.redis_url, decode_responses=True,
                                              socket_connect_timeout=self.timeout)
             try:
@@ -94,7 +98,7 @@ class Waiter:
         closes nothing, so ping it: nothing heard within the Redis timeout raises. (Any
         reply counts: redis-py 8 parses a subscribed connection's pong as a bogus message.)"""
         heard = time.monotonic()
-        while True:
+        while not self._stopping:
             await pubsub.ping()
             next_ping = time.monotonic() + self.timeout / 4
             while (left := next_ping - time.monotonic()) > 0:

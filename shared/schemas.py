@@ -101,12 +101,27 @@ class Job(BaseModel):
     webhook: WebhookState | None = None
 
 
+class Serves(BaseModel):
+    """What a worker serves: the models it loaded, and those that failed to load, with why."""
+
+    models: list[str] = []
+    failed: dict[str, str] = {}
+
+
+class WorkerInfo(Serves):
+    name: str
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
     input_shape: tuple[int, int, int]
     labels: int
     default: bool
+    # serving: a live worker has it loaded; failed: it failed to load on a live worker (and
+    # none serves it); unavailable: no live worker serves it (scaled to zero, or starting).
+    status: Literal["serving", "failed", "unavailable"]
+    error: str | None = None
 
 
 class JobPage(BaseModel):

@@ -61,15 +61,26 @@ app.conf.update(
 )
 
 
+def _serve_or_exit() -> None:
+    """A worker that cannot build its serving state (no Redis, no readable model folder)
+    must not claim to be ready: Celery only logs a signal handler's error and would consume
+    jobs it cannot run, redelivering them forever. Exit; the supervisor restarts it."""
+    try:
+        app.serve()
+    except Exception:
+        log.critical("cannot serve; exiting", exc_info=True)
+        raise SystemExit(1) from None
+
+
 @signals.worker_init.connect
 def _load_unless_forking(sender, **_):
     if not issubclass(get_implementation(sender.pool_cls), PreforkPool):
-        app.serve()
+        _serve_or_exit()
 
 
 @signals.worker_process_init.connect
 def _load_in_child(**_):
-    app.serve()
+    _serve_or_exit()
 
 
 class Heartbeat(bootsteps.StartStopStep):
@@ -108,7 +119,7 @@ class Heartbeat(bootsteps.StartStopStep):
         serving = app.serving
         store = serving.store
         try:
-            store.heartbeat(hostname, ttl=3 * HEARTBEAT_SECONDS)
+            store.heartbeat(hostname, ttl=3 * HEARTBEAT_SECONDS, serves=serving.serves)
             for run, job_ids in list(serving.in_flight.items()):
                 store.renew(job_ids, run, settings.lease_seconds)
             rescued = store.rescue_lost(settings.queue_name, settings.visibility_timeout_seconds)

@@ -87,9 +87,10 @@ class Ran(NamedTuple):
 
 def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel],
               notify: Callable[[Hooks], None] = lambda hooks: None, *, run: str | None = None,
-              lease_seconds: float = 60, max_runs: int = 3) -> Ran:
+              lease_seconds: float = 60, max_runs: int = 3, failed: dict[str, str] | None = None) -> Ran:
     """Run the jobs that are still queued (or whose lease ended: their worker was lost),
-    leased to `run`. `notify` gets the (job id, event) webhook deliveries that are due."""
+    leased to `run`. `notify` gets the (job id, event) webhook deliveries that are due.
+    `failed`: models that failed to load here, with why (their jobs fail at once)."""
     run = run or uuid.uuid4().hex
     unique = list({item.job_id: item for item in items}.values())
     started = store.start([item.job_id for item in unique], run, lease_seconds, max_runs)
@@ -115,8 +116,10 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             continue
         model = models.get(item.model_key)
         if model is None:
+            why = (failed or {}).get(item.model_key)
             outcomes[item.job_id] = JobError(
-                code=ErrorCode.model_unavailable, message=f"this worker does not serve {item.model_key}"
+                code=ErrorCode.model_unavailable,
+                message=f"{item.model_key} failed to load: {why}" if why else f"no worker serves {item.model_key}",
             )
             continue
         try:

@@ -81,16 +81,23 @@ class LoadedModel:
 
 
 class Runtime:
-    """Every model in the registry, loaded in this process."""
+    """Every model in the registry, loaded in this process. A model that fails to load is
+    recorded with its error (`failed`) and the others still serve."""
 
     def __init__(self, registry: Registry, max_batch_size: int):
         self.pid = os.getpid()
         self.devices = configure_devices()
         self.models: dict[str, LoadedModel] = {}
+        self.failed: dict[str, str] = {}
         self.load_seconds: dict[str, float] = {}
         for key, manifest in registry.manifests.items():
             started = time.perf_counter()
-            self.models[key] = LoadedModel(manifest, max_batch_size)
+            try:
+                self.models[key] = LoadedModel(manifest, max_batch_size)
+            except Exception as exc:  # a bad artifact must not take the other models down
+                log.exception("could not load %s; its jobs fail with model_unavailable", key)
+                self.failed[key] = f"{type(exc).__name__}: {exc}"
+                continue
             self.load_seconds[key] = time.perf_counter() - started
             log.info(
                 "loaded %s in %.2fs, buckets %s, devices %s",

@@ -13,7 +13,7 @@ from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
 from shared.queue import webhook_message
 from shared.registry import Registry
-from shared.schemas import WebhookEvent
+from shared.schemas import Serves, WebhookEvent
 from shared.settings import Settings
 from worker import metrics
 from worker.runtime import Runtime
@@ -46,6 +46,10 @@ class Serving:
         # cyclic GC, so full collections while serving (and the one at exit, ~2 s) skip them.
         gc.freeze()
         return cls(settings, celery, store, runtime, os.getpid())
+
+    @property
+    def serves(self) -> Serves:
+        return Serves(models=sorted(self.runtime.models), failed=self.runtime.failed)
 
     def notify_webhooks(self, hooks: list[tuple[str, WebhookEvent]]) -> None:
         """Queue webhook deliveries for the webhook worker, in one round trip."""

@@ -62,7 +62,8 @@ def infer(self, requests):
     serving.in_flight[run] = [item.job_id for item in items]  # the heartbeat renews their leases
     try:
         ran = run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks, run=run,
-                        lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs)
+                        lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs,
+                        failed=serving.runtime.failed)
     finally:
         del serving.in_flight[run]
     runtime = time.perf_counter() - started

@@ -17,7 +17,8 @@ async def readyz(svc: ServicesDep) -> dict:
     scaled to zero and the API still accepts jobs for them."""
     await svc.store.ping()
     workers = await svc.store.workers()
-    return {"status": "ok", "redis": "ok", "workers": len(workers), "worker_names": workers}
+    return {"status": "ok", "redis": "ok", "workers": len(workers), "worker_names": [w.name for w in workers],
+            "serving": [w.model_dump() for w in workers]}
 
 
 @router.get("/queue")

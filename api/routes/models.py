@@ -1,22 +1,27 @@
 from fastapi import APIRouter
 
 from api.deps import ServicesDep
-from shared.schemas import ModelInfo
+from shared.registry import Manifest
+from shared.schemas import ModelInfo, WorkerInfo
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", response_model=list[ModelInfo])
 async def list_models(svc: ServicesDep) -> list[ModelInfo]:
+    """Every model version, with whether a live worker serves it (or why it failed to load)."""
     registry = svc.registry
     default = registry.resolve(None).key
+    workers = await svc.store.workers()
     return [
-        ModelInfo(
-            name=m.name,
-            version=m.version,
-            input_shape=m.input_shape,
-            labels=len(m.labels),
-            default=m.key == default,
-        )
+        ModelInfo(name=m.name, version=m.version, input_shape=m.input_shape, labels=len(m.labels),
+                  default=m.key == default, **_status(m, workers))
         for m in registry.manifests.values()
     ]
+
+
+def _status(manifest: Manifest, workers: list[WorkerInfo]) -> dict:
+    if any(manifest.key in worker.models for worker in workers):
+        return {"status": "serving"}
+    errors = [worker.failed[manifest.key] for worker in workers if manifest.key in worker.failed]
+    return {"status": "failed", "error": errors[0]} if errors else {"status": "unavailable"}

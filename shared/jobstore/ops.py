@@ -5,6 +5,7 @@ function that turns the reply into Python values. `JobStore` (worker, redis-py) 
 `AsyncJobStore` (API, redis.asyncio) only send ops, so they cannot disagree.
 """
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,17 @@ from shared.jobstore.records import (
     read_job,
     split_events,
 )
-from shared.schemas import ErrorCode, Job, JobError, JobStatus, Prediction, WebhookEvent, WebhookState
+from shared.schemas import (
+    ErrorCode,
+    Job,
+    JobError,
+    JobStatus,
+    Prediction,
+    Serves,
+    WebhookEvent,
+    WebhookState,
+    WorkerInfo,
+)
 
 T = TypeVar("T")
 UNACKED_HASH = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
@@ -203,15 +214,22 @@ class JobOps:
 
         return Op((), parse, "backlog", (queue, UNACKED_HASH))
 
-    def heartbeat(self, hostname: str, ttl: int) -> Op[Any]:
-        return Op((hostname, ttl), lambda reply: reply, "heartbeat", (self.keys.workers,))
+    def heartbeat(self, hostname: str, ttl: int, serves: Serves) -> Op[Any]:
+        keys = (self.keys.workers, self.keys.worker_models)
+        return Op((hostname, ttl, serves.model_dump_json()), lambda reply: reply, "heartbeat", keys)
 
     def forget_worker(self, hostname: str) -> Op[Any]:
         return Op(("ZREM", self.keys.workers, hostname), lambda reply: reply)
 
-    def workers(self) -> Op[list[str]]:
-        """Workers whose heartbeat is current, by name."""
-        return Op((), sorted, "workers", (self.keys.workers,))
+    def workers(self) -> Op[list[WorkerInfo]]:
+        """Workers whose heartbeat is current, by name, with what each serves."""
+
+        def parse(reply: list[str]) -> list[WorkerInfo]:
+            pairs = zip(reply[::2], reply[1::2], strict=True)
+            return sorted((WorkerInfo(name=name, **(json.loads(serves) if serves else {})) for name, serves in pairs),
+                          key=lambda worker: worker.name)
+
+        return Op((), parse, "workers", (self.keys.workers, self.keys.worker_models))
 
     def ping(self) -> Op[bool]:
         return Op(("PING",), bool)

@@ -60,6 +60,11 @@ class Keyspace:
         """Sorted set of live workers by when their heartbeat lapses."""
         return f"{self.prefix}workers"
 
+    @property
+    def worker_models(self) -> str:
+        """Hash of what each live worker serves (JSON of shared.schemas.Serves)."""
+        return f"{self.prefix}workers:models"
+
     def idempotency(self, client_key: str) -> str:
         return f"{self.prefix}idem:{client_key}"
 

@@ -13,7 +13,7 @@ from redis.retry import Retry
 
 from shared.jobstore.ops import SCRIPTS, Cancelled, Created, JobOps, Op, Started
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
-from shared.schemas import Job, JobError, JobStatus, Prediction, WebhookEvent, WebhookState
+from shared.schemas import Job, JobError, JobStatus, Prediction, Serves, WebhookEvent, WebhookState, WorkerInfo
 
 T = TypeVar("T")
 C = TypeVar("C", redis.Redis, aioredis.Redis)
@@ -88,13 +88,13 @@ class JobStore(_Face[redis.Redis]):
     def backlog(self, queue: str) -> dict[str, int]:
         return self._run(self.ops.backlog(queue))
 
-    def heartbeat(self, hostname: str, ttl: int) -> None:
-        self._run(self.ops.heartbeat(hostname, ttl))
+    def heartbeat(self, hostname: str, ttl: int, serves: Serves | None = None) -> None:
+        self._run(self.ops.heartbeat(hostname, ttl, serves or Serves()))
 
     def forget_worker(self, hostname: str) -> None:
         self._run(self.ops.forget_worker(hostname))
 
-    def workers(self) -> list[str]:
+    def workers(self) -> list[WorkerInfo]:
         return self._run(self.ops.workers())
 
     def ping(self) -> bool:
@@ -155,7 +155,7 @@ class AsyncJobStore(_Face[aioredis.Redis]):
     async def backlog(self, queue: str) -> dict[str, int]:
         return await self._run(self.ops.backlog(queue))
 
-    async def workers(self) -> list[str]:
+    async def workers(self) -> list[WorkerInfo]:
         return await self._run(self.ops.workers())
 
     async def ping(self) -> bool:

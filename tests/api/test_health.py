@@ -16,9 +16,10 @@ def test_readyz_reports_consuming_workers(api, worker):
     assert any(name.startswith(worker.name + "@") for name in body["worker_names"])
 
 
-def test_models_lists_the_default_model(api):
+def test_models_lists_the_default_model(api, worker):
     assert api.http.get("/models").json() == [
-        {"name": "digits", "version": "1", "input_shape": [8, 8, 1], "labels": 10, "default": True}
+        {"name": "digits", "version": "1", "input_shape": [8, 8, 1], "labels": 10, "default": True,
+         "status": "serving", "error": None}
     ]
 
 

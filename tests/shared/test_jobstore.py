@@ -103,6 +103,6 @@ def test_expiry_removes_records(store, redis_server):
 
 def test_heartbeats(store):
     store.heartbeat("w1@host", ttl=5)
-    assert "w1@host" in store.workers()
+    assert "w1@host" in [w.name for w in store.workers()]
     store.forget_worker("w1@host")
-    assert "w1@host" not in store.workers()
+    assert "w1@host" not in [w.name for w in store.workers()]
