@@ -69,14 +69,27 @@ def test_waiting_and_unacknowledged_jobs_are_not_duplicated(store, redis_server,
     """The sweep leaves alone a job whose message is still queued or being worked on."""
     client = redis_server.client()
     queue = "rescue-check"
-    waiting, working, lost = (make_job(store, queue=queue).message for _ in range(3))
-    # One waits in the queue, one is being worked on (unacked), one was lost.
+    working, lost, waiting = (make_job(store, queue=queue).message for _ in range(3))
+    # Popped oldest first, as BRPOP does: one is being worked on (unacked), one was lost
+    # between the pop and its unacked record, the newest still waits in the queue.
     tag = json.loads(working)["properties"]["delivery_tag"]
-    client.lrem(queue, 0, working)
+    assert client.rpop(queue) == working
     client.hset("unacked", tag, "[]")
-    client.lrem(queue, 0, lost)
+    assert client.rpop(queue) == lost
     assert store.rescue_lost(queue, older_than=-1) == 1
     assert client.lrange(queue, 0, -1).count(lost) == 1
     assert client.lrange(queue, 0, -1).count(waiting) == 1
     assert client.llen(queue) == 2
     client.hdel("unacked", tag)
+
+
+def test_the_sweep_finds_a_lost_job_behind_a_long_queue_without_scanning_it(store, redis_server):
+    """O(1) per job (the queue's oldest waiting message tells what was popped): a job lost
+    in delivery is found behind 1,000 waiting ones, and none of those is pushed again."""
+    client = redis_server.client()
+    queue = "rescue-long"
+    messages = [make_job(store, queue=queue).message for _ in range(1000)]
+    assert client.rpop(queue) == messages[0]  # popped, then lost before its unacked record
+    assert store.rescue_lost(queue, older_than=-1, limit=2000) == 1
+    assert client.llen(queue) == 1000
+    assert client.lindex(queue, 0) == messages[0], "put back at the head"
