@@ -1,0 +1,111 @@
+"""Every Redis command the project sends stays fast whatever the backlog: fill a real Redis
+with N queued jobs (1,000,000 by default), then run each job-store operation and read the
+slowest execution of each command from Redis' own SLOWLOG.
+
+    make bench-backlog                  # = .venv/bin/python -m benchmarks.backlog
+    .venv/bin/python -m benchmarks.backlog --jobs 100000
+"""
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from hashlib import sha1
+from pathlib import Path
+
+from shared.jobstore import JobStore, NewJob, new_job_id, new_record
+from shared.processes import RedisServer
+from shared.queue import make_celery, redis_message
+from shared.registry import Registry
+from shared.schemas import ErrorCode, JobError, Serves, WebhookState
+from shared.settings import REPO_ROOT, Settings
+
+QUEUE = "inference"
+LIMIT_MS = 10.0
+
+
+def fill(store: JobStore, client, jobs: int) -> None:
+    """`jobs` queued jobs, each with its message, written as the API writes them (create.lua),
+    a thousand per round trip."""
+    manifest = Registry(REPO_ROOT / "models", "digits").resolve(None)
+    celery = make_celery(Settings(), "bench")
+    template = redis_message(celery, QUEUE, "x" * 32, ["x" * 32, manifest.key, "A" * 88, 0.0])
+    script = client.register_script((REPO_ROOT / "shared/jobstore/lua/create.lua").read_text())
+    for start in range(0, jobs, 1000):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(1000, jobs - start)):
+            job_id = new_job_id()
+            op = store.ops.create(NewJob(new_record(manifest, job_id), template.replace("x" * 32, job_id)), QUEUE)
+            script(keys=op.keys, args=op.args, client=pipe)
+        pipe.execute()
+
+
+def exercise(store: JobStore, client, ids: list[str]) -> None:
+    """Each operation the API and the workers send, as they send it, on queued jobs `ids`."""
+    for _ in range(20):
+        store.heartbeat("bench@host", 15, Serves(models=["digits:1"]))
+        store.workers()
+        store.backlog(QUEUE)
+        store.rescue_lost(QUEUE, older_than=0, limit=100)
+        store.sweep_lost(grace_seconds=0)
+        store.ping()
+    run = new_job_id()
+    started = store.start(ids[:32], run)
+    store.finish({job_id: JobError(code=ErrorCode.inference_error, message="bench")
+                  for job_id, s in zip(ids[:32], started, strict=True) if s.runs}, run)
+    for job_id in ids[32:]:
+        store.get(job_id)
+        store.record_webhook_attempt(job_id, WebhookState())
+    store.push("webhooks", ["{}"] * 16)
+    store.move_due_webhooks("webhooks")
+    async_ops = [store.ops.recent(100, None, None, 1000), store.ops.cancel(ids[-1]), store.ops.cached_result("x")]
+    for op in async_ops:  # the API's operations, sent the way the async face sends them
+        if op.script:
+            client.register_script((REPO_ROOT / f"shared/jobstore/lua/{op.script}.lua").read_text())(
+                keys=op.keys, args=op.args)
+        else:
+            client.execute_command(*op.args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            client = server.client()
+            client.config_set("maxmemory", 0)  # the backlog is the point here, not the memory cap
+            client.config_set("appendonly", "no")
+            store = JobStore.connect(server.url, 86400, timeout=60)
+            started = time.perf_counter()
+            fill(store, client, args.jobs)
+            filled = time.perf_counter() - started
+            memory = client.info("memory")["used_memory"]
+            client.config_set("slowlog-log-slower-than", 0)  # log every command ...
+            client.config_set("slowlog-max-len", 100_000)
+            ids = client.zrange(store.keys.queued, 0, 63)  # the oldest queued jobs (read before the log)
+            client.slowlog_reset()
+            exercise(store, client, ids)
+            slowest: dict[str, float] = defaultdict(float)
+            scripts = {sha1(path.read_bytes()).hexdigest(): path.stem
+                       for path in (REPO_ROOT / "shared/jobstore/lua").glob("*.lua")}
+            for entry in client.slowlog_get(100_000):
+                command = entry["command"]
+                words = (command.decode(errors="replace") if isinstance(command, bytes) else command).split()
+                name = words[0].upper()
+                if name == "EVALSHA":  # the whole script (its own commands are logged too)
+                    name = f"script {scripts.get(words[1], words[1])}"
+                slowest[name] = max(slowest[name], entry["duration"] / 1000)
+        finally:
+            server.stop()
+    print(f"backlog: {args.jobs:,} queued jobs (filled in {filled:.0f} s; Redis used {memory / 2**20:,.0f} MiB, "
+          f"{memory / args.jobs:,.0f} B per queued job)\n")
+    print("| command | slowest execution | within 10 ms |\n|---|---|---|")
+    for name, ms in sorted(slowest.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {ms:.3f} ms | {'yes' if ms <= LIMIT_MS else '**no**'} |")
+
+
+if __name__ == "__main__":
+    main()
