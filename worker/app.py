@@ -97,10 +97,12 @@ class Heartbeat(bootsteps.StartStopStep):
         self.thread: threading.Thread | None = None
 
     def start(self, consumer):
-        self.stopping.clear()
         self.beat(consumer.hostname)  # at once: ready means ready
-        self.thread = threading.Thread(target=self.run, args=(consumer.hostname,), name="heartbeat", daemon=True)
-        self.thread.start()
+        if self.thread is None or not self.thread.is_alive():  # one thread, across reconnects
+            self.stopping.clear()
+            self.thread = threading.Thread(target=self.run, args=(consumer.hostname,), name="heartbeat",
+                                           daemon=True)
+            self.thread.start()
 
     def run(self, hostname: str) -> None:
         while not self.stopping.wait(HEARTBEAT_SECONDS):
