@@ -15,7 +15,7 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench clean
+.PHONY: run test venv train bench bench-backlog openapi-check clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,18 @@ train: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(ARGS)
+
+# The OpenAPI document against the live API (Redis, a worker, the API), every Schemathesis
+# check, thousands of cases: `make test`'s tests/api/test_openapi.py with a bigger budget.
+OPENAPI_EXAMPLES ?= 1000
+OPENAPI_SEED ?= 20
+openapi-check: $(STAMP)
+	OPENAPI_CHECK_EXAMPLES=$(OPENAPI_EXAMPLES) OPENAPI_CHECK_SEED=$(OPENAPI_SEED) \
+		$(PY) -m pytest -q -s tests/api/test_openapi.py::test_schemathesis_finds_nothing
+
+# The slowest execution of every Redis command the project sends, with 1,000,000 jobs queued.
+bench-backlog: $(STAMP)
+	$(PY) -m benchmarks.backlog $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache

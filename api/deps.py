@@ -1,12 +1,17 @@
 """FastAPI dependencies, named for what routes take: `svc: ServicesDep`,
-`options: SubmitOptionsDep`, `files: BatchFilesDep`, `idempotency_key: IdempotencyKeyDep`.
+`options: SubmitOptionsDep`, `files: BatchFilesDep`, `idempotency_key: IdempotencyKeyDep`;
+and `declared_fields_only`, which every route runs.
 
-All async: FastAPI runs a sync dependency in its threadpool, a thread hop per request.
+Constraints are declared on the parameters, so FastAPI enforces them (422) and the OpenAPI
+document states them. All async: FastAPI runs a sync dependency in its threadpool, a thread
+hop per request.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, File, Form, Header, Request, UploadFile, status
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 
 from api.services import Services
 from api.submit import SubmitOptions
@@ -18,7 +23,10 @@ from shared.webhooks import WebhookRefused, validate_url
 MAX_IDEMPOTENCY_KEY = 255
 # A deadline past the record's retention could never be reported.
 MAX_EXPIRES_IN = get_settings().job_ttl_seconds
-_EVENTS = ", ".join(WebhookEvent)
+MAX_BATCH_FILES = get_settings().max_batch_files
+# Comma-separated event names, at least one; spaces around them and empty items are ignored.
+_EVENT = f"(?:{'|'.join(WebhookEvent)})"
+EVENTS_PATTERN = f"^(?: *,)* *{_EVENT} *(?:, *(?:{_EVENT} *)?)*$"
 
 
 async def services(request: Request) -> Services:
@@ -30,30 +38,31 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def _events(value: str | None) -> list[WebhookEvent]:
+    """The names in `value` (EVENTS_PATTERN has checked it); `completed` if absent."""
     names = [item.strip() for item in (value or "").split(",") if item.strip()]
-    if value is None:
-        return [WebhookEvent.completed]
-    if not names or not set(names) <= set(WebhookEvent):
-        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "bad_webhook",
-                     f"webhook_events must be a comma-separated subset of {_EVENTS}")
-    return [WebhookEvent(name) for name in names]
+    return [WebhookEvent(name) for name in names] or [WebhookEvent.completed]
 
 
 async def submit_options(
     svc: ServicesDep,
-    model: Annotated[str | None, Form(description="'name' or 'name:version'; the default model if absent")] = None,
-    webhook_url: Annotated[str | None, Form(description="POSTed the signed job record (Standard Webhooks)")] = None,
-    webhook_events: Annotated[str | None, Form(description="Comma-separated: completed (default), running")] = None,
+    model: Annotated[str | None, Form(
+        description="'name' or 'name:version' (GET /models); the default model if absent; unknown: 404")] = None,
+    webhook_url: Annotated[str | None, Form(description=(
+        "POSTed the signed job record (Standard Webhooks). http or https, port 80 or 443, and not a loopback, "
+        "private or otherwise non-global address (WEBHOOK_ALLOWED_HOSTS exempts hosts): else 422. "
+        "Only where WEBHOOK_SECRET is set"))] = None,
+    webhook_events: Annotated[str | None, Form(
+        pattern=EVENTS_PATTERN, description="Comma-separated: completed (default), running")] = None,
     expires_in: Annotated[float | None, Form(
         gt=0, le=MAX_EXPIRES_IN, allow_inf_nan=False,
         description="Seconds (at most JOB_TTL_SECONDS); a job still queued then fails with code `expired`")] = None,
 ) -> SubmitOptions:
     """The options every submission takes, checked (422) before any upload is processed."""
-    if not webhook_url:
-        return SubmitOptions(model=model, expires_in=expires_in)
-    if not svc.settings.webhook_secret:
+    if not svc.settings.webhook_secret and (webhook_url is not None or webhook_events is not None):
         raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "webhooks_off",
                      "webhooks are not configured on this server (WEBHOOK_SECRET is unset)")
+    if not webhook_url:
+        return SubmitOptions(model=model, expires_in=expires_in)
     try:
         validate_url(webhook_url, svc.settings.webhook_allowed_hosts)
     except WebhookRefused as exc:
@@ -66,13 +75,10 @@ SubmitOptionsDep = Annotated[SubmitOptions, Depends(submit_options)]
 
 
 async def batch_files(
-    svc: ServicesDep,
-    files: Annotated[list[UploadFile], File(description="Several images; one job each, in order")],
+    files: Annotated[list[UploadFile], File(
+        min_length=1, max_length=MAX_BATCH_FILES,
+        description="Several images, at most MAX_BATCH_FILES (more: 400); one job each, in order")],
 ) -> list[UploadFile]:
-    """At most MAX_BATCH_FILES files (413 above)."""
-    if len(files) > svc.settings.max_batch_files:
-        raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_many_files",
-                     f"at most {svc.settings.max_batch_files} files per batch; got {len(files)}")
     return files
 
 
@@ -80,12 +86,32 @@ BatchFilesDep = Annotated[list[UploadFile], Depends(batch_files)]
 
 
 async def idempotency_key(
-    idempotency_key: Annotated[str | None, Header(description="Same key + same request = the same job")] = None,
+    idempotency_key: Annotated[str | None, Header(
+        min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
+        description="Same key + same request = the same job (200); a different request: 422")] = None,
 ) -> str | None:
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "bad_idempotency_key",
-                     f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     return idempotency_key
 
 
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
+
+
+def _form_fields(dependant: Dependant) -> set[str]:
+    """The form fields a route reads: its own and its dependencies' (a few, microseconds)."""
+    return {field.alias for field in dependant.body_params}.union(*map(_form_fields, dependant.dependencies))
+
+
+async def declared_fields_only(request: Request) -> None:
+    """A form carries only the fields its route reads (422 names the others): a misspelt
+    option is not silently ignored, and the OpenAPI document can say so
+    (`additionalProperties: false`). FastAPI has parsed the form already, within the
+    route's limits; this reads it from the request's cache."""
+    route: Any = request.scope.get("route")
+    known = _form_fields(route.dependant) if route is not None else set()
+    if not known:
+        return
+    unknown = sorted(set((await request.form()).keys()) - known)
+    if unknown:
+        message = f"unknown field; this form takes {', '.join(sorted(known))}"
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("body", name), "msg": message}
+                                      for name in unknown])

@@ -42,10 +42,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _allowed_methods(request: Request) -> list[str]:
     """Every method the API serves at this path (Starlette names only the first route's),
-    from the OpenAPI document, so Allow and the documentation agree."""
+    from the OpenAPI document, so Allow and the documentation agree: a path the document
+    names as it is (/jobs/batch) is matched before templated ones (/jobs/{job_id}), as
+    OpenAPI matches paths."""
     path = request.url.path
+    paths = request.app.openapi()["paths"]
+    if path in paths:
+        return sorted(method.upper() for method in paths[path])
     methods: set[str] = set()
-    for template, operations in request.app.openapi()["paths"].items():
+    for template, operations in paths.items():
         if compile_path(template)[0].match(path):
             methods |= {method.upper() for method in operations}
     return sorted(methods)

@@ -6,12 +6,14 @@
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import REGISTRY
 
 from api import errors
+from api.deps import declared_fields_only
 from api.limits import LimitBody
 from api.metrics import HttpMetrics, metrics_response
+from api.openapi import App
 from api.routes import health, jobs, models, predict
 from api.services import Services
 from shared.backlog import BacklogCollector
@@ -33,11 +35,13 @@ async def lifespan(app: FastAPI):
 def create_app() -> FastAPI:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper())
-    app = FastAPI(
+    app = App(
         title="Queue inference",
         description="Submit images as jobs; poll them or get a webhook when they finish.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(declared_fields_only)],
+        takes_webhooks=bool(settings.webhook_secret),
     )
     app.add_middleware(LimitBody, settings=settings)
     app.add_middleware(HttpMetrics)

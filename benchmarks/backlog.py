@@ -85,7 +85,7 @@ def main() -> None:
             memory = client.info("memory")["used_memory"]
             client.config_set("slowlog-log-slower-than", 0)  # log every command ...
             client.config_set("slowlog-max-len", 100_000)
-            ids = client.zrange(store.keys.queued, 0, 63)  # the oldest queued jobs (read before the log)
+            ids = client.zrange(store.keys.queued(QUEUE), 0, 63)  # the oldest queued jobs (read before the log)
             client.slowlog_reset()
             exercise(store, client, ids)
             slowest: dict[str, float] = defaultdict(float)

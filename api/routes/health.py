@@ -1,28 +1,50 @@
+from typing import Literal
+
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from api.deps import ServicesDep
+from api.openapi import problems
+from shared.schemas import WorkerInfo
 
 router = APIRouter(tags=["health"])
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(Health):
+    redis: Literal["ok"]
+    workers: int
+    worker_names: list[str]
+    serving: list[WorkerInfo]  # each live worker's loaded models, and those that failed, with why
+
+
+class Backlog(BaseModel):
+    queued: int
+    in_flight: int
+    total: int
+
+
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
-async def readyz(svc: ServicesDep) -> dict:
+@router.get("/readyz", responses=problems(503))
+async def readyz(svc: ServicesDep) -> Readiness:
     """Redis is reachable (else 503). Workers are reported, not required: they may be
     scaled to zero and the API still accepts jobs for them."""
     await svc.store.ping()
     workers = await svc.store.workers()
-    return {"status": "ok", "redis": "ok", "workers": len(workers), "worker_names": [w.name for w in workers],
-            "serving": [w.model_dump() for w in workers]}
+    return Readiness(status="ok", redis="ok", workers=len(workers), worker_names=[w.name for w in workers],
+                     serving=workers)
 
 
-@router.get("/queue")
-async def queue(svc: ServicesDep) -> dict:
+@router.get("/queue", responses=problems(503))
+async def queue(svc: ServicesDep) -> Backlog:
     """Backlog: jobs waiting in the queue, and delivered to a worker but not yet done.
     KEDA's metrics-api trigger reads `in_flight` here (see k8s/base/keda.yaml)."""
-    return await svc.store.backlog(svc.settings.queue_name)
+    return Backlog(**await svc.store.backlog(svc.settings.queue_name))

@@ -1,4 +1,3 @@
-import math
 import re
 from typing import Annotated
 
@@ -6,22 +5,28 @@ from fastapi import APIRouter, File, Header, HTTPException, Query, Response, Upl
 
 from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep
 from api.limits import MANY_FILES, ONE_FILE
+from api.openapi import BUSY, JOB_LINKS, LOCATION, problem_content, problems
 from api.submit import notify, submit
 from api.uploads import read_upload
 from shared.schemas import BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
 router = APIRouter(tags=["jobs"])
 MAX_WAIT_SECONDS = 60
+# A next_cursor (a float's repr), never inf or nan: at most 17 digits, a 2-digit exponent.
+CURSOR_PATTERN = r"^-?[0-9]{1,17}(\.[0-9]{1,24})?(e[+-]?[0-9]{1,2})?$"
 
-_ERRORS: dict[int | str, dict] = {
-    400: {"model": Problem, "description": "Malformed multipart body, or more parts than allowed"},
-    404: {"model": Problem, "description": "Unknown model"},
-    413: {"model": Problem, "description": "Upload or image too large"},
-    415: {"model": Problem, "description": "Not an image in a supported format"},
-    422: {"model": Problem, "description": "Corrupt or empty image; bad option; Idempotency-Key reused"},
-    503: {"model": Problem, "description": "Queue unavailable; retry after Retry-After seconds"},
-}
-_UNKNOWN: dict[int | str, dict] = {404: {"model": Problem}}
+_NO_JOB = {404: "No such job (unknown, or expired)"}
+_SUBMIT = problems(400, 404, 408, 409, 413, 415, 422, 503, described={
+    404: "Unknown model", 503: BUSY, 409: "The job of this Idempotency-Key has expired; use a new key",
+    422: "A field failed validation (`errors` names each); the image is empty, truncated or corrupt; "
+         "or the Idempotency-Key was used with a different request"})
+_BATCH = {**problems(400, 404, 408, 413, 503, described={404: "Unknown model", 503: BUSY}), 422: {
+    "model": BatchResponse, "content": problem_content(),
+    "description": "No file was accepted (the items say why), or a field failed validation (a problem)"}}
+_CANCEL = problems(404, 409, 503, described={**_NO_JOB, 409: "Not queued: already running or finished"})
+_QUEUED = {"description": "Queued: the job, at Location", "headers": LOCATION, "links": JOB_LINKS}
+_FINAL = {"model": Job, "headers": LOCATION, "links": JOB_LINKS,
+          "description": "Already final: a cached result, a replayed Idempotency-Key, or done within Prefer: wait"}
 
 
 def _prefer_wait(prefer: str | None) -> float:
@@ -34,14 +39,17 @@ def _no_job(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r} (unknown, or expired)")
 
 
-@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses=_ERRORS, **ONE_FILE)
+@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Job, **ONE_FILE,
+             responses={200: _FINAL, 202: _QUEUED, **_SUBMIT})
 async def submit_job(
     response: Response,
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF")],
     options: SubmitOptionsDep,
     idempotency_key: IdempotencyKeyDep,
     svc: ServicesDep,
-    prefer: Annotated[str | None, Header(description="`wait=S` (S <= 60): answer when done or after S s")] = None,
+    prefer: Annotated[str | None, Header(description=(
+        "RFC 7240: `wait=S` answers when the job is done or after S s (at most 60); "
+        "other preferences are ignored"))] = None,
 ) -> Job:
     """Validate and preprocess the image, record the job, enqueue it: 202 and the job.
 
@@ -58,9 +66,8 @@ async def submit_job(
     return job
 
 
-@router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse,
-             responses={**_ERRORS, 422: {"model": Problem, "description": "No file was accepted; a bad option"}},
-             **MANY_FILES)
+@router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse, **MANY_FILES,
+             responses=_BATCH)
 async def submit_batch(response: Response, files: BatchFilesDep, options: SubmitOptionsDep,
                        svc: ServicesDep) -> BatchResponse:
     """One job per file. A bad file is reported in its item; the good ones are queued."""
@@ -80,29 +87,25 @@ async def submit_batch(response: Response, files: BatchFilesDep, options: Submit
     return BatchResponse(items=items)
 
 
-@router.get("/jobs", response_model=JobPage, responses={422: {"model": Problem}})
+@router.get("/jobs", response_model=JobPage, responses=problems(422, 503))
 async def list_jobs(
     svc: ServicesDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page")] = None,
 ) -> JobPage:
     """Recent jobs, newest first (those still within their retention)."""
-    try:
-        before = float(cursor) if cursor else None
-    except ValueError:
-        before = math.nan
-    if before is not None and not math.isfinite(before):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor must be a next_cursor value")
+    before = float(cursor) if cursor is not None else None  # finite: CURSOR_PATTERN
     jobs, next_score = await svc.store.recent(limit, before, status_filter)
     return JobPage(jobs=jobs, next_cursor=repr(next_score) if next_score is not None else None)
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses={**_UNKNOWN, 422: {"model": Problem}})
+@router.get("/jobs/{job_id}", response_model=Job, responses=problems(404, 422, 503, described=_NO_JOB))
 async def get_job(
     job_id: str,
     svc: ServicesDep,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Long-poll: wait up to S s for the end")] = 0,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False,
+                                 description="Long-poll: wait up to S s for the end")] = 0,
 ) -> Job:
     job = await svc.waiter.wait_for_job(svc.store, job_id, wait)
     if job is None:
@@ -110,8 +113,7 @@ async def get_job(
     return job
 
 
-@router.delete("/jobs/{job_id}", response_model=Job,
-               responses={**_UNKNOWN, 409: {"model": Problem, "description": "Not queued"}})
+@router.delete("/jobs/{job_id}", response_model=Job, responses=_CANCEL)
 async def cancel_job(job_id: str, svc: ServicesDep) -> Job:
     """Cancel a queued job: the worker will skip it. A running or finished job answers 409."""
     cancelled = await svc.store.cancel(job_id)
@@ -125,5 +127,4 @@ async def cancel_job(job_id: str, svc: ServicesDep) -> Job:
     return cancelled.job
 
 
-router.add_api_route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"], response_model=Job,
-                     responses={**_UNKNOWN, 409: {"model": Problem}})
+router.add_api_route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"], response_model=Job, responses=_CANCEL)

@@ -1,13 +1,14 @@
 from fastapi import APIRouter
 
 from api.deps import ServicesDep
+from api.openapi import problems
 from shared.registry import Manifest
 from shared.schemas import ModelInfo, WorkerInfo
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models", response_model=list[ModelInfo])
+@router.get("/models", response_model=list[ModelInfo], responses=problems(503))
 async def list_models(svc: ServicesDep) -> list[ModelInfo]:
     """Every model version, with whether a live worker serves it (or why it failed to load)."""
     registry = svc.registry

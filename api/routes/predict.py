@@ -4,13 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.deps import BatchFilesDep, ServicesDep
 from api.limits import MANY_FILES, ONE_FILE
+from api.openapi import BUSY, problems
 from api.services import Services
 from api.submit import SubmitOptions, submit
 from api.uploads import read_upload
-from shared.schemas import ErrorCode, Job, JobStatus, Prediction, Problem, SeedPrediction
+from shared.schemas import ErrorCode, Job, JobStatus, Prediction, SeedPrediction
 
 router = APIRouter(tags=["predict"])
 
@@ -42,21 +44,33 @@ async def _finish(job: Job, svc: Services) -> SeedPrediction:
     raise HTTPException(http, f"job {job.id} failed ({code}): {message}")
 
 
-_ERRORS: dict[int | str, dict] = {
-    400: {"model": Problem, "description": "Malformed multipart body, or more parts than allowed"},
-    413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem},
-    504: {"model": Problem, "description": "Timed out; the job id is in the detail and Location"},
-}
+class FailedPrediction(BaseModel):
+    """A file of /predict/batch that got no prediction: why, as /predict would have answered."""
+
+    error: str
+    status_code: int
+    job_id: str | None = None  # absent when the file was refused before it became a job
 
 
-@router.post("/predict", response_model=SeedPrediction, responses=_ERRORS, **ONE_FILE)
+class BatchPredictions(BaseModel):
+    predictions: list[SeedPrediction | FailedPrediction]
+
+
+_WHY = {422: "A field failed validation (`errors` names each), the image is empty, truncated or corrupt, "
+             "or the job failed on invalid input",
+        500: "Unexpected server error (logged), or the model failed on the image", 503: BUSY}
+
+
+@router.post("/predict", response_model=SeedPrediction, **ONE_FILE,
+             responses=problems(400, 408, 413, 415, 422, 503, 504, described=_WHY))
 async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep) -> SeedPrediction:
     """The default model's answer for one image, synchronously (up to PREDICT_TIMEOUT_SECONDS)."""
     job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(), svc)
     return await _finish(job, svc)
 
 
-@router.post("/predict/batch", responses=_ERRORS, **MANY_FILES)
+@router.post("/predict/batch", **MANY_FILES,
+             responses={200: {"model": BatchPredictions}, **problems(400, 408, 413, 422, 503, described={503: BUSY})})
 async def predict_batch(files: BatchFilesDep, svc: ServicesDep) -> JSONResponse:
     """`{"predictions": [...]}` in file order; a failed file gets `{"error": ..., "status_code": ...}`."""
     jobs: list[Job | HTTPException] = []

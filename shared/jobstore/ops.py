@@ -102,7 +102,7 @@ class JobOps:
         Idempotency-Key used already, or a backlog at `max_queued`, writes nothing."""
         keys = (self.keys.job(new.id), queue,
                 self.keys.idempotency(new.idempotency_key) if new.idempotency_key else "",
-                self.keys.index, self.keys.queued, UNACKED_HASH)
+                self.keys.index, self.keys.queued(queue), UNACKED_HASH)
         pairs = [v for item in new.fields.items() for v in item]
         expires_in = "" if new.expires_in is None else repr(new.expires_in)
         args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", expires_in, new.id, max_queued, *pairs)
@@ -133,8 +133,8 @@ class JobOps:
 
     def start(self, job_ids: list[str], run: str, lease_seconds: float, max_runs: int) -> Op[list[Started]]:
         """Lease runnable jobs to `run` (see lua/start.lua)."""
-        args = (_EXPIRED.model_dump_json(), _LOST.model_dump_json(), self.keys.finished_channel, self.keys.queued,
-                self.keys.running, self.keys.job_prefix, max_runs, run, lease_seconds)
+        args = (_EXPIRED.model_dump_json(), _LOST.model_dump_json(), self.keys.finished_channel,
+                self.keys.queued_prefix, self.keys.running, self.keys.job_prefix, max_runs, run, lease_seconds)
 
         def parse(rows: list[list[str]]) -> list[Started]:
             return [Started(JobStatus(before) if before else None, verdict == "run",
@@ -174,8 +174,8 @@ class JobOps:
             events = split_events(fields.get("webhook_events")) if fields.get("webhook_url") else []
             return Cancelled(JobStatus(before) if before else None, read_job(fields), events)
 
-        keys = (self.keys.job(job_id), self.keys.queued)
-        return Op((self.keys.finished_channel, job_id, *names), parse, "cancel", keys)
+        args = (self.keys.finished_channel, job_id, self.keys.queued_prefix, *names)
+        return Op(args, parse, "cancel", (self.keys.job(job_id),))
 
     def record_webhook_attempt(self, job_id: str, state: WebhookState) -> Op[int]:
         """Count one more attempt and store its outcome (see lua/webhook_attempt.lua)."""
@@ -184,7 +184,7 @@ class JobOps:
     def rescue_lost(self, queue: str, older_than: float, limit: int) -> Op[int]:
         """Re-queue jobs whose message Redis lost in delivery (see lua/rescue.lua)."""
         now = time.time()
-        keys = (self.keys.queued, queue, UNACKED_HASH)
+        keys = (self.keys.queued(queue), queue, UNACKED_HASH)
         return Op((repr(now - older_than), repr(now), limit, self.keys.job_prefix), int, "rescue", keys)
 
     def recent(self, limit: int, before: float | None, status: JobStatus | None,

@@ -41,9 +41,12 @@ class Keyspace:
         return f"{self.prefix}jobs:index"
 
     @property
-    def queued(self) -> str:
-        """Sorted set of queued job ids whose message the rescue sweep watches."""
-        return f"{self.prefix}jobs:queued"
+    def queued_prefix(self) -> str:
+        return f"{self.prefix}jobs:queued:"
+
+    def queued(self, queue: str) -> str:
+        """Sorted set of a queue's queued job ids whose message the rescue sweep watches."""
+        return self.queued_prefix + queue
 
     @property
     def finished_channel(self) -> str:

@@ -61,7 +61,7 @@ def test_job_whose_message_was_lost_in_delivery_is_requeued(private_stack, logdi
     assert job["status"] == "succeeded"
     assert job["result"]["label"] == "7"
     assert "re-queued 1 job(s)" in worker.log.read_text()
-    assert client.zcard("jobs:queued") == 0
+    assert client.zcard("jobs:queued:inference") == 0
     assert not client.hexists(f"job:{job_id}", "message")
 
 

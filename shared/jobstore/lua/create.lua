@@ -5,7 +5,7 @@
 -- KEYS[2]  the Celery queue (list) the message goes to
 -- KEYS[3]  the idempotency key (string), or '' when the request has none
 -- KEYS[4]  the listing index (sorted set: job id -> created_at)
--- KEYS[5]  the queued set (sorted set: job id -> when to look for its message again)
+-- KEYS[5]  the queue's queued set (sorted set: job id -> when to look for its message again)
 -- KEYS[6]  kombu's unacknowledged messages (hash, shared by every queue)
 -- ARGV[1]  retention in seconds (record, idempotency key, index window)
 -- ARGV[2]  the task message, or '' when nothing is to run (a cached result)
@@ -40,7 +40,7 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('HSET', KEYS[1], 'message', ARGV[2])
+  redis.call('HSET', KEYS[1], 'message', ARGV[2], 'queue', KEYS[2])
   redis.call('ZADD', KEYS[5], now, ARGV[5])
 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then  -- a cached result: done already

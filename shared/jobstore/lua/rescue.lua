@@ -11,7 +11,7 @@
 -- only towards a later rescue or a duplicate message, both harmless: start.lua runs a job
 -- once.
 --
--- KEYS[1]  the queued set (sorted set: job id -> when to look at it again)
+-- KEYS[1]  the queue's queued set (sorted set: job id -> when to look at it again)
 -- KEYS[2]  the Celery queue (list)
 -- KEYS[3]  kombu's unacknowledged messages (hash: delivery tag -> message)
 -- ARGV[1]  cutoff: look at jobs whose score is at most this

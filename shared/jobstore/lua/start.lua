@@ -10,7 +10,7 @@
 -- ARGV[1]  the error (JSON) recorded on a job whose deadline passed
 -- ARGV[2]  the error (JSON) recorded on a job lost more times than ARGV[7] allows
 -- ARGV[3]  the channel that finished job ids are published on
--- ARGV[4]  the queued set (sorted set of job ids; see rescue.lua)
+-- ARGV[4]  the queued sets' prefix (one set per queue, named by the record's 'queue'; see rescue.lua)
 -- ARGV[5]  the running set (sorted set: job id -> when its lease ends)
 -- ARGV[6]  the job key prefix (KEYS[i] = prefix .. id)
 -- ARGV[7]  most runs a job may have (a job that keeps losing its worker fails after these)
@@ -26,12 +26,12 @@ local prefix_length = #ARGV[6]
 local out, ended = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs')
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue')
   local status, verdict = f[1], ''
   local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
   if status == 'queued' or lease_ended then
     redis.call('HDEL', key, 'message')
-    redis.call('ZREM', ARGV[4], id)
+    redis.call('ZREM', ARGV[4] .. (f[6] or ''), id)
     if status == 'queued' and f[2] and tonumber(f[2]) < now then
       verdict = 'expired'
       redis.call('HSET', key, 'status', 'failed', 'error', ARGV[1], 'finished_at', stamp)

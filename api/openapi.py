@@ -1,0 +1,139 @@
+"""The OpenAPI document (/openapi.json), true to the server: every status an operation can
+answer, with its body and headers, and every constraint the server enforces.
+
+Routes declare their own answers with `problems(...)`. `App.openapi` then fixes, for every
+operation at once, what FastAPI gets wrong or leaves out:
+
+- an error body is a `Problem`, sent as `application/problem+json` (FastAPI files it under
+  `application/json`, and documents a list-shaped 422 that api.errors never sends);
+- 413 (api.limits.LimitBody, before routing) and 500 (api.errors) can answer any request;
+- an optional parameter or form field is absent or a value, never `null` (FastAPI documents
+  `anyOf: [X, null]`, which a query string, a header or a form cannot say);
+- a form takes only its own fields (api.deps.declared_fields_only refuses others), and its
+  file parts are images in the accepted formats;
+- `webhook_url` and `webhook_events` are documented only where webhooks are configured
+  (WEBHOOK_SECRET); elsewhere api.deps.submit_options refuses them.
+"""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.errors import PROBLEM_JSON
+from shared.schemas import Problem
+
+# What api.decoding accepts (Pillow sniffs the bytes; a part's declared type is not used).
+IMAGE_TYPES = "image/png, image/jpeg, image/webp, image/bmp, image/gif, image/tiff"
+WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
+_REF = "#/components/schemas/"
+_JSON = "application/json"
+_BINARY = "application/octet-stream"  # how OpenAPI 3.1 says a form field is a file
+
+_DESCRIPTIONS = {
+    400: "Malformed multipart body, or more parts (files or fields) than the route takes",
+    404: "Not found",
+    408: "The request body stalled: no bytes for BODY_TIMEOUT_SECONDS",
+    409: "Conflict",
+    413: "Body over its limit (MAX_UPLOAD_BYTES; MAX_BATCH_BYTES on /…/batch), checked before routing",
+    415: "Not an image in an accepted format (PNG, JPEG, WebP, BMP, GIF, TIFF)",
+    422: "A field failed validation (`errors` names each), or the image is empty, truncated or corrupt",
+    500: "Unexpected server error (logged)",
+    503: "Redis unreachable, or full (a write); retry after Retry-After",
+    504: "No result in time; the job goes on at Location",
+}
+LOCATION = {"Location": {"description": "The job: /jobs/{id}", "schema": {"type": "string"}}}
+_HEADERS: dict[int, dict[str, Any]] = {
+    503: {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+    504: LOCATION,
+}
+# A submission's 503s: nothing was recorded.
+BUSY = ("Redis unreachable or full, the queue full (MAX_QUEUED_JOBS), or the decoder busy: nothing was recorded; "
+        "retry after Retry-After")
+# Where a submission's job id leads (OpenAPI links, followed by clients and test generators).
+JOB_LINKS = {
+    name: {"operationRef": f"#/paths/~1jobs~1%7Bjob_id%7D{suffix}", "parameters": {"job_id": "$response.body#/id"}}
+    for name, suffix in (("GetJob", "/get"), ("CancelJob", "/delete"), ("CancelJobByPost", "~1cancel/post"))
+}
+# Any request may get these, whatever its route: the body limit is checked before routing.
+_ANY_OPERATION = (413, 500)
+
+
+def problems(*statuses: int, described: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status answered with a Problem (see App.openapi)."""
+    described = described or {}
+    return {status: {"model": Problem, "description": described.get(status, _DESCRIPTIONS[status]),
+                     **({"headers": _HEADERS[status]} if status in _HEADERS else {})}
+            for status in statuses}
+
+
+class App(FastAPI):
+    """FastAPI whose OpenAPI document says what the server does (see the module's docstring)."""
+
+    def __init__(self, *args: Any, takes_webhooks: bool, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.takes_webhooks = takes_webhooks
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:  # built once, then FastAPI's cache
+            _make_true(super().openapi(), hidden=() if self.takes_webhooks else WEBHOOK_FIELDS)
+        return super().openapi()
+
+
+def _make_true(document: dict[str, Any], hidden: tuple[str, ...]) -> None:
+    schemas = document["components"]["schemas"]
+    for operation in _operations(document):
+        responses = operation["responses"]
+        for status in _ANY_OPERATION:
+            responses.setdefault(str(status), {"description": _DESCRIPTIONS[status], "content": problem_content()})
+        if _schema(responses.get("422", {}), _JSON) == _REF + "HTTPValidationError":  # FastAPI's, for any parameter
+            responses["422"] = {"description": _DESCRIPTIONS[422], "content": problem_content()}
+        for status, response in responses.items():
+            if int(status) >= 400 and _schema(response, _JSON) == _REF + "Problem":
+                response["content"][PROBLEM_JSON] = response["content"].pop(_JSON)
+        operation["responses"] = dict(sorted(responses.items()))
+        for parameter in operation.get("parameters", []):
+            parameter["schema"] = _not_null(parameter["schema"])
+        form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+        if form:
+            form["encoding"] = _form_fields(schemas[form["schema"]["$ref"].removeprefix(_REF)], hidden)
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+
+
+def _schema(response: dict[str, Any], media_type: str) -> str | None:
+    """The schema a response's `media_type` content refers to, if any."""
+    ref: str | None = response.get("content", {}).get(media_type, {}).get("schema", {}).get("$ref")
+    return ref
+
+
+def _operations(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for path in document["paths"].values():
+        yield from path.values()
+
+
+def problem_content() -> dict[str, Any]:
+    """A response's `content`: a Problem."""
+    return {PROBLEM_JSON: {"schema": {"$ref": _REF + "Problem"}}}
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, {type: null}]` (FastAPI's `X | None`) as X, keeping title and description."""
+    branches = [branch for branch in schema.get("anyOf", []) if branch != {"type": "null"}]
+    if "anyOf" not in schema or len(branches) != 1:
+        return schema
+    return {**{key: value for key, value in schema.items() if key != "anyOf"}, **branches[0]}
+
+
+def _form_fields(schema: dict[str, Any], hidden: tuple[str, ...]) -> dict[str, Any]:
+    """Fix a multipart body's schema in place; its `encoding`: files are images."""
+    schema["additionalProperties"] = False
+    properties = schema["properties"]
+    for name in hidden:
+        properties.pop(name, None)
+    encoding = {}
+    for name, field in properties.items():
+        properties[name] = field = _not_null(field)
+        if _BINARY in (field.get("contentMediaType"), field.get("items", {}).get("contentMediaType")):
+            encoding[name] = {"contentType": IMAGE_TYPES}
+    return encoding
