@@ -16,12 +16,14 @@ resurrected. Finishing, cancelling and expiring publish the job ids on the keysp
 finished channel, which wakes the API's long-polls.
 
     records.py  key names and the record <-> Job codec
+    replies.py  what an operation is (Op), the scripts, and the replies callers get back
     ops.py      every operation once: the command or script to send, how to read the reply
     store.py    the synchronous (worker) and asynchronous (API) faces that send them
 """
 
-from shared.jobstore.ops import UNACKED_HASH, Cancelled, Created, JobOps, Replay, Started
+from shared.jobstore.ops import JobOps
 from shared.jobstore.records import Keyspace, NewJob, new_job_id, new_record, to_job
+from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Replay, Started
 from shared.jobstore.store import AsyncJobStore, JobStore
 
 __all__ = [

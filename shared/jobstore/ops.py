@@ -7,10 +7,7 @@ function that turns the reply into Python values. `JobStore` (worker, redis-py) 
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any
 
 from shared.jobstore.records import (
     JOB_FIELDS,
@@ -21,6 +18,7 @@ from shared.jobstore.records import (
     read_job,
     split_events,
 )
+from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Op, Replay, Started
 from shared.schemas import (
     ErrorCode,
     Job,
@@ -32,59 +30,6 @@ from shared.schemas import (
     WebhookState,
     WorkerInfo,
 )
-
-T = TypeVar("T")
-UNACKED_HASH = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
-SCRIPTS = {
-    path.name.removesuffix(".lua"): path.read_text()
-    for path in resources.files("shared.jobstore").joinpath("lua").iterdir()
-    if path.name.endswith(".lua")
-}
-
-
-@dataclass(frozen=True)
-class Op(Generic[T]):
-    """One round trip: `script` names a Lua script run with (keys, args); without one,
-    `args` is a plain command."""
-
-    args: tuple[Any, ...]
-    parse: Callable[[Any], T]
-    script: str | None = None
-    keys: tuple[str, ...] = ()
-
-
-class Replay(NamedTuple):
-    """An Idempotency-Key seen before: the job it made, and that request's fingerprint."""
-
-    job_id: str
-    fingerprint: str
-
-
-class Created(NamedTuple):
-    """What `create` did: recorded the job (its fields, as stored), replayed an earlier
-    request with the same Idempotency-Key, or refused it: the backlog was full."""
-
-    fields: dict[str, str] | None = None
-    replay: Replay | None = None
-    backlog: int | None = None  # jobs queued or in flight, when refused
-
-
-class Started(NamedTuple):
-    before: JobStatus | None  # status before the call; None: the record is gone
-    runs: bool  # this call leased the job to the run: run it
-    ended: ErrorCode | None  # this call failed it instead: expired (deadline) or worker_lost
-    webhook_events: list[WebhookEvent]
-
-    @property
-    def expired(self) -> bool:
-        return self.ended == ErrorCode.expired
-
-
-class Cancelled(NamedTuple):
-    before: JobStatus | None  # status before the call; only `queued` was cancelled
-    job: Job | None  # the record after the call
-    webhook_events: list[WebhookEvent]  # the events its webhook wants ([] without a webhook)
-
 
 _EXPIRED = JobError(code=ErrorCode.expired, message="the job's deadline (expires_in) passed before it ran")
 _LOST = JobError(code=ErrorCode.worker_lost,

@@ -11,8 +11,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from shared.jobstore.ops import SCRIPTS, Cancelled, Created, JobOps, Op, Started
+from shared.jobstore.ops import JobOps
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
+from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Op, Started
 from shared.schemas import Job, JobError, JobStatus, Prediction, Serves, WebhookEvent, WebhookState, WorkerInfo
 
 T = TypeVar("T")
