@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TypeVar
 
-from fastapi import HTTPException, status
+from fastapi import status
 
-from api.metrics import REJECTED
+from api.uploads import reject
 
 T = TypeVar("T")
 # Fewer pixels than this decode in a few ms: quicker inline than a thread hop.
@@ -26,10 +26,8 @@ class DecodePool:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         if self._admitted >= self.capacity:
-            REJECTED.labels("decoder_busy").inc()
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                "the API is busy decoding other large images; retry shortly",
-                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "decoder_busy",
+                         "the API is busy decoding other large images; retry shortly", RETRY_AFTER_SECONDS)
         self._admitted += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))

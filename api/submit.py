@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, status
 
 from api.decoding import INLINE_PIXELS
-from api.metrics import REJECTED, SUBMITTED
+from api.metrics import SUBMITTED
 from api.services import Services
-from api.uploads import open_upload, resolve_model, upload_pixels
+from api.uploads import open_upload, reject, resolve_model, upload_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
 from shared.queue import encode_pixels, redis_message, webhook_message
 from shared.schemas import Job, WebhookEvent
@@ -57,11 +57,9 @@ async def submit(data: bytes, options: SubmitOptions, svc: Services,
     if created.replay is not None:
         return await _replay(created.replay, fingerprint, svc), False
     if created.fields is None:
-        REJECTED.labels("queue_full").inc()
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"the queue is full ({created.backlog} jobs queued or running; MAX_QUEUED_JOBS is "
-                            f"{settings.max_queued_jobs}); retry later",
-                            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_SECONDS)})
+        raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "queue_full",
+                     f"the queue is full ({created.backlog} jobs queued or running; MAX_QUEUED_JOBS is "
+                     f"{settings.max_queued_jobs}); retry later", QUEUE_FULL_RETRY_AFTER_SECONDS)
     SUBMITTED.labels(manifest.key).inc()
     job = to_job(created.fields)
     if cached is not None:

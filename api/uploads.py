@@ -19,9 +19,11 @@ from shared.preprocessing import (
 from shared.registry import Manifest, Registry, UnknownModel
 
 
-def reject(status_code: int, reason: str, detail: str) -> HTTPException:
+def reject(status_code: int, reason: str, detail: str, retry_after: int | None = None) -> HTTPException:
+    """The error for a refused submission, counted by `reason`; `retry_after` (seconds) for
+    a refusal that passes (a busy decoder, a full queue)."""
     REJECTED.labels(reason).inc()
-    return HTTPException(status_code, detail)
+    return HTTPException(status_code, detail, headers={"Retry-After": str(retry_after)} if retry_after else None)
 
 
 def resolve_model(registry: Registry, ref: str | None) -> Manifest:
