@@ -27,7 +27,8 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> "Services":
         store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
-                                      settings.redis_max_connections)
+                                      settings.redis_max_connections,
+                                      finished_ttl_seconds=settings.finished_job_ttl_seconds)
         celery = make_celery(settings, "api")
         return cls(
             settings=settings,

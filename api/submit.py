@@ -12,7 +12,7 @@ from api.metrics import SUBMITTED
 from api.services import Services
 from api.uploads import open_upload, reject, resolve_model, upload_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
-from shared.queue import encode_pixels, redis_message, webhook_message
+from shared.queue import encode_pixels, infer_message, webhook_message
 from shared.schemas import Job, WebhookEvent
 
 QUEUE_FULL_RETRY_AFTER_SECONDS = 5
@@ -37,16 +37,16 @@ async def submit(data: bytes, options: SubmitOptions, svc: Services,
     cache_key = store.keys.cache(manifest.key, digest) if settings.result_cache_ttl_seconds else None
     job_id = new_job_id()
     cached = await store.cached_result(cache_key) if cache_key else None
-    message = ""
+    message, job_input, tag = "", None, None
     if cached is None:
         image = open_upload(data, settings.max_image_pixels)
         if image.width * image.height > INLINE_PIXELS:  # the pixels, not the bytes: PNG compresses
             pixels = await svc.decoder.run(upload_pixels, image, manifest)
         else:
             pixels = upload_pixels(image, manifest)
-        args = [job_id, manifest.key, encode_pixels(pixels), time.time()]
-        message = redis_message(svc.celery, settings.queue_name, job_id, args)
-    fields = new_record(manifest, job_id, cached_result=cached, cache_key=cache_key,
+        job_input = encode_pixels(pixels)
+        tag, message = infer_message(svc.celery, settings.queue_name, job_id, manifest.key, time.time())
+    fields = new_record(manifest, job_id, cached_result=cached, cache_key=cache_key, input=job_input, tag=tag,
                         webhook_url=options.webhook_url, webhook_events=options.webhook_events)
     events = [str(event) for event in options.webhook_events]
     fingerprint = hashlib.sha256(

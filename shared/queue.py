@@ -3,6 +3,7 @@
 import base64
 import json
 import uuid
+from typing import NamedTuple
 
 import numpy as np
 from celery import Celery
@@ -51,7 +52,8 @@ def make_celery(settings: Settings, name: str) -> Celery:
     return app
 
 
-def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str = INFER_TASK) -> str:
+def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str = INFER_TASK,
+                  delivery_tag: str | None = None) -> str:
     """The Celery task message exactly as kombu's Redis transport stores it in the queue list.
 
     Celery builds the message (protocol 2 headers, properties, body); only kombu's Redis
@@ -67,7 +69,7 @@ def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str =
         "delivery_info": {"exchange": "", "routing_key": queue},
         "priority": 0,
         "body_encoding": "base64",
-        "delivery_tag": str(uuid.uuid4()),
+        "delivery_tag": delivery_tag or str(uuid.uuid4()),
     }
     return json.dumps({
         "body": body,
@@ -76,6 +78,18 @@ def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str =
         "headers": message.headers,
         "properties": properties,
     })
+
+
+class InferMessage(NamedTuple):
+    tag: str  # kombu's delivery tag: the job's record keeps it (see jobstore/lua/rescue.lua)
+    message: str
+
+
+def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float) -> InferMessage:
+    """The inference task's message for one job. It names the job only: the job's input is
+    stored once, in the job's record, and the worker gets it when it starts the job."""
+    tag = str(uuid.uuid4())
+    return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag))
 
 
 def webhook_message(app: Celery, queue: str, job_id: str, event: str) -> str:

@@ -27,7 +27,12 @@ class Settings(BaseSettings):
     decode_workers: int = Field(2, ge=1, description="Large images decoded at once, off the event loop.")
     decode_backlog: int = Field(8, ge=0, description="Large images waiting to be decoded; beyond, 503.")
 
-    job_ttl_seconds: int = Field(24 * 3600, gt=0, description="How long job records are kept.")
+    job_ttl_seconds: int = Field(
+        24 * 3600, gt=0, description="How long a job's record is kept while unfinished, and its Idempotency-Key."
+    )
+    finished_job_ttl_seconds: int = Field(
+        3600, gt=0, description="How long a finished job's (compacted) record is kept; also GET /jobs' window."
+    )
     visibility_timeout_seconds: int = Field(
         300, gt=0, description="An unacknowledged job is redelivered after this long (worker died)."
     )

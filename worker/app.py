@@ -17,9 +17,10 @@ from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from redis.exceptions import RedisError
 
-from shared.queue import celery_config
+from shared.queue import celery_config, infer_message
 from shared.schemas import WebhookEvent
 from shared.settings import get_settings
+from worker import unacked  # noqa: F401  (kombu's bookkeeping, safe when Redis is full)
 
 if TYPE_CHECKING:
     from worker.serving import Serving
@@ -124,17 +125,28 @@ class Heartbeat(bootsteps.StartStopStep):
             store.heartbeat(hostname, ttl=3 * HEARTBEAT_SECONDS, serves=serving.serves)
             for run, job_ids in list(serving.in_flight.items()):
                 store.renew(job_ids, run, settings.lease_seconds)
-            rescued = store.rescue_lost(settings.queue_name, settings.visibility_timeout_seconds)
-            if rescued:
-                log.warning("re-queued %d job(s) whose message was lost in delivery", rescued)
             # A lease that ended a visibility timeout ago: its message was not redelivered.
             lost = store.sweep_lost(settings.visibility_timeout_seconds)
             if lost:
                 log.warning("failed %d job(s) whose worker and message were lost: %s", len(lost), ", ".join(lost))
                 serving.notify_webhooks([(job_id, WebhookEvent.completed) for job_id, events in lost.items()
                                          if WebhookEvent.completed in events])
+            # Last: with Redis full, putting messages back is refused (and waits a beat).
+            rescued = rescue_lost(serving)
+            if rescued:
+                log.warning("re-queued %d job(s) whose message was lost in delivery", rescued)
         except RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
+
+
+def rescue_lost(serving: "Serving") -> int:
+    """Put back a new message for each job queued over a visibility timeout whose message
+    Redis lost in delivery (see shared/jobstore/lua/rescue.lua); how many."""
+    queue = settings.queue_name
+    lost = serving.store.find_lost(queue, settings.visibility_timeout_seconds)
+    return serving.store.requeue(queue, {
+        job.job_id: infer_message(serving.celery, queue, job.job_id, job.model_key, job.created_at) for job in lost
+    })
 
 
 app.steps["consumer"].add(Heartbeat)

@@ -35,16 +35,20 @@ TOP_K = 5
 
 @dataclass
 class Item:
+    """One task message: it names the job; the input comes from the job's record (start)."""
+
     job_id: str
     model_key: str
-    payload: str
     submitted_at: float | None = None
+    payload: str | None = None  # the input, in messages queued before it moved to the record
 
 
 def parse(args: tuple) -> Item | None:
+    if len(args) == 4:  # [id, model, input, submitted_at]: queued before an upgrade
+        args = (args[0], args[1], args[3], args[2])
     try:
         item = Item(*args)
-        if all(isinstance(v, str) for v in (item.job_id, item.model_key, item.payload)):
+        if isinstance(item.job_id, str) and isinstance(item.model_key, str):
             return item
     except (TypeError, ValueError):
         pass
@@ -123,7 +127,7 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             )
             continue
         try:
-            pixels = decode_pixels(item.payload, model.manifest.input_shape)
+            pixels = decode_pixels(state.input or item.payload or "", model.manifest.input_shape)
         except ValueError as exc:
             outcomes[item.job_id] = JobError(code=ErrorCode.invalid_input, message=str(exc))
             continue

@@ -35,7 +35,8 @@ class Serving:
     def build(cls, settings: Settings, celery: Celery) -> "Serving":
         """Connect, load and warm every model, and serve this process's metrics."""
         store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
-                                 retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds)
+                                 retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds,
+                                 finished_ttl_seconds=settings.finished_job_ttl_seconds)
         runtime = Runtime(Registry(settings.model_dir, settings.default_model), settings.max_batch_size)
         for key, seconds in runtime.load_seconds.items():
             metrics.MODEL_LOAD.labels(key).set(seconds)

@@ -15,7 +15,9 @@ class Health(BaseModel):
 
 
 class Readiness(Health):
-    redis: Literal["ok"]
+    # "full": at maxmemory, so submissions get 503 while reads, cancels and the workers go
+    # on (the pod stays ready: taking it out would stop those too).
+    redis: Literal["ok", "full"]
     workers: int
     worker_names: list[str]
     serving: list[WorkerInfo]  # each live worker's loaded models, and those that failed, with why
@@ -35,12 +37,12 @@ async def healthz() -> Health:
 
 @router.get("/readyz", responses=problems(503))
 async def readyz(svc: ServicesDep) -> Readiness:
-    """Redis is reachable (else 503). Workers are reported, not required: they may be
-    scaled to zero and the API still accepts jobs for them."""
-    await svc.store.ping()
+    """Redis is reachable (else 503), and whether it is full. Workers are reported, not
+    required: they may be scaled to zero and the API still accepts jobs for them."""
+    full = await svc.store.full()
     workers = await svc.store.workers()
-    return Readiness(status="ok", redis="ok", workers=len(workers), worker_names=[w.name for w in workers],
-                     serving=workers)
+    return Readiness(status="ok", redis="full" if full else "ok", workers=len(workers),
+                     worker_names=[w.name for w in workers], serving=workers)
 
 
 @router.get("/queue", responses=problems(503))

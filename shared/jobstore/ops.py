@@ -18,7 +18,7 @@ from shared.jobstore.records import (
     read_job,
     split_events,
 )
-from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Op, Replay, Started
+from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Lost, Op, Replay, Started
 from shared.schemas import (
     ErrorCode,
     Job,
@@ -39,8 +39,12 @@ _LOST = JobError(code=ErrorCode.worker_lost,
 class JobOps:
     """Builds every operation; holds the keyspace and retention, never a connection."""
 
-    def __init__(self, keys: Keyspace, ttl_seconds: int, cache_ttl_seconds: int = 0):
+    def __init__(self, keys: Keyspace, ttl_seconds: int, cache_ttl_seconds: int = 0,
+                 finished_ttl_seconds: int | None = None):
+        """`ttl_seconds`: how long a record lives unfinished; `finished_ttl_seconds` (default
+        the same): how long a finished one is kept, compacted, and the listing's window."""
         self.keys, self.ttl, self.cache_ttl = keys, ttl_seconds, cache_ttl_seconds
+        self.finished_ttl = finished_ttl_seconds or ttl_seconds
 
     def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Op[Created]:
         """Record the job and push its message, atomically, by Redis' clock; an
@@ -50,7 +54,8 @@ class JobOps:
                 self.keys.index, self.keys.queued(queue), UNACKED_HASH)
         pairs = [v for item in new.fields.items() for v in item]
         expires_in = "" if new.expires_in is None else repr(new.expires_in)
-        args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", expires_in, new.id, max_queued, *pairs)
+        args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", expires_in, new.id, max_queued,
+                self.finished_ttl, *pairs)
 
         def parse(reply: list) -> Created:
             if reply[0] == "replay":
@@ -79,12 +84,14 @@ class JobOps:
     def start(self, job_ids: list[str], run: str, lease_seconds: float, max_runs: int) -> Op[list[Started]]:
         """Lease runnable jobs to `run` (see lua/start.lua)."""
         args = (_EXPIRED.model_dump_json(), _LOST.model_dump_json(), self.keys.finished_channel,
-                self.keys.queued_prefix, self.keys.running, self.keys.job_prefix, max_runs, run, lease_seconds)
+                self.keys.queued_prefix, self.keys.running, self.keys.job_prefix, max_runs, run, lease_seconds,
+                self.finished_ttl)
 
         def parse(rows: list[list[str]]) -> list[Started]:
             return [Started(JobStatus(before) if before else None, verdict == "run",
                             ErrorCode.worker_lost if verdict == "lost" else ErrorCode.expired if verdict == "expired"
-                            else None, split_events(events)) for before, verdict, events in rows]
+                            else None, split_events(events), job_input or None)
+                    for before, verdict, events, job_input in rows]
 
         return Op(args, parse, "start", tuple(self.keys.job(j) for j in job_ids))
 
@@ -93,7 +100,7 @@ class JobOps:
         also when the call is a retry (see lua/finish.lua)."""
         statuses = [JobStatus.succeeded if isinstance(o, Prediction) else JobStatus.failed for o in outcomes.values()]
         args = (self.keys.finished_channel, self.cache_ttl, self.keys.job_prefix, self.keys.running, run,
-                *statuses, *(o.model_dump_json() for o in outcomes.values()))
+                self.finished_ttl, *statuses, *(o.model_dump_json() for o in outcomes.values()))
         return Op(args, list, "finish", tuple(self.keys.job(j) for j in outcomes))
 
     def renew(self, job_ids: list[str], run: str, lease_seconds: float) -> Op[int]:
@@ -104,7 +111,8 @@ class JobOps:
     def sweep_lost(self, grace_seconds: float, limit: int) -> Op[dict[str, list[WebhookEvent]]]:
         """Fail running jobs nobody took over long after their lease ended (see
         lua/sweep_lost.lua); the reply maps each to its webhook events."""
-        args = (grace_seconds, _LOST.model_dump_json(), self.keys.finished_channel, self.keys.job_prefix, limit)
+        args = (grace_seconds, _LOST.model_dump_json(), self.keys.finished_channel, self.keys.job_prefix, limit,
+                self.finished_ttl)
 
         def parse(rows: list[list[str]]) -> dict[str, list[WebhookEvent]]:
             return {job_id: split_events(events) for job_id, events in rows}
@@ -119,18 +127,27 @@ class JobOps:
             events = split_events(fields.get("webhook_events")) if fields.get("webhook_url") else []
             return Cancelled(JobStatus(before) if before else None, read_job(fields), events)
 
-        args = (self.keys.finished_channel, job_id, self.keys.queued_prefix, *names)
+        args = (self.keys.finished_channel, job_id, self.keys.queued_prefix, self.finished_ttl, *names)
         return Op(args, parse, "cancel", (self.keys.job(job_id),))
 
     def record_webhook_attempt(self, job_id: str, state: WebhookState) -> Op[int]:
         """Count one more attempt and store its outcome (see lua/webhook_attempt.lua)."""
         return Op((state.model_dump_json(),), int, "webhook_attempt", (self.keys.job(job_id),))
 
-    def rescue_lost(self, queue: str, older_than: float, limit: int) -> Op[int]:
-        """Re-queue jobs whose message Redis lost in delivery (see lua/rescue.lua)."""
+    def find_lost(self, queue: str, older_than: float, limit: int) -> Op[list[Lost]]:
+        """Queued jobs whose message Redis lost in delivery (see lua/rescue.lua)."""
         now = time.time()
         keys = (self.keys.queued(queue), queue, UNACKED_HASH)
-        return Op((repr(now - older_than), repr(now), limit, self.keys.job_prefix), int, "rescue", keys)
+
+        def parse(rows: list[list[str]]) -> list[Lost]:
+            return [Lost(job_id, f"{name}:{version}", float(created)) for job_id, name, version, created in rows]
+
+        return Op((repr(now - older_than), repr(now), limit, self.keys.job_prefix), parse, "rescue", keys)
+
+    def requeue(self, queue: str, messages: dict[str, tuple[str, str]]) -> Op[int]:
+        """Put back new messages (job id -> (delivery tag, message)) for jobs still queued."""
+        keys = (queue, *(self.keys.job(job_id) for job_id in messages))
+        return Op(tuple(v for pair in messages.values() for v in pair), int, "requeue", keys)
 
     def recent(self, limit: int, before: float | None, status: JobStatus | None,
                scan_limit: int) -> Op[tuple[list[Job], float | None]]:
@@ -178,6 +195,14 @@ class JobOps:
 
     def ping(self) -> Op[bool]:
         return Op(("PING",), bool)
+
+    def full(self) -> Op[bool]:
+        """Redis is at its maxmemory: writes that add data are refused (noeviction)."""
+
+        def parse(info: dict[str, Any]) -> bool:
+            return bool(info.get("maxmemory")) and info["used_memory"] >= info["maxmemory"]
+
+        return Op(("INFO", "memory"), parse)
 
     def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float) -> Op[bool]:
         """Put a delivery's task message in Redis' retry schedule (see lua/webhook_retry.lua);

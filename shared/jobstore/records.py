@@ -110,9 +110,13 @@ def new_record(
     webhook_events: list[WebhookEvent] | None = None,
     cache_key: str | None = None,
     cached_result: str | None = None,
+    input: str | None = None,
+    tag: str | None = None,
 ) -> dict[str, str]:
     """A new record's fields; create.lua stamps its times (created_at, deadline, and for a
-    cached result started_at and finished_at) with Redis' clock."""
+    cached result started_at and finished_at) with Redis' clock. `input`: the job's encoded
+    pixels, stored here only (the task message names the job); `tag`: its message's delivery
+    tag. Both go once the job has finished (finish.lua compacts the record)."""
     fields = {
         "id": job_id,
         "status": JobStatus.queued.value,
@@ -125,6 +129,10 @@ def new_record(
         fields["webhook"] = WebhookState().model_dump_json()
     if cache_key:
         fields["cache_key"] = cache_key
+    if input is not None:
+        fields["input"] = input
+    if tag is not None:
+        fields["tag"] = tag
     if cached_result is not None:
         fields.update(status=JobStatus.succeeded.value, result=cached_result, cached="1")
     return fields

@@ -49,6 +49,7 @@ class Started(NamedTuple):
     runs: bool  # this call leased the job to the run: run it
     ended: ErrorCode | None  # this call failed it instead: expired (deadline) or worker_lost
     webhook_events: list[WebhookEvent]
+    input: str | None = None  # the job's encoded pixels, when this call leased it to the run
 
     @property
     def expired(self) -> bool:
@@ -59,3 +60,11 @@ class Cancelled(NamedTuple):
     before: JobStatus | None  # status before the call; only `queued` was cancelled
     job: Job | None  # the record after the call
     webhook_events: list[WebhookEvent]  # the events its webhook wants ([] without a webhook)
+
+
+class Lost(NamedTuple):
+    """A queued job whose message Redis lost in delivery: what its new message needs."""
+
+    job_id: str
+    model_key: str
+    created_at: float

@@ -13,7 +13,7 @@ from redis.retry import Retry
 
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
-from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Op, Started
+from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Lost, Op, Started
 from shared.schemas import Job, JobError, JobStatus, Prediction, Serves, WebhookEvent, WebhookState, WorkerInfo
 
 T = TypeVar("T")
@@ -39,13 +39,14 @@ class JobStore(_Face[redis.Redis]):
 
     @classmethod
     def connect(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
-                cache_ttl_seconds: int = 0, keys: Keyspace = DEFAULT_KEYSPACE) -> "JobStore":
+                cache_ttl_seconds: int = 0, keys: Keyspace = DEFAULT_KEYSPACE,
+                finished_ttl_seconds: int | None = None) -> "JobStore":
         """retries > 0 rides out a Redis restart (the worker); 0 fails fast."""
         client = redis.Redis.from_url(
             url, **_options(timeout), retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds))
+        return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds))
 
     def _run(self, op: Op[T]) -> T:
         if op.script:
@@ -80,8 +81,12 @@ class JobStore(_Face[redis.Redis]):
     def record_webhook_attempt(self, job_id: str, state: WebhookState) -> int:
         return self._run(self.ops.record_webhook_attempt(job_id, state))
 
-    def rescue_lost(self, queue: str, older_than: float, limit: int = 100) -> int:
-        return self._run(self.ops.rescue_lost(queue, older_than, limit))
+    def find_lost(self, queue: str, older_than: float, limit: int = 100) -> list[Lost]:
+        """Jobs queued over `older_than` seconds whose message Redis lost in delivery."""
+        return self._run(self.ops.find_lost(queue, older_than, limit))
+
+    def requeue(self, queue: str, messages: dict[str, tuple[str, str]]) -> int:
+        return self._run(self.ops.requeue(queue, messages)) if messages else 0
 
     def push(self, queue: str, messages: list[str]) -> int:
         return self._run(self.ops.push(queue, messages))
@@ -119,13 +124,13 @@ class AsyncJobStore(_Face[aioredis.Redis]):
 
     @classmethod
     def connect(cls, url: str, ttl_seconds: int, timeout: float, max_connections: int = 64,
-                keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncJobStore":
+                keys: Keyspace = DEFAULT_KEYSPACE, finished_ttl_seconds: int | None = None) -> "AsyncJobStore":
         """No retries: when Redis is down the client gets a 503 at once, not a hung request.
         With every connection busy, a request waits for one (up to `timeout`) instead of
         failing at once: a burst of requests is not an unavailable Redis."""
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
                                                         **_options(timeout))
-        return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds))
+        return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds, finished_ttl_seconds=finished_ttl_seconds))
 
     async def _run(self, op: Op[T]) -> T:
         if op.script:
@@ -161,6 +166,9 @@ class AsyncJobStore(_Face[aioredis.Redis]):
 
     async def ping(self) -> bool:
         return await self._run(self.ops.ping())
+
+    async def full(self) -> bool:
+        return await self._run(self.ops.full())
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -98,7 +98,7 @@ def test_expired_and_cancelled_jobs_end_in_flower_too(api, worker, redis_server,
     assert api.http.delete(f"/jobs/{cancelled.id}").status_code == 200
     time.sleep(0.05)  # past the first one's deadline
     # Their messages were still on the way.
-    store.push(queue, [task_message(expired.id, queue), task_message(cancelled.id, queue)])
+    store.push(queue, [task_message(expired.id, queue).message, task_message(cancelled.id, queue).message])
     wait_for(lambda: "task-failed" in events.kinds(expired.id) and "task-revoked" in events.kinds(cancelled.id),
              15, "terminal events")
     failed = next(e for e in events.of(expired.id) if e["type"] == "task-failed")

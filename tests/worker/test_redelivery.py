@@ -4,7 +4,7 @@ import json
 
 from shared.processes import Worker, wait_for
 from shared.schemas import JobStatus
-from tests.utils.jobs import make_job
+from tests.utils.jobs import make_job, task_message
 
 VISIBILITY = 3
 
@@ -45,7 +45,7 @@ def _tag_of(client, job_id: str) -> str | None:
 
 def test_job_whose_message_was_lost_in_delivery_is_requeued(private_stack, logdir, digit_png):
     """kombu pops a message and records it as unacknowledged in two steps; a Redis restart
-    between them loses the message. The job store keeps it until the job starts."""
+    between them loses the message. The job's record keeps what a new message needs until the job starts."""
     redis_server, api = private_stack
     client = redis_server.client()
     job_id = api.submit(digit_png).json()["id"]
@@ -62,25 +62,35 @@ def test_job_whose_message_was_lost_in_delivery_is_requeued(private_stack, logdi
     assert job["result"]["label"] == "7"
     assert "re-queued 1 job(s)" in worker.log.read_text()
     assert client.zcard("jobs:queued:inference") == 0
-    assert not client.hexists(f"job:{job_id}", "message")
+    assert not client.hexists(f"job:{job_id}", "tag")
+    assert not client.hexists(f"job:{job_id}", "input"), "a finished record is compacted"
+
+
+def rescue(store, queue: str, limit: int = 100) -> list[str]:
+    """What the worker's heartbeat does (worker.app.rescue_lost): find the jobs whose message
+    was lost, put back a new one for each; their ids."""
+    lost = store.find_lost(queue, older_than=-1, limit=limit)
+    assert store.requeue(queue, {job.job_id: task_message(job.job_id, queue) for job in lost}) == len(lost)
+    return [job.job_id for job in lost]
+
+
+def job_ids(client, queue: str) -> list[str]:
+    return [json.loads(message)["headers"]["id"] for message in client.lrange(queue, 0, -1)]
 
 
 def test_waiting_and_unacknowledged_jobs_are_not_duplicated(store, redis_server, digit_png):
     """The sweep leaves alone a job whose message is still queued or being worked on."""
     client = redis_server.client()
     queue = "rescue-check"
-    working, lost, waiting = (make_job(store, queue=queue).message for _ in range(3))
+    working, lost, waiting = (make_job(store, queue=queue) for _ in range(3))
     # Popped oldest first, as BRPOP does: one is being worked on (unacked), one was lost
     # between the pop and its unacked record, the newest still waits in the queue.
-    tag = json.loads(working)["properties"]["delivery_tag"]
-    assert client.rpop(queue) == working
-    client.hset("unacked", tag, "[]")
-    assert client.rpop(queue) == lost
-    assert store.rescue_lost(queue, older_than=-1) == 1
-    assert client.lrange(queue, 0, -1).count(lost) == 1
-    assert client.lrange(queue, 0, -1).count(waiting) == 1
-    assert client.llen(queue) == 2
-    client.hdel("unacked", tag)
+    assert client.rpop(queue) == working.message
+    client.hset("unacked", working.fields["tag"], "[]")
+    assert client.rpop(queue) == lost.message
+    assert rescue(store, queue) == [lost.id]
+    assert sorted(job_ids(client, queue)) == sorted([lost.id, waiting.id])
+    client.hdel("unacked", working.fields["tag"])
 
 
 def test_the_sweep_finds_a_lost_job_behind_a_long_queue_without_scanning_it(store, redis_server):
@@ -88,8 +98,8 @@ def test_the_sweep_finds_a_lost_job_behind_a_long_queue_without_scanning_it(stor
     in delivery is found behind 1,000 waiting ones, and none of those is pushed again."""
     client = redis_server.client()
     queue = "rescue-long"
-    messages = [make_job(store, queue=queue).message for _ in range(1000)]
-    assert client.rpop(queue) == messages[0]  # popped, then lost before its unacked record
-    assert store.rescue_lost(queue, older_than=-1, limit=2000) == 1
+    jobs = [make_job(store, queue=queue) for _ in range(1000)]
+    assert client.rpop(queue) == jobs[0].message  # popped, then lost before its unacked record
+    assert rescue(store, queue, limit=2000) == [jobs[0].id]
     assert client.llen(queue) == 1000
-    assert client.lindex(queue, 0) == messages[0], "put back at the head"
+    assert job_ids(client, queue)[0] == jobs[0].id, "put back at the head"

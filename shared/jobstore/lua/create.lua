@@ -7,19 +7,22 @@
 -- KEYS[4]  the listing index (sorted set: job id -> created_at)
 -- KEYS[5]  the queue's queued set (sorted set: job id -> when to look for its message again)
 -- KEYS[6]  kombu's unacknowledged messages (hash, shared by every queue)
--- ARGV[1]  retention in seconds (record, idempotency key, index window)
+-- ARGV[1]  retention in seconds of the record and the idempotency key
 -- ARGV[2]  the task message, or '' when nothing is to run (a cached result)
 -- ARGV[3]  the idempotency key's value: '<job id>|<request fingerprint>'
 -- ARGV[4]  seconds until the job's deadline, or '' for none
 -- ARGV[5]  the job id
 -- ARGV[6]  most jobs queued or in flight before a new one is refused (0: no limit)
--- ARGV[7..] the record's fields as name, value pairs
+-- ARGV[7]  seconds a finished job's record is kept (a cached result is finished at once);
+--          also how long the listing index keeps an entry
+-- ARGV[8..] the record's fields as name, value pairs (with the job's input and its
+--          message's delivery tag: the message itself, which only names the job, is stored
+--          once, in the queue; see rescue.lua for why the tag is kept)
 --
 -- Returns {'replay', the idempotency key's value} when the key was used already,
 -- {'full', jobs queued or in flight} when the backlog is at its limit (nothing is written
--- either way), else {'created', created_at, deadline or ''}. The message is also kept on the
--- record until the job starts, so a message Redis loses in delivery can be put back (see
--- rescue.lua).
+-- either way), else {'created', created_at, deadline or ''}. A full Redis (maxmemory)
+-- refuses the first write, so nothing is written then either.
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {'replay', existing} end
@@ -31,7 +34,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)
-redis.call('HSET', KEYS[1], 'created_at', stamp, unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], 'created_at', stamp, unpack(ARGV, 8))
 local deadline = ''
 if ARGV[4] ~= '' then
   deadline = string.format('%.6f', now + tonumber(ARGV[4]))
@@ -40,13 +43,14 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('HSET', KEYS[1], 'message', ARGV[2], 'queue', KEYS[2])
+  redis.call('HSET', KEYS[1], 'queue', KEYS[2])
   redis.call('ZADD', KEYS[5], now, ARGV[5])
 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then  -- a cached result: done already
   redis.call('HSET', KEYS[1], 'started_at', stamp, 'finished_at', stamp)
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
 end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1]) end
 redis.call('ZADD', KEYS[4], now, ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[1]))
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[7]))
 return {'created', stamp, deadline}

@@ -7,14 +7,21 @@
 --                                     run after this run's lease ended (fencing: a late
 --                                     finish never overwrites the new run)
 --
+-- A finished record is compacted: what only running the job needed (its input, the
+-- bookkeeping of its message and lease) is dropped, and it is kept ARGV[6] seconds from
+-- now. The first write is that deletion: under maxmemory Redis refuses a script's
+-- memory-growing command only while the script has written nothing, and finishing (which
+-- frees memory) must go on when Redis is full.
+--
 -- KEYS[i]              job i's record
 -- ARGV[1]              the channel that finished job ids are published on
 -- ARGV[2]              result cache TTL in seconds (0: cache nothing)
 -- ARGV[3]              the job key prefix (KEYS[i] = prefix .. id)
 -- ARGV[4]              the running set (sorted set: job id -> when its lease ends)
 -- ARGV[5]              the run's token (see start.lua)
--- ARGV[5 + i]          job i's new status: 'succeeded' or 'failed'
--- ARGV[5 + #KEYS + i]  job i's result (when succeeded) or error (when failed), as JSON
+-- ARGV[6]              seconds a finished job's record is kept
+-- ARGV[6 + i]          job i's new status: 'succeeded' or 'failed'
+-- ARGV[6 + #KEYS + i]  job i's result (when succeeded) or error (when failed), as JSON
 --
 -- Returns the ids this run finished. A succeeded job with a cache key fills the result cache.
 local t = redis.call('TIME')
@@ -23,12 +30,13 @@ local jobs, prefix_length = #KEYS, #ARGV[3]
 local done, published = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local status, value = ARGV[5 + i], ARGV[5 + jobs + i]
+  local status, value = ARGV[6 + i], ARGV[6 + jobs + i]
   local f = redis.call('HMGET', key, 'status', 'run', 'cache_key')
   if f[2] == ARGV[5] and f[1] == 'running' then
+    redis.call('HDEL', key, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
     local field = status == 'succeeded' and 'result' or 'error'
     redis.call('HSET', key, 'status', status, field, value, 'finished_at', stamp)
-    redis.call('HDEL', key, 'lease_until')
+    redis.call('EXPIRE', key, ARGV[6])
     redis.call('ZREM', ARGV[4], id)
     done[#done + 1] = id
     published[#published + 1] = id

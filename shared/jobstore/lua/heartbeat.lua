@@ -8,7 +8,9 @@
 -- ARGV[2]  seconds the heartbeat lasts
 -- ARGV[3]  what it serves (JSON)
 --
--- Also forgets workers whose heartbeat lapsed. Returns nothing.
+-- Also forgets workers whose heartbeat lapsed. That deletion comes first: under maxmemory
+-- Redis refuses a script's memory-growing command only while the script has written
+-- nothing, and a worker must stay visible when Redis is full. Returns nothing.
 local now = tonumber(redis.call('TIME')[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])

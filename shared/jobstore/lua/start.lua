@@ -6,6 +6,11 @@
 --   running, lease alive         -> left alone: a redelivered message while its worker lives
 --   anything else                -> left alone (cancelled, finished, gone)
 --
+-- A job failed here is compacted as finish.lua does. The first write is a deletion: under
+-- maxmemory Redis refuses a script's memory-growing command only while the script has
+-- written nothing, and taking up jobs (which frees memory once they finish) must go on when
+-- Redis is full.
+--
 -- KEYS[i]  job i's record
 -- ARGV[1]  the error (JSON) recorded on a job whose deadline passed
 -- ARGV[2]  the error (JSON) recorded on a job lost more times than ARGV[7] allows
@@ -16,9 +21,11 @@
 -- ARGV[7]  most runs a job may have (a job that keeps losing its worker fails after these)
 -- ARGV[8]  this run's token (a later finish must show it: see finish.lua)
 -- ARGV[9]  lease length in seconds
+-- ARGV[10] seconds a finished job's record is kept
 --
 -- Returns, per key, {status before the call ('' when the record is gone), what this call
--- did ('run', 'expired', 'lost' or ''), the job's webhook events ('' for none)}.
+-- did ('run', 'expired', 'lost' or ''), the job's webhook events ('' for none), the job's
+-- input when this call leased it to the run ('' otherwise)}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)  -- Lua's own formatting keeps only 14 digits
@@ -26,30 +33,35 @@ local prefix_length = #ARGV[6]
 local out, ended = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue')
-  local status, verdict = f[1], ''
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input')
+  local status, verdict, input = f[1], '', ''
   local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
   if status == 'queued' or lease_ended then
-    redis.call('HDEL', key, 'message')
+    redis.call('HDEL', key, 'tag')  -- the message was delivered: nothing left to rescue
     redis.call('ZREM', ARGV[4] .. (f[6] or ''), id)
     if status == 'queued' and f[2] and tonumber(f[2]) < now then
       verdict = 'expired'
+      redis.call('HDEL', key, 'input', 'queue', 'cache_key')
       redis.call('HSET', key, 'status', 'failed', 'error', ARGV[1], 'finished_at', stamp)
     elseif lease_ended and (tonumber(f[5]) or 0) >= tonumber(ARGV[7]) then
       verdict = 'lost'
+      redis.call('HDEL', key, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
       redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', stamp, 'run', '')
       redis.call('ZREM', ARGV[5], id)
     else
-      verdict = 'run'
+      verdict, input = 'run', f[7] or ''
       local lease = now + tonumber(ARGV[9])
       redis.call('HSET', key, 'status', 'running', 'run', ARGV[8], 'lease_until', string.format('%.6f', lease))
       if status == 'queued' then redis.call('HSET', key, 'started_at', stamp) end
       redis.call('HINCRBY', key, 'runs', 1)
       redis.call('ZADD', ARGV[5], lease, id)
     end
-    if verdict ~= 'run' then ended[#ended + 1] = id end
+    if verdict ~= 'run' then
+      redis.call('EXPIRE', key, ARGV[10])
+      ended[#ended + 1] = id
+    end
   end
-  out[i] = {status or '', verdict, f[3] or ''}
+  out[i] = {status or '', verdict, f[3] or '', input}
 end
 if #ended > 0 then redis.call('PUBLISH', ARGV[3], table.concat(ended, ',')) end
 return out
