@@ -15,7 +15,7 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog openapi-check clean
+.PHONY: run test venv train bench bench-backlog bench-flower openapi-check clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,11 @@ openapi-check: $(STAMP)
 # The slowest execution of every Redis command the project sends, with 1,000,000 jobs queued.
 bench-backlog: $(STAMP)
 	$(PY) -m benchmarks.backlog $(ARGS)
+
+# Flower's memory through a soak of 50,000 jobs' task events: it levels off once Flower holds
+# its --max_tasks (ARGS="--max-tasks 100000" for Flower's own default, to compare).
+bench-flower: $(STAMP)
+	$(PY) -m benchmarks.flower_soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -15,29 +15,51 @@ from pathlib import Path
 
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.processes import RedisServer
-from shared.queue import make_celery, redis_message
+from shared.queue import infer_message, make_celery
 from shared.registry import Registry
-from shared.schemas import ErrorCode, JobError, Serves, WebhookState
+from shared.schemas import ErrorCode, JobError, LabelScore, Prediction, Serves, WebhookState
 from shared.settings import REPO_ROOT, Settings
 
 QUEUE = "inference"
 LIMIT_MS = 10.0
+DIGITS_INPUT = "A" * 88  # 8x8 uint8 pixels, base64
 
 
-def fill(store: JobStore, client, jobs: int) -> None:
-    """`jobs` queued jobs, each with its message, written as the API writes them (create.lua),
-    a thousand per round trip."""
+def fill(store: JobStore, client, jobs: int) -> list[str]:
+    """`jobs` queued digits jobs, each with its input and message, written as the API writes
+    them (create.lua), a thousand per round trip; their ids."""
     manifest = Registry(REPO_ROOT / "models", "digits").resolve(None)
     celery = make_celery(Settings(), "bench")
-    template = redis_message(celery, QUEUE, "x" * 32, ["x" * 32, manifest.key, "A" * 88, 0.0])
+    template_tag, template = infer_message(celery, QUEUE, "x" * 32, manifest.key, 0.0)
     script = client.register_script((REPO_ROOT / "shared/jobstore/lua/create.lua").read_text())
+    ids = []
     for start in range(0, jobs, 1000):
         pipe = client.pipeline(transaction=False)
         for _ in range(min(1000, jobs - start)):
             job_id = new_job_id()
-            op = store.ops.create(NewJob(new_record(manifest, job_id), template.replace("x" * 32, job_id)), QUEUE)
-            script(keys=op.keys, args=op.args, client=pipe)
+            message = template.replace("x" * 32, job_id).replace(template_tag, job_id)  # a tag of its own
+            fields = new_record(manifest, job_id, input=DIGITS_INPUT, tag=job_id)
+            script(keys=(op := store.ops.create(NewJob(fields, message), QUEUE)).keys, args=op.args, client=pipe)
+            ids.append(job_id)
         pipe.execute()
+    return ids
+
+
+def finished_bytes(store: JobStore, client, jobs: int = 10_000) -> float:
+    """Redis memory a finished digits job keeps (its compacted record and index entry), from
+    `jobs` jobs created, started and finished with a real digits result; then flushed."""
+    before = client.info("memory")["used_memory"]
+    ids = fill(store, client, jobs)
+    client.delete(QUEUE)  # the messages were delivered
+    result = Prediction(label="7", score=0.99, top_k=[LabelScore(label=str(i), score=0.1) for i in range(5)],
+                        probabilities=[0.1] * 10)
+    for start in range(0, jobs, 32):
+        batch = ids[start:start + 32]
+        store.start(batch, "bench-run")
+        store.finish(dict.fromkeys(batch, result), "bench-run")
+    after = client.info("memory")["used_memory"]
+    client.flushall()
+    return (after - before) / jobs
 
 
 def exercise(store: JobStore, client, ids: list[str]) -> None:
@@ -46,7 +68,7 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
         store.heartbeat("bench@host", 15, Serves(models=["digits:1"]))
         store.workers()
         store.backlog(QUEUE)
-        store.rescue_lost(QUEUE, older_than=0, limit=100)
+        store.requeue(QUEUE, {lost.job_id: ("tag", "{}") for lost in store.find_lost(QUEUE, older_than=0)})
         store.sweep_lost(grace_seconds=0)
         store.ping()
     run = new_job_id()
@@ -79,6 +101,7 @@ def main() -> None:
             client.config_set("maxmemory", 0)  # the backlog is the point here, not the memory cap
             client.config_set("appendonly", "no")
             store = JobStore.connect(server.url, 86400, timeout=60)
+            finished = finished_bytes(store, client)
             started = time.perf_counter()
             fill(store, client, args.jobs)
             filled = time.perf_counter() - started
@@ -101,7 +124,7 @@ def main() -> None:
         finally:
             server.stop()
     print(f"backlog: {args.jobs:,} queued jobs (filled in {filled:.0f} s; Redis used {memory / 2**20:,.0f} MiB, "
-          f"{memory / args.jobs:,.0f} B per queued job)\n")
+          f"{memory / args.jobs:,.0f} B per queued job; {finished:,.0f} B per finished job)\n")
     print("| command | slowest execution | within 10 ms |\n|---|---|---|")
     for name, ms in sorted(slowest.items(), key=lambda item: -item[1]):
         print(f"| {name} | {ms:.3f} ms | {'yes' if ms <= LIMIT_MS else '**no**'} |")

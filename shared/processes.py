@@ -60,8 +60,17 @@ def api_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def flower_argv(port: int) -> list[str]:
-    return celery_argv("worker.app", "flower", "--address=127.0.0.1", f"--port={port}")
+# Flower keeps at most this many tasks in memory, dropping the oldest. Its own default,
+# 100,000, lets it grow by ~4 KB per job to ~480 MiB, near its k8s container's 512Mi limit;
+# with 10,000 (the last ~30 s at full throughput; the job store keeps every job)
+# it levels off at ~145 MiB (`make bench-flower`). docker-compose.yml and
+# k8s/base/flower.yaml pass the same value (tests/deploy checks).
+FLOWER_MAX_TASKS = 10_000
+
+
+def flower_argv(port: int, max_tasks: int = FLOWER_MAX_TASKS) -> list[str]:
+    return celery_argv("worker.app", "flower", "--address=127.0.0.1", f"--port={port}",
+                       f"--max_tasks={max_tasks}")
 
 
 def service_env(redis_url: str, **overrides: object) -> dict[str, str]:
@@ -191,3 +200,22 @@ class Api:
             return job if job["status"] in ("succeeded", "failed", "cancelled") else None
 
         return wait_for(terminal, timeout, f"job {job_id} to finish")
+
+
+class Flower:
+    """Flower (see flower_argv) on a free port, its HTTP API open without a password (it
+    listens on loopback only), returned once /healthcheck answers."""
+
+    def __init__(self, redis_url: str, logdir: Path, max_tasks: int = FLOWER_MAX_TASKS):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = logdir / f"flower-{self.port}.log"
+        self.proc = _start(flower_argv(self.port, max_tasks),
+                           service_env(redis_url, flower_unauthenticated_api="true"), self.log)
+        wait_for(lambda: httpx.get(self.url + "/healthcheck").status_code == 200, 60, "Flower")
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(10)

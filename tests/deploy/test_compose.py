@@ -4,8 +4,9 @@ import re
 from prometheus_client.metrics import MetricWrapperBase
 
 from api import metrics as api_metrics
+from shared.processes import FLOWER_MAX_TASKS, flower_argv
 from shared.settings import REPO_ROOT, Settings
-from tests.utils.deploy import SETTINGS_ENV, maxmemory_share
+from tests.utils.deploy import SETTINGS_ENV, flower_max_tasks, maxmemory_share
 from worker import metrics as worker_metrics
 
 MONITORING = REPO_ROOT / "k8s" / "monitoring"
@@ -32,6 +33,12 @@ def test_redis_is_durable_and_protected(compose):
     assert 0.6 <= maxmemory_share(command, compose["services"]["redis"]["mem_limit"]) <= 0.8
     assert "${REDIS_PASSWORD:?" in command[command.index("--requirepass") + 1]
     assert "redis-data:/data" in compose["services"]["redis"]["volumes"]
+
+
+def test_flower_bounds_its_tasks_as_make_run_does(compose):
+    """Flower's default keeps 100,000 tasks (~480 MiB); every way of starting it keeps fewer."""
+    assert flower_max_tasks(flower_argv(5555)) == FLOWER_MAX_TASKS
+    assert flower_max_tasks(compose["services"]["flower"]["entrypoint"]) == FLOWER_MAX_TASKS
 
 
 def test_secrets_are_required_not_defaulted():

@@ -5,8 +5,9 @@ import pytest
 from kubernetes_validate import validate
 
 from api.main import app
+from shared.processes import FLOWER_MAX_TASKS
 from shared.settings import Settings
-from tests.utils.deploy import K8S, SETTINGS_ENV, by_kind, maxmemory_share, render
+from tests.utils.deploy import K8S, SETTINGS_ENV, by_kind, flower_max_tasks, maxmemory_share, render
 
 CRDS = {"ScaledObject", "TriggerAuthentication"}
 NOT_SETTINGS = {"REDIS_PASSWORD", "KERAS_HOME", "FLOWER_BASIC_AUTH", "REDISCLI_AUTH"}
@@ -111,6 +112,11 @@ def test_redis_refuses_writes_before_it_reaches_its_memory_limit(base):
     command = redis["args"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert 0.6 <= maxmemory_share(command, redis["resources"]["limits"]["memory"]) <= 0.8
+
+
+def test_flower_bounds_its_tasks_as_make_run_does(base):
+    flower = by_kind(base, "Deployment")["flower"]["spec"]["template"]["spec"]["containers"][0]
+    assert flower_max_tasks(flower["command"] + flower.get("args", [])) == FLOWER_MAX_TASKS
 
 
 def test_only_our_workloads_reach_redis(base):

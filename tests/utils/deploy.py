@@ -25,6 +25,13 @@ def maxmemory_share(command: list[str], limit: str) -> float:
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 
 
+def flower_max_tasks(argv: list[str]) -> int | None:
+    """The --max_tasks a Flower command line gives (None: Flower's default, 100,000)."""
+    values = [arg.split("=", 1)[1] for arg in argv if arg.startswith(("--max_tasks=", "--max-tasks="))]
+    assert len(values) <= 1, argv
+    return int(values[0]) if values else None
+
+
 def render(kustomization: Path) -> list[dict]:
     """`kubectl kustomize` (kustomize v5 ships with kubectl)."""
     kubectl = shutil.which("kubectl")
