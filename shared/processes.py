@@ -142,6 +142,12 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save; the AOF keeps what was written up to its last fsync."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True)
 
