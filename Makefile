@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 REDIS_PORT ?= 6379
 API_PORT ?= 8000
+OPS_PORT ?= 9000
 FLOWER_PORT ?= 5555
 RUN_DIR := .run
 
@@ -15,7 +16,7 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog bench-flower openapi-check clean
+.PHONY: run test venv train bench bench-backlog bench-auth bench-bombs bench-flower openapi-check clean
 
 venv: $(STAMP)
 
@@ -29,11 +30,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Redis, an inference worker, a webhook worker, the API and Flower under one supervisor
-# (shared/stack.py, the same command lines the tests use): a child that dies is restarted;
-# Ctrl-C stops the services, then Redis. The environment (WEBHOOK_SECRET, ...) passes through.
+# Redis, an inference worker, a webhook worker, the API (its ops port, /metrics and /queue, on
+# 127.0.0.1:$(OPS_PORT)) and Flower under one supervisor (shared/stack.py, the same command
+# lines the tests use): a child that dies is restarted; Ctrl-C stops the services, then Redis.
+# The environment (WEBHOOK_SECRET, ...) passes through.
 run: $(STAMP)
-	$(PY) -m shared.stack --redis-port $(REDIS_PORT) --api-port $(API_PORT) --flower-port $(FLOWER_PORT) --run-dir $(RUN_DIR)
+	$(PY) -m shared.stack --redis-port $(REDIS_PORT) --api-port $(API_PORT) --ops-port $(OPS_PORT) \
+		--flower-port $(FLOWER_PORT) --run-dir $(RUN_DIR)
 
 # The suite runs TEST_PROCESSES test files at a time (pytest-xdist); TEST_PROCESSES=0 runs it in one.
 TEST_PROCESSES ?= 2
@@ -60,6 +63,15 @@ openapi-check: $(STAMP)
 # The slowest execution of every Redis command the project sends, with 1,000,000 jobs queued.
 bench-backlog: $(STAMP)
 	$(PY) -m benchmarks.backlog $(ARGS)
+
+# What API keys and the rate limit cost per POST /jobs: AUTH_DISABLED vs keys, side by side.
+bench-auth: $(STAMP)
+	$(PY) -m benchmarks.auth $(ARGS)
+
+# 32 concurrent decompression bombs (40 Mpx, then just under MAX_IMAGE_PIXELS) against a real
+# API: its RSS stays under 300 MB and GET /healthz answers within 100 ms (exit 1 if not).
+bench-bombs: $(STAMP)
+	$(PY) -m benchmarks.bombs $(ARGS)
 
 # Flower's memory through a soak of 50,000 jobs' task events: it levels off once Flower holds
 # its --max_tasks (ARGS="--max-tasks 100000" for Flower's own default, to compare).

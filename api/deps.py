@@ -17,7 +17,7 @@ from api.services import Services
 from api.submit import SubmitOptions
 from api.uploads import reject
 from shared.schemas import WebhookEvent
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.webhooks import WebhookRefused, validate_url
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -25,8 +25,9 @@ MAX_IDEMPOTENCY_KEY = 255
 MAX_EXPIRES_IN = get_settings().job_ttl_seconds
 MAX_BATCH_FILES = get_settings().max_batch_files
 # Comma-separated event names, at least one; spaces around them and empty items are ignored.
+# An empty value is as good as absent (FastAPI reads an empty form field as its default).
 _EVENT = f"(?:{'|'.join(WebhookEvent)})"
-EVENTS_PATTERN = f"^(?: *,)* *{_EVENT} *(?:, *(?:{_EVENT} *)?)*$"
+EVENTS_PATTERN = f"^(?:(?: *,)* *{_EVENT} *(?:, *(?:{_EVENT} *)?)*)?$"
 
 
 async def services(request: Request) -> Services:
@@ -35,6 +36,12 @@ async def services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+def takes_webhooks(settings: Settings) -> bool:
+    """Whether submissions may ask for webhooks: with auth on (each API key signs its jobs'
+    deliveries with its own secret), or with auth off where WEBHOOK_SECRET is set."""
+    return not settings.auth_disabled or bool(settings.webhook_secret)
 
 
 def _events(value: str | None) -> list[WebhookEvent]:
@@ -50,7 +57,7 @@ async def submit_options(
     webhook_url: Annotated[str | None, Form(description=(
         "POSTed the signed job record (Standard Webhooks). http or https, port 80 or 443, and not a loopback, "
         "private or otherwise non-global address (WEBHOOK_ALLOWED_HOSTS exempts hosts): else 422. "
-        "Only where WEBHOOK_SECRET is set"))] = None,
+        "Signed with the API key's webhook secret (GET /webhooks/secret)"))] = None,
     webhook_events: Annotated[str | None, Form(
         pattern=EVENTS_PATTERN, description="Comma-separated: completed (default), running")] = None,
     expires_in: Annotated[float | None, Form(
@@ -58,9 +65,9 @@ async def submit_options(
         description="Seconds (at most JOB_TTL_SECONDS); a job still queued then fails with code `expired`")] = None,
 ) -> SubmitOptions:
     """The options every submission takes, checked (422) before any upload is processed."""
-    if not svc.settings.webhook_secret and (webhook_url is not None or webhook_events is not None):
+    if not takes_webhooks(svc.settings) and (webhook_url is not None or webhook_events is not None):
         raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "webhooks_off",
-                     "webhooks are not configured on this server (WEBHOOK_SECRET is unset)")
+                     "webhooks are not configured on this server (AUTH_DISABLED is set and WEBHOOK_SECRET is unset)")
     if not webhook_url:
         return SubmitOptions(model=model, expires_in=expires_in)
     try:

@@ -1,6 +1,8 @@
 """The HTTP front door. Never imports TensorFlow.
 
     uvicorn api.main:app
+
+The same process serves the ops port (/metrics, /queue) on OPS_HOST:OPS_PORT (api/ops.py).
 """
 
 import logging
@@ -8,49 +10,67 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from prometheus_client import REGISTRY
+from starlette.types import ASGIApp
 
-from api import errors
-from api.deps import declared_fields_only
+from api import access_log, errors, ops
+from api.deps import declared_fields_only, takes_webhooks
 from api.limits import LimitBody
-from api.metrics import HttpMetrics, metrics_response
+from api.metrics import HttpMetrics
 from api.openapi import App
-from api.routes import health, jobs, models, predict
+from api.routes import health, jobs, models, predict, webhooks
 from api.services import Services
 from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
 from shared.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    svc = app.state.services = Services.build(get_settings())
+    settings = get_settings()
+    if settings.auth_disabled:
+        log.warning("!" * 72)
+        log.warning("AUTH_DISABLED=true: NO API KEYS. Anyone who reaches this port can read, cancel and submit")
+        log.warning("every job, with no rate limit or quota. For experiments on one machine only.")
+        log.warning("!" * 72)
+    svc = app.state.services = Services.build(settings)
     svc.waiter.start()
-    yield
+    async with ops.serving(svc, settings):  # /metrics, /queue on OPS_HOST:OPS_PORT (api/ops.py)
+        yield
     await svc.waiter.stop()
     await svc.store.close()
     svc.decoder.close()
     svc.events.close()
 
 
+class PublicApp(App):
+    """The access log wraps everything, Starlette's own 500 handler (outside every
+    add_middleware) included, so every answer gets its X-Request-ID and its line."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return access_log.AccessLog(super().build_middleware_stack())
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper())
-    app = App(
+    access_log.configure()
+    app = PublicApp(
         title="Queue inference",
         description="Submit images as jobs; poll them or get a webhook when they finish.",
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(declared_fields_only)],
-        takes_webhooks=bool(settings.webhook_secret),
+        takes_webhooks=takes_webhooks(settings),
     )
     app.add_middleware(LimitBody, settings=settings)
     app.add_middleware(HttpMetrics)
     # Prometheus collects synchronously, so the backlog gauge gets a synchronous store of its own.
     backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)
     REGISTRY.register(BacklogCollector(backlog_store, settings.queue_name))
-    app.add_api_route("/metrics", metrics_response, include_in_schema=False)
     errors.install(app)
-    for module in (jobs, predict, models, health):
+    for module in (jobs, predict, models, webhooks, health):
         app.include_router(module.router)
     return app
 

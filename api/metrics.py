@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API, served at /metrics."""
+"""Prometheus metrics of the API, served at /metrics on the ops port (api/ops.py)."""
 
 import time
 

@@ -11,8 +11,10 @@ operation at once, what FastAPI gets wrong or leaves out:
   `anyOf: [X, null]`, which a query string, a header or a form cannot say);
 - a form takes only its own fields (api.deps.declared_fields_only refuses others), and its
   file parts are images in the accepted formats;
-- `webhook_url` and `webhook_events` are documented only where webhooks are configured
-  (WEBHOOK_SECRET); elsewhere api.deps.submit_options refuses them.
+- `webhook_url` and `webhook_events` are documented only where webhooks are on (API keys,
+  or WEBHOOK_SECRET with AUTH_DISABLED); elsewhere api.deps.submit_options refuses them;
+- every operation takes an optional `X-Request-ID` and every answer carries one
+  (api.access_log).
 """
 
 from collections.abc import Iterator, Mapping
@@ -20,6 +22,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.access_log import HEADER as REQUEST_ID
+from api.access_log import REQUEST_ID_PATTERN
 from api.errors import PROBLEM_JSON
 from shared.schemas import Problem
 
@@ -32,19 +36,31 @@ _BINARY = "application/octet-stream"  # how OpenAPI 3.1 says a form field is a f
 
 _DESCRIPTIONS = {
     400: "Malformed multipart body, or more parts (files or fields) than the route takes",
+    401: "No API key, or an unknown or revoked one (`Authorization: Bearer <key>`)",
+    403: "The key may not do this (an admin key is needed)",
     404: "Not found",
     408: "The request body stalled: no bytes for BODY_TIMEOUT_SECONDS",
     409: "Conflict",
     413: "Body over its limit (MAX_UPLOAD_BYTES; MAX_BATCH_BYTES on /…/batch), checked before routing",
     415: "Not an image in an accepted format (PNG, JPEG, WebP, BMP, GIF, TIFF)",
     422: "A field failed validation (`errors` names each), or the image is empty, truncated or corrupt",
+    429: "Over the key's submissions per minute (the batch's files count each) or its queued + running jobs: "
+         "nothing was recorded; retry after Retry-After",
     500: "Unexpected server error (logged)",
     503: "Redis unreachable, or full (a write); retry after Retry-After",
     504: "No result in time; the job goes on at Location",
 }
 LOCATION = {"Location": {"description": "The job: /jobs/{id}", "schema": {"type": "string"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+# The IETF RateLimit header fields: on a submission's answers, and its 429.
+RATE_LIMIT = {name: {"description": description, "schema": {"type": "integer"}} for name, description in (
+    ("RateLimit-Limit", "The key's limit: submissions per minute (on a quota's 429: its queued + running jobs)"),
+    ("RateLimit-Remaining", "Submissions left now"),
+    ("RateLimit-Reset", "Seconds until the full limit is available again"))}
 _HEADERS: dict[int, dict[str, Any]] = {
-    503: {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}},
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    429: {**_RETRY_AFTER, **RATE_LIMIT},
+    503: _RETRY_AFTER,
     504: LOCATION,
 }
 # A submission's 503s: nothing was recorded.
@@ -57,6 +73,15 @@ JOB_LINKS = {
 }
 # Any request may get these, whatever its route: the body limit is checked before routing.
 _ANY_OPERATION = (413, 500)
+_REQUEST_ID_PARAMETER = {
+    "name": REQUEST_ID, "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "Your id for this request, echoed in the answer and logged with it; one that is not "
+                   "1 to 64 characters of A-Za-z0-9._- is replaced by a new one",
+}
+_REQUEST_ID_HEADER = {
+    "description": "The request's id: the X-Request-ID sent, or a new one; the access log's line names it",
+    "required": True, "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+}
 
 
 def problems(*statuses: int, described: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
@@ -84,16 +109,20 @@ def _make_true(document: dict[str, Any], hidden: tuple[str, ...]) -> None:
     schemas = document["components"]["schemas"]
     for operation in _operations(document):
         responses = operation["responses"]
-        for status in _ANY_OPERATION:
-            responses.setdefault(str(status), {"description": _DESCRIPTIONS[status], "content": problem_content()})
+        for status in (*_ANY_OPERATION, *((401,) if operation.get("security") else ())):  # api.auth
+            responses.setdefault(str(status), {"description": _DESCRIPTIONS[status], "content": problem_content(),
+                                               **({"headers": _HEADERS[status]} if status in _HEADERS else {})})
         if _schema(responses.get("422", {}), _JSON) == _REF + "HTTPValidationError":  # FastAPI's, for any parameter
             responses["422"] = {"description": _DESCRIPTIONS[422], "content": problem_content()}
         for status, response in responses.items():
             if int(status) >= 400 and _schema(response, _JSON) == _REF + "Problem":
                 response["content"][PROBLEM_JSON] = response["content"].pop(_JSON)
+        for response in responses.values():
+            response.setdefault("headers", {})[REQUEST_ID] = _REQUEST_ID_HEADER
         operation["responses"] = dict(sorted(responses.items()))
         for parameter in operation.get("parameters", []):
             parameter["schema"] = _not_null(parameter["schema"])
+        operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
         form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
         if form:
             form["encoding"] = _form_fields(schemas[form["schema"]["$ref"].removeprefix(_REF)], hidden)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import HTTPException, status
 
+from api.auth import Caller, over_quota
 from api.decoding import INLINE_PIXELS
 from api.metrics import SUBMITTED
 from api.services import Services
@@ -28,13 +29,13 @@ class SubmitOptions:
     expires_in: float | None = None
 
 
-async def submit(data: bytes, options: SubmitOptions, svc: Services,
+async def submit(data: bytes, options: SubmitOptions, svc: Services, caller: Caller,
                  idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """(the job, whether this call created it)."""
+    """(the job, whether this call created it), owned by the caller's key."""
     settings, store = svc.settings, svc.store
     manifest = resolve_model(svc.registry, options.model)
     digest = hashlib.sha256(data).hexdigest()
-    cache_key = store.keys.cache(manifest.key, digest) if settings.result_cache_ttl_seconds else None
+    cache_key = store.keys.cache(caller.key_id, manifest.key, digest) if settings.result_cache_ttl_seconds else None
     job_id = new_job_id()
     cached = await store.cached_result(cache_key) if cache_key else None
     message, job_input, tag = "", None, None
@@ -47,15 +48,17 @@ async def submit(data: bytes, options: SubmitOptions, svc: Services,
         job_input = encode_pixels(pixels)
         tag, message = infer_message(svc.celery, settings.queue_name, job_id, manifest.key, time.time())
     fields = new_record(manifest, job_id, cached_result=cached, cache_key=cache_key, input=job_input, tag=tag,
-                        webhook_url=options.webhook_url, webhook_events=options.webhook_events)
+                        owner=caller.key_id, webhook_url=options.webhook_url, webhook_events=options.webhook_events)
     events = [str(event) for event in options.webhook_events]
     fingerprint = hashlib.sha256(
         f"{digest}|{manifest.key}|{options.webhook_url}|{events}|{options.expires_in}".encode()
     ).hexdigest()
     new = NewJob(fields, message, idempotency_key, fingerprint, options.expires_in)
-    created = await store.create(new, settings.queue_name, settings.max_queued_jobs)
+    created = await store.create(new, settings.queue_name, settings.max_queued_jobs, caller.max_active)
     if created.replay is not None:
         return await _replay(created.replay, fingerprint, svc), False
+    if created.active is not None:
+        raise over_quota(caller, created.active)
     if created.fields is None:
         raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "queue_full",
                      f"the queue is full ({created.backlog} jobs queued or running; MAX_QUEUED_JOBS is "

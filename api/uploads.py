@@ -19,11 +19,13 @@ from shared.preprocessing import (
 from shared.registry import Manifest, Registry, UnknownModel
 
 
-def reject(status_code: int, reason: str, detail: str, retry_after: int | None = None) -> HTTPException:
+def reject(status_code: int, reason: str, detail: str, retry_after: int | None = None,
+           headers: dict[str, str] | None = None) -> HTTPException:
     """The error for a refused submission, counted by `reason`; `retry_after` (seconds) for
-    a refusal that passes (a busy decoder, a full queue)."""
+    a refusal that passes (a busy decoder, a full queue, a rate limit)."""
     REJECTED.labels(reason).inc()
-    return HTTPException(status_code, detail, headers={"Retry-After": str(retry_after)} if retry_after else None)
+    headers = {**(headers or {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
+    return HTTPException(status_code, detail, headers=headers or None)
 
 
 def resolve_model(registry: Registry, ref: str | None) -> Manifest:
@@ -49,8 +51,13 @@ def open_upload(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def upload_pixels(image: Image.Image, manifest: Manifest) -> np.ndarray:
-    with _image_errors():
-        return to_pixels(image, manifest.preprocessing, manifest.input_shape)
+    """The model's input; the decoded image is released here, in the thread that decoded it,
+    not when the request ends (a large one is tens of MB)."""
+    try:
+        with _image_errors():
+            return to_pixels(image, manifest.preprocessing, manifest.input_shape)
+    finally:
+        image.close()
 
 
 @contextmanager

@@ -36,15 +36,17 @@ class Waiter:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=self.timeout)
 
-    async def wait_for_job(self, store: AsyncJobStore, job_id: str, wait: float) -> Job | None:
-        """The job once terminal, or as it is when `wait` seconds have passed (None: unknown)."""
+    async def wait_for_job(self, store: AsyncJobStore, job_id: str, wait: float,
+                           owner: str | None = None) -> Job | None:
+        """The job once terminal, or as it is when `wait` seconds have passed (None: unknown,
+        or with `owner`, another owner's: it answers at once, exactly like an unknown id)."""
         deadline = time.monotonic() + wait
         while deadline > time.monotonic():
             # Registered *before* the read, so a finish between read and wait is not missed.
             future = asyncio.get_running_loop().create_future()
             self._waiting[job_id].add(future)
             try:
-                job = await store.get(job_id)
+                job = await store.get(job_id, owner)
                 if job is None or job.status.terminal:
                     return job
                 await asyncio.wait_for(future, deadline - time.monotonic())
@@ -52,7 +54,7 @@ class Waiter:
                 pass
             finally:
                 self._forget(job_id, future)
-        return await store.get(job_id)
+        return await store.get(job_id, owner)
 
     def _forget(self, job_id: str, future: asyncio.Future) -> None:
         waiting = self._waiting.get(job_id)

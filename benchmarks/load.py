@@ -26,17 +26,17 @@ async def _submit(session: aiohttp.ClientSession, image: bytes, model: str) -> t
     return time.perf_counter() - started, job
 
 
-def _session(url: str, connections: int) -> aiohttp.ClientSession:
+def _session(url: str, connections: int, key: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         base_url=url, connector=aiohttp.TCPConnector(limit=connections),
-        timeout=aiohttp.ClientTimeout(total=120),
+        timeout=aiohttp.ClientTimeout(total=120), headers={"Authorization": f"Bearer {key}"},
     )
 
 
-async def _closed_loop(url: str, images: list[bytes], model: str, concurrency: int):
+async def _closed_loop(url: str, images: list[bytes], model: str, concurrency: int, key: str):
     pending = list(enumerate(images))
     results: list = [None] * len(images)
-    async with _session(url, concurrency) as session:
+    async with _session(url, concurrency, key) as session:
         async def user():
             while pending:
                 i, image = pending.pop()
@@ -47,14 +47,15 @@ async def _closed_loop(url: str, images: list[bytes], model: str, concurrency: i
         return time.perf_counter() - started, results
 
 
-def closed_loop(url: str, images: list[bytes], model: str, concurrency: int) -> dict:
-    """`concurrency` clients, each submitting its next job when its last result is in."""
-    wall, results = asyncio.run(_closed_loop(url, images, model, concurrency))
+def closed_loop(url: str, images: list[bytes], model: str, concurrency: int, key: str) -> dict:
+    """`concurrency` clients, each submitting its next job when its last result is in
+    (with API key `key`)."""
+    wall, results = asyncio.run(_closed_loop(url, images, model, concurrency, key))
     return summarize(wall, results)
 
 
-async def _open_loop(url: str, images: list[bytes], model: str, rate: float):
-    async with _session(url, 100) as session:
+async def _open_loop(url: str, images: list[bytes], model: str, rate: float, key: str):
+    async with _session(url, 100, key) as session:
         started = time.perf_counter()
         tasks = []
         for i, image in enumerate(images):
@@ -64,9 +65,9 @@ async def _open_loop(url: str, images: list[bytes], model: str, rate: float):
         return time.perf_counter() - started, results
 
 
-def open_loop(url: str, images: list[bytes], model: str, rate: float) -> dict:
+def open_loop(url: str, images: list[bytes], model: str, rate: float, key: str) -> dict:
     """Jobs arriving at a fixed rate, whatever the service does (light-load latency)."""
-    wall, results = asyncio.run(_open_loop(url, images, model, rate))
+    wall, results = asyncio.run(_open_loop(url, images, model, rate, key))
     return summarize(wall, results)
 
 

@@ -77,11 +77,23 @@ def _uint8(image: Image.Image) -> Image.Image:
     return image.convert("L" if image.mode in ("1", "I", "F") else "RGB")
 
 
+SHRINK_BAND_BOXES = 32  # rows of boxes reduced at a time
+
+
 def _shrink(image: Image.Image, side: int) -> Image.Image:
     """Box-average down to about `side` on the long edge, still in uint8: the float32 steps
-    that follow then cost the same whatever the upload's size."""
+    that follow then cost the same whatever the upload's size. A band at a time, because
+    `reduce` copies what it works on (an RGBA image is premultiplied first: a second
+    full-size copy); bands are whole boxes high, so the result is the whole-image reduce."""
     factor = max(image.size) // side
-    return image.reduce(factor) if factor >= 2 else image
+    if factor < 2:
+        return image
+    width, height = image.size
+    rows = factor * SHRINK_BAND_BOXES
+    shrunk = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        shrunk.paste(image.crop((0, top, width, min(height, top + rows))).reduce(factor), (0, top // factor))
+    return shrunk
 
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:

@@ -57,7 +57,10 @@ def worker_argv(name: str, app: str = "worker.app") -> list[str]:
 
 
 def api_argv(port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    """The public port; the same process serves the ops port (OPS_PORT, api/ops.py). No
+    uvicorn access log: api/access_log.py writes one JSON line per request."""
+    return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+            "--no-access-log"]
 
 
 # Flower keeps at most this many tasks in memory, dropping the oldest. Its own default,
@@ -182,18 +185,29 @@ class Worker:
 
 
 class Api:
-    """uvicorn serving api.main:app on a free port, returned once /healthz answers."""
+    """uvicorn serving api.main:app on a free port, and its ops port (/metrics, /queue) on
+    another unless `ops_port` is given; returned once /healthz answers on both. `http` is
+    a client of the public port, `ops` of the ops port."""
+
+    key: str | None = None  # the API key `http` sends, once one is set
+    key_id: str | None = None  # its id: the owner of the jobs it submits
 
     def __init__(self, redis_url: str, logdir: Path, **settings: object):
         self.port = free_port()
+        ops_port = int(str(settings.setdefault("ops_port", free_port())))
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ops_url = f"http://127.0.0.1:{ops_port}"
         self.log = logdir / f"api-{self.port}.log"
         self.proc = _start(api_argv(self.port), service_env(redis_url, **settings), self.log)
         wait_for(lambda: httpx.get(self.url + "/healthz").status_code == 200, 30, "the API")
+        if ops_port:
+            wait_for(lambda: httpx.get(self.ops_url + "/healthz").status_code == 200, 10, "the API's ops port")
         self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.ops = httpx.Client(base_url=self.ops_url, timeout=30)
 
     def stop(self) -> None:
         self.http.close()
+        self.ops.close()
         self.proc.terminate()
         self.proc.wait(10)
 

@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     )
     max_job_runs: int = Field(3, ge=1, description="Runs a job gets when its worker keeps being lost.")
     worker_metrics_port: int = Field(9100, ge=0, description="Worker's Prometheus port (0: off).")
+    ops_port: int = Field(
+        9000, ge=0, le=65535, description="The API's ops port: /metrics, /queue, /healthz, not public (0: off)."
+    )
+    ops_host: str = Field(
+        "127.0.0.1", description="Address the ops port listens on; containers set 0.0.0.0 (for KEDA, Prometheus)."
+    )
+
+    auth_disabled: bool = Field(
+        False, description="Serve without API keys (experiments only; logged loudly). Never set in deployments."
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=1, description="Submissions per minute per API key (a batch counts each file), unless set per key."
+    )
+    max_queued_jobs_per_key: int = Field(
+        1000, ge=0, description="Queued + running jobs per API key, unless the key sets its own (0: no limit)."
+    )
 
     result_cache_ttl_seconds: int = Field(
         3600, ge=0, description="Identical uploads reuse a result this long (0: off)."

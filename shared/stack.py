@@ -1,11 +1,13 @@
 """The local stack under one small supervisor (what `make run` runs):
 
-    python -m shared.stack [--redis-port 6379] [--api-port 8000] [--flower-port 5555] [--run-dir .run]
+    python -m shared.stack [--redis-port 6379] [--api-port 8000] [--ops-port 9000] [--flower-port 5555]
+                           [--run-dir .run]
 
 Starts Redis (data as AOF in the run dir), then an inference worker, a webhook worker, the
-API and Flower, with REDIS_URL set and the rest of the environment passed through. A child
-that dies is restarted with backoff, so a killed worker shows that nothing is lost. Ctrl-C
-or SIGTERM stops the services, then Redis last; the exit status is 0.
+API (its ops port, /metrics and /queue, on 127.0.0.1 too; 0 turns it off) and Flower, with
+REDIS_URL set and the rest of the environment passed through. A child that dies is
+restarted with backoff, so a killed worker shows that nothing is lost. Ctrl-C or SIGTERM
+stops the services, then Redis last; the exit status is 0.
 """
 
 import argparse
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import redis
 
+from shared.apikeys import ensure_dev_key
 from shared.processes import (
     ROOT,
     api_argv,
@@ -147,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--ops-port", type=int, default=9000, help="the API's /metrics and /queue (0: off)")
     parser.add_argument("--flower-port", type=int, default=5555)
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="Redis data (AOF)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [stack] %(message)s", stream=sys.stderr)
 
     # Fail at once, not in a restart loop: a port in use is most often another stack running.
-    ports = {"--redis-port": args.redis_port, "--api-port": args.api_port, "--flower-port": args.flower_port}
-    taken = [f"{flag} {port}" for flag, port in ports.items() if port_taken(port)]
+    ports = {"--redis-port": args.redis_port, "--api-port": args.api_port, "--ops-port": args.ops_port,
+             "--flower-port": args.flower_port}
+    taken = [f"{flag} {port}" for flag, port in ports.items() if port and port_taken(port)]
     if taken:
         log.error("port in use: %s (another stack running? pick other ports)", ", ".join(taken))
         return 1
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     store = Child("redis", redis_argv(args.redis_port, run_dir), env)
     # In stopping order: the API first (no new jobs), the inference worker last.
     services = [
-        Child("api", api_argv(args.api_port), env),
+        # The ops port on loopback, whatever OPS_HOST the environment has.
+        Child("api", api_argv(args.api_port), {**env, "OPS_PORT": str(args.ops_port), "OPS_HOST": "127.0.0.1"}),
         Child("flower", flower_argv(args.flower_port), env),
         Child("webhook worker", worker_argv("webhooks", "worker.webhooks"), env),
         Child("inference worker", worker_argv("inference"), env),
@@ -185,12 +191,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         log.error("Redis did not answer PING on port %d", args.redis_port)
         return 1
+    # A development API key, kept across runs while it works (shared/apikeys.py).
+    key_file = run_dir / "api-key"
+    new_key = ensure_dev_key(f"redis://127.0.0.1:{args.redis_port}/0", key_file)
     for child in reversed(services):  # workers first: they take the longest to be ready
         if not stopping:
             child.start()
     if not stopping:
-        print(f"API http://127.0.0.1:{args.api_port}/docs  Flower http://127.0.0.1:{args.flower_port}"
+        ops = f"  Ops http://127.0.0.1:{args.ops_port}/metrics" if args.ops_port else ""
+        print(f"API http://127.0.0.1:{args.api_port}/docs{ops}  Flower http://127.0.0.1:{args.flower_port}"
               "  (Ctrl-C stops all)", flush=True)
+        header = f"Authorization: Bearer $(cat {key_file})"
+        print(f"API key in {key_file}{' (new)' if new_key else ''}: curl -H \"{header}\" "
+              f"http://127.0.0.1:{args.api_port}/jobs", flush=True)
 
     while not stopping:
         for child in (store, *services):

@@ -9,6 +9,11 @@ connects to a vetted one while the request and TLS keep the name; the whole atte
 one deadline and reads at most MAX_RESPONSE_BYTES of the response. A retry waits in Redis
 (JobStore.schedule_webhook_retry), not as a Celery countdown, so it survives restarts; every
 webhook worker moves due retries onto the queue each second (DueRetries).
+
+Each delivery is signed with its job's owner's webhook secrets (shared.apikeys: the current
+one, and the previous one for a day after a rotation), looked up per delivery; a revoked
+key's jobs are not delivered. A job without an owner (AUTH_DISABLED) is signed with
+WEBHOOK_SECRET, and not delivered when that is unset.
 """
 
 import contextlib
@@ -24,6 +29,7 @@ import httpx
 from celery import Celery, bootsteps
 from redis.exceptions import RedisError
 
+from shared.apikeys import KeyOps
 from shared.jobstore import JobStore
 from shared.queue import make_celery, redis_message
 from shared.schemas import JobStatus, WebhookEvent, WebhookState
@@ -178,9 +184,23 @@ def post(url: str, body: bytes, headers: dict[str, str], allowed_hosts: list[str
     return Outcome(code, None if 200 <= code < 300 else f"HTTP {code}", retry_after_seconds(retry_after))
 
 
-def attempt_once(url: str, msg_id: str, body: str) -> Outcome:
-    """One signed delivery attempt."""
-    headers = {**signed_headers(settings.webhook_secret, msg_id, body), "user-agent": "queue-inference-webhooks"}
+def signing_secrets(owner: str | None) -> tuple[list[str], str | None]:
+    """The secrets a delivery for a job of `owner` (an API key id) is signed with, or none and
+    why it is not delivered. One HMGET per delivery: a rotation or a revocation counts at once."""
+    if owner is None:
+        if settings.webhook_secret:
+            return settings.webhook_secret, None
+        return [], "not delivered: the job has no owner (AUTH_DISABLED) and WEBHOOK_SECRET is unset"
+    key = store.run(KeyOps(store.keys).get(owner))
+    if key is None:
+        return [], "not delivered: the job's API key has been revoked"
+    secrets = [secret for secret in key.webhook_secrets() if secret]
+    return secrets, None if secrets else "not delivered: the job's API key has no webhook secret"
+
+
+def attempt_once(url: str, msg_id: str, body: str, secrets: list[str]) -> Outcome:
+    """One delivery attempt, signed with each of `secrets`."""
+    headers = {**signed_headers(secrets, msg_id, body), "user-agent": "queue-inference-webhooks"}
     return post(url, body.encode(), headers, settings.webhook_allowed_hosts, settings.webhook_timeout_seconds)
 
 
@@ -192,7 +212,7 @@ def retry_message(job_id: str, event: str, attempt: int) -> str:
 
 @app.task(name=DELIVER_TASK, acks_late=True)
 def deliver(job_id: str, event: str, attempt: int = 1) -> str:
-    job, url = store.webhook_target(job_id)
+    job, url, owner = store.webhook_target(job_id)
     if job is None or not url:
         return "gone"
     state = job.webhook or WebhookState()
@@ -202,7 +222,12 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
         # The record as it was at that moment, though the job may have finished since.
         job = job.model_copy(update={"status": JobStatus.running, "result": None, "error": None, "finished_at": None})
     body = job.model_dump_json()
-    code, error, retry_after = attempt_once(url, f"msg_{job_id}_{event}", body)
+    secrets, unsigned = signing_secrets(owner)
+    if unsigned:  # nobody could verify it: no attempt, no retry
+        state.status, state.last_status_code, state.last_error = "failed", None, unsigned
+        store.record_webhook_attempt(job_id, state)
+        return state.status
+    code, error, retry_after = attempt_once(url, f"msg_{job_id}_{event}", body, secrets)
     state.last_status_code, state.last_error = code, error
     refused = error is not None and error.startswith("refused")
     if code is not None and 200 <= code < 300:

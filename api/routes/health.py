@@ -23,12 +23,6 @@ class Readiness(Health):
     serving: list[WorkerInfo]  # each live worker's loaded models, and those that failed, with why
 
 
-class Backlog(BaseModel):
-    queued: int
-    in_flight: int
-    total: int
-
-
 @router.get("/healthz")
 async def healthz() -> Health:
     """The process is up."""
@@ -43,10 +37,3 @@ async def readyz(svc: ServicesDep) -> Readiness:
     workers = await svc.store.workers()
     return Readiness(status="ok", redis="full" if full else "ok", workers=len(workers),
                      worker_names=[w.name for w in workers], serving=workers)
-
-
-@router.get("/queue", responses=problems(503))
-async def queue(svc: ServicesDep) -> Backlog:
-    """Backlog: jobs waiting in the queue, and delivered to a worker but not yet done.
-    KEDA's metrics-api trigger reads `in_flight` here (see k8s/base/keda.yaml)."""
-    return Backlog(**await svc.store.backlog(svc.settings.queue_name))

@@ -1,31 +1,32 @@
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Response, UploadFile, status
 
+from api.auth import CallerDep, admit, caller
 from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep
 from api.limits import MANY_FILES, ONE_FILE
-from api.openapi import BUSY, JOB_LINKS, LOCATION, problem_content, problems
+from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
 from api.submit import notify, submit
 from api.uploads import read_upload
 from shared.schemas import BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
 MAX_WAIT_SECONDS = 60
 # A next_cursor (a float's repr), never inf or nan: at most 17 digits, a 2-digit exponent.
 CURSOR_PATTERN = r"^-?[0-9]{1,17}(\.[0-9]{1,24})?(e[+-]?[0-9]{1,2})?$"
 
 _NO_JOB = {404: "No such job (unknown, or expired)"}
-_SUBMIT = problems(400, 404, 408, 409, 413, 415, 422, 503, described={
+_SUBMIT = problems(400, 404, 408, 409, 413, 415, 422, 429, 503, described={
     404: "Unknown model", 503: BUSY, 409: "The job of this Idempotency-Key has expired; use a new key",
     422: "A field failed validation (`errors` names each); the image is empty, truncated or corrupt; "
          "or the Idempotency-Key was used with a different request"})
-_BATCH = {**problems(400, 404, 408, 413, 503, described={404: "Unknown model", 503: BUSY}), 422: {
+_BATCH = {**problems(400, 404, 408, 413, 429, 503, described={404: "Unknown model", 503: BUSY}), 422: {
     "model": BatchResponse, "content": problem_content(),
     "description": "No file was accepted (the items say why), or a field failed validation (a problem)"}}
 _CANCEL = problems(404, 409, 503, described={**_NO_JOB, 409: "Not queued: already running or finished"})
-_QUEUED = {"description": "Queued: the job, at Location", "headers": LOCATION, "links": JOB_LINKS}
-_FINAL = {"model": Job, "headers": LOCATION, "links": JOB_LINKS,
+_QUEUED = {"description": "Queued: the job, at Location", "headers": {**LOCATION, **RATE_LIMIT}, "links": JOB_LINKS}
+_FINAL = {"model": Job, "headers": {**LOCATION, **RATE_LIMIT}, "links": JOB_LINKS,
           "description": "Already final: a cached result, a replayed Idempotency-Key, or done within Prefer: wait"}
 
 
@@ -47,6 +48,7 @@ async def submit_job(
     options: SubmitOptionsDep,
     idempotency_key: IdempotencyKeyDep,
     svc: ServicesDep,
+    caller: CallerDep,
     prefer: Annotated[str | None, Header(description=(
         "RFC 7240: `wait=S` answers when the job is done or after S s (at most 60); "
         "other preferences are ignored"))] = None,
@@ -55,12 +57,14 @@ async def submit_job(
 
     200 instead when the answer is already final: a cached result, a replayed
     Idempotency-Key, or a job that finished within `Prefer: wait=S`."""
-    job, created = await submit(read_upload(file, svc.settings.max_upload_bytes), options, svc, idempotency_key)
+    await admit(caller, svc, response)
+    job, created = await submit(read_upload(file, svc.settings.max_upload_bytes), options, svc, caller,
+                                idempotency_key)
     response.headers["Location"] = f"/jobs/{job.id}"
     wait = _prefer_wait(prefer)
     if wait:
         response.headers["Preference-Applied"] = f"wait={wait:g}"
-        job = await svc.waiter.wait_for_job(svc.store, job.id, wait) or job
+        job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id) or job
     if not created or job.status.terminal:
         response.status_code = status.HTTP_200_OK
     return job
@@ -69,12 +73,14 @@ async def submit_job(
 @router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse, **MANY_FILES,
              responses=_BATCH)
 async def submit_batch(response: Response, files: BatchFilesDep, options: SubmitOptionsDep,
-                       svc: ServicesDep) -> BatchResponse:
-    """One job per file. A bad file is reported in its item; the good ones are queued."""
+                       svc: ServicesDep, caller: CallerDep) -> BatchResponse:
+    """One job per file. A bad file is reported in its item; the good ones are queued. The
+    rate limit counts every file."""
+    await admit(caller, svc, response, len(files))
     items = []
     for index, upload in enumerate(files):
         try:
-            job, _ = await submit(read_upload(upload, svc.settings.max_upload_bytes), options, svc)
+            job, _ = await submit(read_upload(upload, svc.settings.max_upload_bytes), options, svc, caller)
             items.append(BatchItem(index=index, filename=upload.filename, job=job,
                                    status_code=200 if job.status.terminal else 202))
         except HTTPException as exc:
@@ -87,16 +93,21 @@ async def submit_batch(response: Response, files: BatchFilesDep, options: Submit
     return BatchResponse(items=items)
 
 
-@router.get("/jobs", response_model=JobPage, responses=problems(422, 503))
+@router.get("/jobs", response_model=JobPage, responses=problems(403, 422, 503))
 async def list_jobs(
     svc: ServicesDep,
+    caller: CallerDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page")] = None,
+    owner: Annotated[Literal["all"] | None, Query(description="`all`: every key's jobs (admin keys only)")] = None,
 ) -> JobPage:
-    """Recent jobs, newest first (those still within their retention)."""
+    """The caller's recent jobs, newest first (created within FINISHED_JOB_TTL_SECONDS)."""
+    if owner == "all" and not caller.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "owner=all needs an admin key")
     before = float(cursor) if cursor is not None else None  # finite: CURSOR_PATTERN
-    jobs, next_score = await svc.store.recent(limit, before, status_filter)
+    jobs, next_score = await svc.store.recent(limit, before, status_filter,
+                                              owner=None if owner == "all" else caller.key_id)
     return JobPage(jobs=jobs, next_cursor=repr(next_score) if next_score is not None else None)
 
 
@@ -104,19 +115,20 @@ async def list_jobs(
 async def get_job(
     job_id: str,
     svc: ServicesDep,
+    caller: CallerDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False,
                                  description="Long-poll: wait up to S s for the end")] = 0,
 ) -> Job:
-    job = await svc.waiter.wait_for_job(svc.store, job_id, wait)
+    job = await svc.waiter.wait_for_job(svc.store, job_id, wait, caller.key_id)
     if job is None:
         raise _no_job(job_id)
     return job
 
 
 @router.delete("/jobs/{job_id}", response_model=Job, responses=_CANCEL)
-async def cancel_job(job_id: str, svc: ServicesDep) -> Job:
+async def cancel_job(job_id: str, svc: ServicesDep, caller: CallerDep) -> Job:
     """Cancel a queued job: the worker will skip it. A running or finished job answers 409."""
-    cancelled = await svc.store.cancel(job_id)
+    cancelled = await svc.store.cancel(job_id, caller.key_id)
     if cancelled.before is None or cancelled.job is None:
         raise _no_job(job_id)
     if cancelled.before != JobStatus.queued:

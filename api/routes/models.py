@@ -1,11 +1,12 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from api.auth import caller
 from api.deps import ServicesDep
 from api.openapi import problems
 from shared.registry import Manifest
 from shared.schemas import ModelInfo, WorkerInfo
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[Depends(caller)])
 
 
 @router.get("/models", response_model=list[ModelInfo], responses=problems(503))

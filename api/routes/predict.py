@@ -2,10 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from api.auth import Caller, CallerDep, admit, caller
 from api.deps import BatchFilesDep, ServicesDep
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, problems
@@ -14,7 +15,7 @@ from api.submit import SubmitOptions, submit
 from api.uploads import read_upload
 from shared.schemas import ErrorCode, Job, JobStatus, Prediction, SeedPrediction
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], dependencies=[Depends(caller)])
 
 
 def _as_prediction(job_id: str, result: Prediction, labels: list[str]) -> SeedPrediction:
@@ -26,9 +27,9 @@ def _as_prediction(job_id: str, result: Prediction, labels: list[str]) -> SeedPr
                           probabilities=probabilities, job_id=job_id)
 
 
-async def _finish(job: Job, svc: Services) -> SeedPrediction:
+async def _finish(job: Job, svc: Services, caller: Caller) -> SeedPrediction:
     """Wait for the job, then its prediction, or the HTTP error that says why not."""
-    job = await svc.waiter.wait_for_job(svc.store, job.id, svc.settings.predict_timeout_seconds) or job
+    job = await svc.waiter.wait_for_job(svc.store, job.id, svc.settings.predict_timeout_seconds, caller.key_id) or job
     if job.status == JobStatus.succeeded and job.result is not None:
         labels = svc.registry.resolve(f"{job.model.name}:{job.model.version}").labels
         return _as_prediction(job.id, job.result, labels)
@@ -62,21 +63,27 @@ _WHY = {422: "A field failed validation (`errors` names each), the image is empt
 
 
 @router.post("/predict", response_model=SeedPrediction, **ONE_FILE,
-             responses=problems(400, 408, 413, 415, 422, 503, 504, described=_WHY))
-async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep) -> SeedPrediction:
+             responses=problems(400, 408, 413, 415, 422, 429, 503, 504, described=_WHY))
+async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep, caller: CallerDep,
+                  response: Response) -> SeedPrediction:
     """The default model's answer for one image, synchronously (up to PREDICT_TIMEOUT_SECONDS)."""
-    job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(), svc)
-    return await _finish(job, svc)
+    await admit(caller, svc, response)
+    job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(), svc, caller)
+    return await _finish(job, svc, caller)
 
 
 @router.post("/predict/batch", **MANY_FILES,
-             responses={200: {"model": BatchPredictions}, **problems(400, 408, 413, 422, 503, described={503: BUSY})})
-async def predict_batch(files: BatchFilesDep, svc: ServicesDep) -> JSONResponse:
+             responses={200: {"model": BatchPredictions},
+                        **problems(400, 408, 413, 422, 429, 503, described={503: BUSY})})
+async def predict_batch(files: BatchFilesDep, svc: ServicesDep, caller: CallerDep,
+                        response: Response) -> JSONResponse:
     """`{"predictions": [...]}` in file order; a failed file gets `{"error": ..., "status_code": ...}`."""
+    await admit(caller, svc, response, len(files))
     jobs: list[Job | HTTPException] = []
     for upload in files:  # enqueue all first, so they batch together in the worker
         try:
-            jobs.append((await submit(read_upload(upload, svc.settings.max_upload_bytes), SubmitOptions(), svc))[0])
+            upload_bytes = read_upload(upload, svc.settings.max_upload_bytes)
+            jobs.append((await submit(upload_bytes, SubmitOptions(), svc, caller))[0])
         except HTTPException as exc:
             jobs.append(exc)
     predictions = []
@@ -85,7 +92,7 @@ async def predict_batch(files: BatchFilesDep, svc: ServicesDep) -> JSONResponse:
             predictions.append({"error": job.detail, "status_code": job.status_code})
             continue
         try:
-            predictions.append((await _finish(job, svc)).model_dump())
+            predictions.append((await _finish(job, svc, caller)).model_dump())
         except HTTPException as exc:
             predictions.append({"error": exc.detail, "status_code": exc.status_code, "job_id": job.id})
-    return JSONResponse({"predictions": predictions})
+    return JSONResponse({"predictions": predictions}, headers=dict(response.headers))

@@ -46,22 +46,26 @@ class JobOps:
         self.keys, self.ttl, self.cache_ttl = keys, ttl_seconds, cache_ttl_seconds
         self.finished_ttl = finished_ttl_seconds or ttl_seconds
 
-    def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Op[Created]:
+    def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0) -> Op[Created]:
         """Record the job and push its message, atomically, by Redis' clock; an
-        Idempotency-Key used already, or a backlog at `max_queued`, writes nothing."""
-        keys = (self.keys.job(new.id), queue,
-                self.keys.idempotency(new.idempotency_key) if new.idempotency_key else "",
-                self.keys.index, self.keys.queued(queue), UNACKED_HASH)
+        Idempotency-Key used already (per owner), a backlog at `max_queued`, or an owner with
+        `max_active` jobs queued or running, writes nothing."""
+        owner = new.fields.get("owner", "")
+        idempotency = self.keys.idempotency(f"{owner}:{new.idempotency_key}") if new.idempotency_key else ""
+        keys = (self.keys.job(new.id), queue, idempotency, self.keys.index, self.keys.queued(queue), UNACKED_HASH,
+                self.keys.owner_index(owner) if owner else "", self.keys.active(owner) if owner else "")
         pairs = [v for item in new.fields.items() for v in item]
         expires_in = "" if new.expires_in is None else repr(new.expires_in)
         args = (self.ttl, new.message, f"{new.id}|{new.fingerprint}", expires_in, new.id, max_queued,
-                self.finished_ttl, *pairs)
+                self.finished_ttl, max_active, *pairs)
 
         def parse(reply: list) -> Created:
             if reply[0] == "replay":
                 return Created(replay=Replay(*reply[1].split("|", 1)))
             if reply[0] == "full":
                 return Created(backlog=int(reply[1]))
+            if reply[0] == "quota":
+                return Created(active=int(reply[1]))
             stamps = {"created_at": reply[1], **({"deadline": reply[2]} if reply[2] else {})}
             if new.fields["status"] != JobStatus.queued:  # a cached result: done at once
                 stamps.update(started_at=reply[1], finished_at=reply[1])
@@ -69,15 +73,23 @@ class JobOps:
 
         return Op(args, parse, "create", keys)
 
-    def get(self, job_id: str) -> Op[Job | None]:
-        return Op(("HMGET", self.keys.job(job_id), *JOB_FIELDS), lambda values: read_job(as_fields(JOB_FIELDS, values)))
+    def get(self, job_id: str, owner: str | None = None) -> Op[Job | None]:
+        """The job; None when it is gone, or belongs to another owner than `owner` (None:
+        any owner)."""
+        names = (*JOB_FIELDS, "owner")
 
-    def webhook_target(self, job_id: str) -> Op[tuple[Job | None, str | None]]:
-        """The job as a receiver will see it, and where to send it."""
-        names = (*JOB_FIELDS, "webhook_url")
+        def parse(values: list[str | None]) -> Job | None:
+            return read_job(as_fields(JOB_FIELDS, values[:-1])) if owner is None or values[-1] == owner else None
 
-        def parse(values: list[str | None]) -> tuple[Job | None, str | None]:
-            return read_job(as_fields(names, values)), values[-1]
+        return Op(("HMGET", self.keys.job(job_id), *names), parse)
+
+    def webhook_target(self, job_id: str) -> Op[tuple[Job | None, str | None, str | None]]:
+        """The job as a receiver will see it, where to send it, and its owner (the API key id
+        whose webhook secret signs it; None when auth was off)."""
+        names = (*JOB_FIELDS, "webhook_url", "owner")
+
+        def parse(values: list[str | None]) -> tuple[Job | None, str | None, str | None]:
+            return read_job(as_fields(JOB_FIELDS, values[:-2])), values[-2], values[-1] or None
 
         return Op(("HMGET", self.keys.job(job_id), *names), parse)
 
@@ -85,7 +97,7 @@ class JobOps:
         """Lease runnable jobs to `run` (see lua/start.lua)."""
         args = (_EXPIRED.model_dump_json(), _LOST.model_dump_json(), self.keys.finished_channel,
                 self.keys.queued_prefix, self.keys.running, self.keys.job_prefix, max_runs, run, lease_seconds,
-                self.finished_ttl)
+                self.finished_ttl, self.keys.active_prefix)
 
         def parse(rows: list[list[str]]) -> list[Started]:
             return [Started(JobStatus(before) if before else None, verdict == "run",
@@ -100,7 +112,8 @@ class JobOps:
         also when the call is a retry (see lua/finish.lua)."""
         statuses = [JobStatus.succeeded if isinstance(o, Prediction) else JobStatus.failed for o in outcomes.values()]
         args = (self.keys.finished_channel, self.cache_ttl, self.keys.job_prefix, self.keys.running, run,
-                self.finished_ttl, *statuses, *(o.model_dump_json() for o in outcomes.values()))
+                self.finished_ttl, self.keys.active_prefix, *statuses,
+                *(o.model_dump_json() for o in outcomes.values()))
         return Op(args, list, "finish", tuple(self.keys.job(j) for j in outcomes))
 
     def renew(self, job_ids: list[str], run: str, lease_seconds: float) -> Op[int]:
@@ -112,22 +125,26 @@ class JobOps:
         """Fail running jobs nobody took over long after their lease ended (see
         lua/sweep_lost.lua); the reply maps each to its webhook events."""
         args = (grace_seconds, _LOST.model_dump_json(), self.keys.finished_channel, self.keys.job_prefix, limit,
-                self.finished_ttl)
+                self.finished_ttl, self.keys.active_prefix)
 
         def parse(rows: list[list[str]]) -> dict[str, list[WebhookEvent]]:
             return {job_id: split_events(events) for job_id, events in rows}
 
         return Op(args, parse, "sweep_lost", (self.keys.running,))
 
-    def cancel(self, job_id: str) -> Op[Cancelled]:
+    def cancel(self, job_id: str, owner: str | None = None) -> Op[Cancelled]:
+        """Cancel the job if queued; another owner's job (unless `owner` is None) is gone."""
         names = (*JOB_FIELDS, *WEBHOOK_FIELDS)
 
         def parse(reply: list) -> Cancelled:
+            if not reply[0]:
+                return Cancelled(None, None, [])
             before, fields = reply[0], as_fields(names, reply[1])
             events = split_events(fields.get("webhook_events")) if fields.get("webhook_url") else []
             return Cancelled(JobStatus(before) if before else None, read_job(fields), events)
 
-        args = (self.keys.finished_channel, job_id, self.keys.queued_prefix, self.finished_ttl, *names)
+        args = (self.keys.finished_channel, job_id, self.keys.queued_prefix, self.finished_ttl,
+                self.keys.active_prefix, owner or "", *names)
         return Op(args, parse, "cancel", (self.keys.job(job_id),))
 
     def record_webhook_attempt(self, job_id: str, state: WebhookState) -> Op[int]:
@@ -150,8 +167,9 @@ class JobOps:
         return Op(tuple(v for pair in messages.values() for v in pair), int, "requeue", keys)
 
     def recent(self, limit: int, before: float | None, status: JobStatus | None,
-               scan_limit: int) -> Op[tuple[list[Job], float | None]]:
-        """Newest first, created before `before`, examining at most scan_limit entries."""
+               scan_limit: int, owner: str | None = None) -> Op[tuple[list[Job], float | None]]:
+        """Newest first, created before `before`, examining at most scan_limit entries;
+        `owner`'s jobs only, unless None (every job)."""
         high = f"({before!r}" if before is not None else "+inf"
         args = (self.keys.job_prefix, high, limit, scan_limit, status.value if status else "", *JOB_FIELDS)
 
@@ -159,7 +177,7 @@ class JobOps:
             jobs = [read_job(as_fields(JOB_FIELDS, values)) for values in reply[1:]]
             return [job for job in jobs if job], float(reply[0]) if reply[0] else None
 
-        return Op(args, parse, "recent", (self.keys.index,))
+        return Op(args, parse, "recent", (self.keys.owner_index(owner) if owner else self.keys.index,))
 
     def cached_result(self, cache_key: str) -> Op[str | None]:
         return Op(("GET", cache_key), lambda value: value)

@@ -71,8 +71,44 @@ class Keyspace:
     def idempotency(self, client_key: str) -> str:
         return f"{self.prefix}idem:{client_key}"
 
-    def cache(self, model_key: str, digest: str) -> str:
-        return f"{self.prefix}cache:{model_key}:{digest}"
+    def cache(self, owner: str | None, model_key: str, digest: str) -> str:
+        """One owner's result for these image bytes (never shared: a hit would tell one key
+        what another sent)."""
+        return f"{self.prefix}cache:{owner or ''}:{model_key}:{digest}"
+
+    def owner_index(self, owner: str) -> str:
+        """Sorted set of one API key's job ids by creation time: its GET /jobs."""
+        return f"{self.prefix}jobs:index:{owner}"
+
+    @property
+    def active_prefix(self) -> str:
+        return f"{self.prefix}jobs:active:"
+
+    def active(self, owner: str) -> str:
+        """Sorted set of one API key's queued and running job ids (by creation time): its
+        quota. Each terminal transition removes the job."""
+        return self.active_prefix + owner
+
+    @property
+    def api_key_prefix(self) -> str:
+        return f"{self.prefix}apikey:"
+
+    def api_key(self, key_id: str) -> str:
+        """Hash: one API key's record (see shared/apikeys.py)."""
+        return self.api_key_prefix + key_id
+
+    def api_key_digest(self, sha256: str) -> str:
+        """String: the id of the API key with this SHA-256."""
+        return f"{self.prefix}apikey:digest:{sha256}"
+
+    @property
+    def api_keys(self) -> str:
+        """Hash: API key name -> key id."""
+        return f"{self.prefix}apikeys"
+
+    def rate(self, key_id: str) -> str:
+        """String: one API key's submission rate state (see lua/rate.lua)."""
+        return f"{self.prefix}rate:{key_id}"
 
     def webhook_retries(self, queue: str) -> str:
         """Sorted set of webhook deliveries waiting to be retried (task message -> when it is
@@ -112,6 +148,7 @@ def new_record(
     cached_result: str | None = None,
     input: str | None = None,
     tag: str | None = None,
+    owner: str | None = None,
 ) -> dict[str, str]:
     """A new record's fields; create.lua stamps its times (created_at, deadline, and for a
     cached result started_at and finished_at) with Redis' clock. `input`: the job's encoded
@@ -129,6 +166,8 @@ def new_record(
         fields["webhook"] = WebhookState().model_dump_json()
     if cache_key:
         fields["cache_key"] = cache_key
+    if owner:
+        fields["owner"] = owner  # the API key id that submitted it
     if input is not None:
         fields["input"] = input
     if tag is not None:

@@ -37,11 +37,13 @@ class Replay(NamedTuple):
 
 class Created(NamedTuple):
     """What `create` did: recorded the job (its fields, as stored), replayed an earlier
-    request with the same Idempotency-Key, or refused it: the backlog was full."""
+    request with the same Idempotency-Key, or refused it: the backlog was full, or the
+    owner at its quota."""
 
     fields: dict[str, str] | None = None
     replay: Replay | None = None
-    backlog: int | None = None  # jobs queued or in flight, when refused
+    backlog: int | None = None  # jobs queued or in flight, when refused for the backlog
+    active: int | None = None  # the owner's jobs queued or running, when refused for its quota
 
 
 class Started(NamedTuple):

@@ -75,8 +75,13 @@ class JobStore(_Face[redis.Redis]):
     def sweep_lost(self, grace_seconds: float, limit: int = 100) -> dict[str, list[WebhookEvent]]:
         return self._run(self.ops.sweep_lost(grace_seconds, limit))
 
-    def webhook_target(self, job_id: str) -> tuple[Job | None, str | None]:
+    def webhook_target(self, job_id: str) -> tuple[Job | None, str | None, str | None]:
+        """The job, its webhook URL and its owner (an API key id, or None)."""
         return self._run(self.ops.webhook_target(job_id))
+
+    def run(self, op: Op[T]) -> T:
+        """Send an op built elsewhere (shared.apikeys.KeyOps: the webhook worker's key lookup)."""
+        return self._run(op)
 
     def record_webhook_attempt(self, job_id: str, state: WebhookState) -> int:
         return self._run(self.ops.record_webhook_attempt(job_id, state))
@@ -137,15 +142,17 @@ class AsyncJobStore(_Face[aioredis.Redis]):
             return op.parse(await self._scripts[op.script](keys=op.keys, args=op.args))
         return op.parse(await self._redis.execute_command(*op.args))
 
-    async def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Created:
-        return await self._run(self.ops.create(new, queue, max_queued))
+    async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0) -> Created:
+        return await self._run(self.ops.create(new, queue, max_queued, max_active))
 
-    async def get(self, job_id: str) -> Job | None:
-        return await self._run(self.ops.get(job_id))
+    async def get(self, job_id: str, owner: str | None = None) -> Job | None:
+        """The job, unless it is gone or (with `owner`) another owner's."""
+        return await self._run(self.ops.get(job_id, owner))
 
-    async def cancel(self, job_id: str) -> Cancelled:
-        """Cancel a queued job; its status before the call and its record after."""
-        return await self._run(self.ops.cancel(job_id))
+    async def cancel(self, job_id: str, owner: str | None = None) -> Cancelled:
+        """Cancel a queued job; its status before the call and its record after (with
+        `owner`, another owner's job is reported as gone)."""
+        return await self._run(self.ops.cancel(job_id, owner))
 
     async def cached_result(self, cache_key: str) -> str | None:
         return await self._run(self.ops.cached_result(cache_key))
@@ -154,9 +161,13 @@ class AsyncJobStore(_Face[aioredis.Redis]):
         return await self._run(self.ops.push(queue, messages))
 
     async def recent(self, limit: int, before: float | None, status: JobStatus | None,
-                     scan_limit: int = 1000) -> tuple[list[Job], float | None]:
-        """Newest first; the page and the next cursor."""
-        return await self._run(self.ops.recent(limit, before, status, scan_limit))
+                     scan_limit: int = 1000, owner: str | None = None) -> tuple[list[Job], float | None]:
+        """Newest first (`owner`'s jobs only, unless None); the page and the next cursor."""
+        return await self._run(self.ops.recent(limit, before, status, scan_limit, owner))
+
+    async def run(self, op: Op[T]) -> T:
+        """Send an op built elsewhere (shared.apikeys.KeyOps, ...)."""
+        return await self._run(op)
 
     async def backlog(self, queue: str) -> dict[str, int]:
         return await self._run(self.ops.backlog(queue))

@@ -56,8 +56,8 @@ def test_redis_down_is_503_with_retry_after_then_recovers(private_stack, digit_p
 
 def test_queue_reports_queued_and_in_flight(private_stack, digit_png):
     server, api = private_stack  # no worker: what is submitted stays queued
-    assert api.http.get("/queue").json() == {"queued": 0, "in_flight": 0, "total": 0}
+    assert api.ops.get("/queue").json() == {"queued": 0, "in_flight": 0, "total": 0}
     for _ in range(3):
         api.submit(digit_png)
     server.client().hset("unacked", "tag-1", "[]")  # as kombu records a delivered message
-    assert api.http.get("/queue").json() == {"queued": 3, "in_flight": 1, "total": 4}
+    assert api.ops.get("/queue").json() == {"queued": 3, "in_flight": 1, "total": 4}

@@ -11,7 +11,7 @@ from tests.utils.samples import heldout_png
 
 
 def test_cancel_a_queued_job(api, store):
-    job = make_job(store)  # queued, no worker will take it
+    job = make_job(store, owner=api.key_id)  # queued, no worker will take it
     response = api.http.delete(f"/jobs/{job.id}")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"

@@ -116,7 +116,7 @@ def test_rejected_upload_queues_nothing(api, redis_server, store):
 
 def test_poison_message_fails_that_job_only(api, worker, store, digit_png):
     """A message whose tensor is corrupt (not something the API would send) fails alone."""
-    poison = make_job(store, queue=Settings().queue_name, payload="bm90IGEgdGVuc29y")
+    poison = make_job(store, queue=Settings().queue_name, payload="bm90IGEgdGVuc29y", owner=api.key_id)
     good = api.submit(digit_png).json()
 
     failed = api.wait_terminal(poison.id)

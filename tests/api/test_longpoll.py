@@ -21,7 +21,7 @@ def test_post_with_prefer_wait_returns_the_finished_job(api, worker, digit_png):
 def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
     """No worker touches this job: the test finishes it itself, and the waiting GET must
     answer within a few ms of that, far before its 20 s wait runs out."""
-    job = make_job(store)
+    job = make_job(store, owner=api.key_id)
     finished_at = {}
 
     def finish_later():
@@ -41,7 +41,7 @@ def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
 
 
 def test_wait_times_out_with_the_job_as_it_is(api, store):
-    job = make_job(store)
+    job = make_job(store, owner=api.key_id)
     started = time.monotonic()
     response = api.http.get(f"/jobs/{job.id}", params={"wait": 0.5})
     assert 0.45 < time.monotonic() - started < 3
@@ -59,7 +59,7 @@ def test_wait_bounds(api):
 def test_a_long_poll_answers_503_soon_after_redis_freezes(private_stack, redis_server):
     """A frozen Redis (SIGSTOP) closes no connection: the API must notice by itself."""
     server, api = private_stack
-    job = make_job(JobStore.connect(server.url, ttl_seconds=600, timeout=2))
+    job = make_job(JobStore.connect(server.url, ttl_seconds=600, timeout=2), owner=api.key_id)
     answer = {}
 
     def long_poll():

@@ -1,4 +1,4 @@
-"""/metrics on the API and the worker, scraped over HTTP after real traffic."""
+"""/metrics on the API (its ops port) and the worker, scraped over HTTP after real traffic."""
 
 import httpx
 
@@ -7,11 +7,11 @@ from tests.utils.samples import heldout_png
 
 
 def test_api_metrics_count_requests_submissions_rejections_and_backlog(api, worker, digit_png):
-    before = api.http.get("/metrics").text
+    before = api.ops.get("/metrics").text
     job = api.submit(digit_png).json()
     api.wait_terminal(job["id"])
     api.submit(b"not an image")
-    after = api.http.get("/metrics").text
+    after = api.ops.get("/metrics").text
 
     def delta(name, **labels):
         return sample(after, name, **labels) - sample(before, name, **labels)

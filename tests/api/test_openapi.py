@@ -33,12 +33,15 @@ NOT_FAILING_WARNINGS = {
 PROBLEM_JSON = "application/problem+json"
 
 
-def run_schemathesis(url: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(url: str, workdir: Path, key: str) -> subprocess.CompletedProcess[str]:
     """The CLI, as `make openapi-check` runs it; its caches and reports go to `workdir`.
     Its warnings fail the run too (all of them shown, the opt-in low valid rate included)."""
     config = workdir / "schemathesis.toml"
     fail_on = [warning for warning in WARNINGS if warning not in NOT_FAILING_WARNINGS]
-    config.write_text(f"[warnings]\ndisplay = {WARNINGS}\nfail-on = {fail_on}\n")
+    # The API key as the document's bearer scheme: Schemathesis then also checks that every
+    # operation refuses a request without it (ignored_auth, missing_required_header).
+    config.write_text(f"[warnings]\ndisplay = {WARNINGS}\nfail-on = {fail_on}\n"
+                      f'[auth.openapi.HTTPBearer]\nbearer = "{key}"\n')
     argv = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", f"{url}/openapi.json",
             "--checks", "all", "--exclude-checks", ",".join(EXCLUDED_CHECKS),
             "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "2", "--request-timeout", "30",
@@ -48,7 +51,7 @@ def run_schemathesis(url: str, workdir: Path) -> subprocess.CompletedProcess[str
 
 
 def test_schemathesis_finds_nothing(api, worker, tmp_path):
-    run = run_schemathesis(api.url, tmp_path)
+    run = run_schemathesis(api.url, tmp_path, api.key)
     print(run.stdout, run.stderr)  # the findings, each with a curl command to reproduce it
     # Non-zero on any failure, error or warning that fails the run.
     assert run.returncode == 0, f"Schemathesis found something:\n{run.stdout[-30000:]}\n{run.stderr[-5000:]}"
@@ -75,13 +78,15 @@ def test_forms_take_only_their_fields_and_files_are_images(api):
              for operations in document["paths"].values() for operation in operations.values()
              if "requestBody" in operation]
     assert len(forms) == 4
+    webhooks = []
     for form in forms:
         schema = document["components"]["schemas"][form["schema"]["$ref"].rsplit("/", 1)[1]]
         assert schema["additionalProperties"] is False
-        assert "webhook_url" not in schema["properties"], "webhooks are off in the tests' API"
+        webhooks.append("webhook_url" in schema["properties"])
         assert all("null" not in str(field) for field in schema["properties"].values())
         assert {encoding["contentType"] for encoding in form["encoding"].values()} == {
             "image/png, image/jpeg, image/webp, image/bmp, image/gif, image/tiff"}
+    assert sum(webhooks) == 2, "POST /jobs and /jobs/batch take webhooks: auth is on, each key has a secret"
     response = api.http.post("/jobs", files={"file": ("a.png", b"x")}, data={"modle": "digits"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "modle"

@@ -71,9 +71,34 @@ def test_prometheus_scrapes_real_services_and_ports(compose):
 
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in config["scrape_configs"]}
-    assert targets == {"api": "api:8000", "worker": f"worker:{Settings().worker_metrics_port}", "flower": "flower:5555"}
+    settings = Settings()
+    assert targets == {"api": f"api:{settings.ops_port}", "worker": f"worker:{settings.worker_metrics_port}",
+                       "flower": "flower:5555"}
     for target in targets.values():
         assert target.split(":")[0] in compose["services"]
+    # The API's /metrics is on its ops port, which must listen beyond the container's loopback.
+    api = compose["services"]["api"]["environment"]
+    assert api["OPS_HOST"] == "0.0.0.0"
+    assert int(api.get("OPS_PORT", settings.ops_port)) == settings.ops_port
+
+
+def published(service: dict) -> list[tuple[str, int]]:
+    """(host address, container port) of each port a service publishes ("" for all addresses)."""
+    found = []
+    for spec in service.get("ports", []):
+        *host, container = str(spec).split(":")
+        found.append((host[0] if len(host) == 2 else "", int(container.split("/")[0])))
+    return found
+
+
+def test_only_the_api_is_published_beyond_loopback(compose):
+    """Flower and Prometheus are for operators on the host (Prometheus has no password); the
+    API's ops port (/metrics, /queue) is not published at all."""
+    services = compose["services"]
+    assert published(services["flower"]) == [("127.0.0.1", 5555)]
+    assert published(services["prometheus"]) == [("127.0.0.1", 9090)]
+    assert published(services["api"]) == [("", 8000)]
+    assert all(port != Settings().ops_port for _, port in published(services["api"]))
 
 
 def test_dashboard_queries_only_metrics_that_exist():

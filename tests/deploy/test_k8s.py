@@ -1,13 +1,24 @@
 import json
 import os
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes_validate import validate
 
+from api import ops
 from api.main import app
 from shared.processes import FLOWER_MAX_TASKS
 from shared.settings import Settings
-from tests.utils.deploy import K8S, SETTINGS_ENV, by_kind, flower_max_tasks, maxmemory_share, render
+from tests.utils.deploy import (
+    EVERYONE,
+    K8S,
+    SETTINGS_ENV,
+    admitted,
+    by_kind,
+    flower_max_tasks,
+    maxmemory_share,
+    render,
+)
 
 CRDS = {"ScaledObject", "TriggerAuthentication"}
 NOT_SETTINGS = {"REDIS_PASSWORD", "KERAS_HOME", "FLOWER_BASIC_AUTH", "REDISCLI_AUTH"}
@@ -86,7 +97,12 @@ def test_keda_scales_on_queued_plus_in_flight_of_the_real_queue(base):
     assert triggers["queued"]["authenticationRef"]["name"] in by_kind(base, "TriggerAuthentication")
     in_flight = triggers["in_flight"]
     assert in_flight["type"] == "metrics-api"
-    assert in_flight["metadata"]["url"].endswith("/queue")
+    # The ops port's Service, not the public one.
+    url = urlsplit(in_flight["metadata"]["url"])
+    ops_service = by_kind(base, "Service")["api-ops"]
+    assert url.hostname == f"api-ops.{ops_service['metadata']['namespace']}.svc.cluster.local"
+    assert url.port == ops_service["spec"]["ports"][0]["port"] == Settings().ops_port
+    assert url.path == "/queue"
     assert in_flight["metadata"]["valueLocation"] == "in_flight"
     assert scaled["spec"]["advanced"]["scalingModifiers"]["formula"] == "queued + in_flight"
     assert scaled["spec"]["minReplicaCount"] == 0
@@ -95,7 +111,7 @@ def test_keda_scales_on_queued_plus_in_flight_of_the_real_queue(base):
 
 def test_probes_and_ports_match_the_code(base):
     routes = set(app.openapi()["paths"])
-    assert "/queue" in routes
+    assert "/queue" in {route.path for route in ops.create_app().routes}
     api = by_kind(base, "Deployment")["api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"]["path"] in routes
     assert api["livenessProbe"]["httpGet"]["path"] in routes
@@ -126,6 +142,44 @@ def test_only_our_workloads_reach_redis(base):
     assert set(allowed) == redis_clients
     deployments = set(by_kind(base, "Deployment"))
     assert redis_clients <= deployments
+
+
+def test_the_ops_port_is_off_the_public_service(base):
+    ops_port = Settings().ops_port
+    pod = by_kind(base, "Deployment")["api"]["spec"]["template"]
+    api = pod["spec"]["containers"][0]
+    assert {port["name"]: port["containerPort"] for port in api["ports"]} == {"http": 8000, "ops": ops_port}
+    env = {var["name"]: var.get("value") for var in api["env"]}
+    assert env["OPS_HOST"] == "0.0.0.0"  # reachable from KEDA and Prometheus (loopback by default)
+    assert int(env.get("OPS_PORT", ops_port)) == ops_port
+    services = by_kind(base, "Service")
+    public, internal = services["api"]["spec"], services["api-ops"]["spec"]
+    assert [(port["port"], port["targetPort"]) for port in public["ports"]] == [(8000, "http")]
+    assert [(port["port"], port["targetPort"]) for port in internal["ports"]] == [(ops_port, "ops")]
+    assert internal.get("type", "ClusterIP") == "ClusterIP"
+    assert internal["selector"] == public["selector"]
+    # Prometheus scrapes each pod's ops port.
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ops_port)
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+
+
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+KEDA = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
+
+
+def test_the_ops_port_admits_keda_and_prometheus_only(base):
+    assert EVERYONE in admitted(base, "api", "http", 8000)  # the public port
+    ops_peers = admitted(base, "api", "ops", Settings().ops_port)
+    assert sorted(ops_peers, key=str) == sorted([KEDA, PROMETHEUS], key=str)
+    assert admitted(base, "worker", "metrics", Settings().worker_metrics_port) == [PROMETHEUS]
+
+
+def test_flower_admits_no_namespace(base):
+    """Flower is reached with kubectl port-forward, which NetworkPolicies do not filter;
+    nothing in the cluster needs it (it admitted every namespace before issue #10)."""
+    assert admitted(base, "flower", "http", 5555) == []
+    assert admitted(base, "webhooks", "http", 5555) == []
 
 
 def test_flux_deploys_an_existing_path():

@@ -43,13 +43,13 @@ def inference_worker(launcher: int) -> int | None:
 
 
 def test_launcher_restarts_a_killed_worker_and_stops_on_sigterm(tmp_path):
-    api_port, flower_port, redis_port = free_port(), free_port(), free_port()
+    api_port, ops_port, flower_port, redis_port = free_port(), free_port(), free_port(), free_port()
     output = tmp_path / "stack.log"
     # A short visibility timeout: see the kill below.
     env = {**os.environ, "WORKER_METRICS_PORT": str(free_port()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "VISIBILITY_TIMEOUT_SECONDS": "10"}
     argv = [sys.executable, "-m", "shared.stack", "--redis-port", str(redis_port), "--api-port", str(api_port),
-            "--flower-port", str(flower_port), "--run-dir", str(tmp_path / "run")]
+            "--ops-port", str(ops_port), "--flower-port", str(flower_port), "--run-dir", str(tmp_path / "run")]
     with output.open("w") as out:
         launcher = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
@@ -64,7 +64,15 @@ def test_launcher_restarts_a_killed_worker_and_stops_on_sigterm(tmp_path):
 
     try:
         wait_for(lambda: launcher.poll() is None and workers_ready() >= 1, 180, f"the stack (log: {output})")
-        assert f"API http://127.0.0.1:{api_port}/docs  Flower http://127.0.0.1:{flower_port}" in log()
+        assert (f"API http://127.0.0.1:{api_port}/docs  Ops http://127.0.0.1:{ops_port}/metrics"
+                f"  Flower http://127.0.0.1:{flower_port}") in log()
+        key_file = tmp_path / "run" / "api-key"
+        assert f"API key in {key_file} (new): curl" in log()
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        api.headers["Authorization"] = f"Bearer {key_file.read_text().strip()}"
+        assert api.get("/jobs").status_code == 200
+        backlog = wait_for(lambda: httpx.get(f"http://127.0.0.1:{ops_port}/queue").json(), 30, "the ops port")
+        assert backlog.keys() == {"queued", "in_flight", "total"}
         wait_for(lambda: api.get("/readyz").json()["workers"] >= 1, 60, "the worker's heartbeat")
         sessions |= set(children(launcher.pid))
         assert len(sessions) == 5, children(launcher.pid)  # Redis, 2 workers, API, Flower

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from shared.apikeys import PREVIOUS_SECRET_SECONDS, KeyStore
+from shared.jobstore import Keyspace
 from shared.settings import Settings
 from shared.webhooks import (
     WebhookRefused,
@@ -56,6 +58,31 @@ def test_signatures_verify_with_each_secret_for_rotation():
         assert Webhook(secret).verify(body, headers) == json.loads(body)
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body.replace("succeeded", "failed"), headers)
+
+
+def test_each_key_signs_with_its_own_secret_and_a_rotation_keeps_the_old_one_a_day(redis_server):
+    keys = KeyStore(redis_server.client(), Keyspace())
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    mine, _ = keys.create(name)
+    theirs, _ = keys.create(f"{name}-other")
+    assert mine.webhook_secrets() == [mine.webhook_secret]
+    assert mine.webhook_secret.startswith("whsec_")
+    assert mine.webhook_secret != theirs.webhook_secret
+    body = json.dumps({"id": "abc", "status": "succeeded"})
+    headers = signed_headers(mine.webhook_secrets(), "msg_abc_completed", body)
+    assert Webhook(mine.webhook_secret).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(theirs.webhook_secret).verify(body, headers)
+    rotated = keys.rotate_webhook_secret(name)
+    assert rotated.webhook_secrets() == [rotated.webhook_secret, mine.webhook_secret]
+    headers = signed_headers(rotated.webhook_secrets(), "msg_abc_completed", body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (rotated.webhook_secret, mine.webhook_secret):
+        assert Webhook(secret).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(theirs.webhook_secret).verify(body, headers)
+    # A day later the old secret signs no more.
+    assert rotated.webhook_secrets(now=time.time() + PREVIOUS_SECRET_SECONDS + 1) == [rotated.webhook_secret]
 
 
 def test_backoff_grows_with_jitter_caps_and_honours_retry_after():

@@ -44,3 +44,39 @@ def render(kustomization: Path) -> list[dict]:
 
 def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+EVERYONE = "everyone"  # a rule without `from`, or pods no NetworkPolicy selects
+
+
+def _selects(policy: dict, app: str) -> bool:
+    """Whether the policy selects pods labelled app.kubernetes.io/name=app (the labels and
+    the `In` expressions these manifests use)."""
+    labels = {"app.kubernetes.io/name": app}
+    selector = policy["spec"]["podSelector"]
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def admitted(docs: list[dict], app: str, *port: str | int) -> list:
+    """Who the NetworkPolicies let reach `app`'s pods on a port (its name or its number):
+    the peers of every ingress rule that opens it (a rule without `ports` opens all),
+    EVERYONE for a rule without `from`, and [EVERYONE] when no ingress policy selects the
+    pods (they are not isolated)."""
+    policies = [policy for policy in by_kind(docs, "NetworkPolicy").values()
+                if _selects(policy, app) and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])]
+    if not policies:
+        return [EVERYONE]
+    peers: list = []
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            ports = {entry["port"] for entry in rule.get("ports", [])}
+            if ports and not ports & set(port):
+                continue
+            peers.extend(rule.get("from") or [EVERYONE])  # no `from`, or an empty one: any source
+    return peers

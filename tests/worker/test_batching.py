@@ -94,7 +94,7 @@ def test_expired_and_cancelled_jobs_end_in_flower_too(api, worker, redis_server,
     STARTED forever (with a Terminate button)."""
     queue = Settings().queue_name
     events = EventCapture(redis_server.url)
-    expired, cancelled = make_job(store, expires_in=0.001), make_job(store)
+    expired, cancelled = make_job(store, expires_in=0.001), make_job(store, owner=api.key_id)
     assert api.http.delete(f"/jobs/{cancelled.id}").status_code == 200
     time.sleep(0.05)  # past the first one's deadline
     # Their messages were still on the way.

@@ -31,7 +31,8 @@ def test_the_worker_finishes_queued_jobs_and_lives_through_a_full_redis(private_
         for _ in range(JOBS):
             job_id = new_job_id()
             tag, message = task_message(job_id, queue)
-            op = store.ops.create(NewJob(new_record(DIGITS, job_id, input=payload, tag=tag), message), queue)
+            fields = new_record(DIGITS, job_id, input=payload, tag=tag, owner=api.key_id)
+            op = store.ops.create(NewJob(fields, message), queue)
             create(keys=op.keys, args=op.args, client=pipe)
             ids.append(job_id)
         pipe.config_set("maxmemory", 1)  # noeviction: every memory-growing write is refused now

@@ -1,22 +1,28 @@
-"""Webhook delivery end to end: API + inference worker + webhook worker + a real receiver."""
+"""Webhook delivery end to end: API + inference worker + webhook worker + a real receiver.
+Each delivery is signed with its job's owner's secret (GET /webhooks/secret); WEBHOOK_SECRET
+signs only jobs without an owner (AUTH_DISABLED)."""
 
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from shared.apikeys import KeyStore
 from shared.jobstore import JobStore, Keyspace
 from shared.processes import Api, RedisServer, Worker, free_port, wait_for
 from shared.queue import make_celery, webhook_message
 from shared.settings import Settings
 from tests.utils.jobs import make_job
-from tests.utils.processes import start_api
+from tests.utils.processes import new_key, start_api
+from worker import webhooks as webhook_worker
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 QUEUE = "webhooks"
@@ -86,6 +92,14 @@ class Stack:
     def store(self) -> JobStore:
         return JobStore.connect(self.server.url, ttl_seconds=600, timeout=2)
 
+    def keys(self) -> KeyStore:
+        return KeyStore(self.server.client(), Keyspace())
+
+    def client(self) -> tuple[httpx.Client, str]:
+        """An API client with a new key of its own, and that key's id."""
+        key, key_id = new_key(self.server.url)
+        return httpx.Client(base_url=self.api.url, timeout=30, headers={"Authorization": f"Bearer {key}"}), key_id
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, logdir):
@@ -114,13 +128,35 @@ def hooks(stack):
     return stack.api, stack.receiver
 
 
-def delivered(api, job_id, status="delivered"):
-    return wait_for(lambda: (j := api.http.get(f"/jobs/{job_id}").json())["webhook"]["status"] == status and j,
+def delivered(api, job_id, status="delivered", http: httpx.Client | None = None):
+    """The job once its webhook has `status`, read with `http` (default: the API's client)."""
+    http = http or api.http
+    return wait_for(lambda: (j := http.get(f"/jobs/{job_id}").json())["webhook"]["status"] == status and j,
                     30, f"webhook {status}")
+
+
+def recorded(store: JobStore, job_id: str, status: str):
+    """The job (read from Redis) once its webhook has `status`."""
+    return wait_for(lambda: (j := store.get(job_id)) and j.webhook and j.webhook.status == status and j,
+                    30, f"webhook {status}")
+
+
+def headers_of(request: dict) -> dict[str, str]:
+    return {k.lower(): v for k, v in request["headers"].items()}
+
+
+def secret_of(http: httpx.Client) -> str:
+    response = http.get("/webhooks/secret")
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    return response.json()["secret"]
 
 
 def test_signed_delivery_of_running_and_completed(hooks, digit_png):
     api, receiver = hooks
+    secret = secret_of(api.http)
+    assert secret.startswith("whsec_")
+    assert secret != SECRET
     job = api.submit(digit_png, webhook_url=receiver.url("/in"), webhook_events="running,completed").json()
     delivered(api, job["id"])
     wait_for(lambda: len(receiver.to("/in")) == 2, 10, "both events")
@@ -129,8 +165,11 @@ def test_signed_delivery_of_running_and_completed(hooks, digit_png):
                      10, "both attempts recorded")
     bodies = []
     for request in receiver.to("/in"):
-        headers = {k.lower(): v for k, v in request["headers"].items()}
-        bodies.append(Webhook(SECRET).verify(request["body"], headers))  # raises if the signature is wrong
+        headers = headers_of(request)
+        assert len(headers["webhook-signature"].split(" ")) == 1
+        bodies.append(Webhook(secret).verify(request["body"], headers))  # raises if the signature is wrong
+        with pytest.raises(WebhookVerificationError):  # the server-wide secret signs only ownerless jobs
+            Webhook(SECRET).verify(request["body"], headers)
         assert headers["webhook-id"] in (f"msg_{job['id']}_running", f"msg_{job['id']}_completed")
     statuses = sorted(b["status"] for b in bodies)
     assert statuses == ["running", "succeeded"]
@@ -193,7 +232,7 @@ def test_ssrf_targets_are_refused(stack, digit_png):
     # Only DNS knows where a name leads: a record whose URL names one that resolves to
     # loopback (as if it had passed the submit check) is refused at delivery.
     store = stack.store()
-    job = make_job(store, webhook_url="http://localhost/x", cached_result=PREDICTION)
+    job = make_job(store, webhook_url="http://localhost/x", cached_result=PREDICTION, owner=api.key_id)
     store.push(QUEUE, [webhook_message(CELERY, QUEUE, job.id, "completed")])
     final = delivered(api, job.id, status="failed")
     assert "resolves to" in final["webhook"]["last_error"]
@@ -282,10 +321,96 @@ def test_bad_webhook_options_are_422(hooks, digit_png):
     assert api.submit(digit_png, webhook_url=receiver.url("/x"), webhook_events="finished").status_code == 422
 
 
-def test_webhooks_refused_without_a_secret(api, digit_png):
-    response = api.submit(digit_png, webhook_url="https://example.com/hook")
-    assert response.status_code == 422
-    assert "WEBHOOK_SECRET" in response.json()["detail"]
+def test_deliveries_verify_with_the_owners_secret_and_fail_with_another_keys(stack, digit_png):
+    api, receiver = stack.api, stack.receiver
+    other, _ = stack.client()
+    mine, theirs = secret_of(api.http), secret_of(other)
+    assert mine != theirs
+    for http, path in ((api.http, "/owner-a"), (other, "/owner-b")):
+        job = http.post("/jobs", files={"file": ("image", digit_png)}, data={"webhook_url": receiver.url(path)})
+        assert job.status_code in (200, 202), job.text
+        delivered(api, job.json()["id"], http=http)
+    for path, own, foreign in (("/owner-a", mine, theirs), ("/owner-b", theirs, mine)):
+        [request] = receiver.to(path)
+        assert Webhook(own).verify(request["body"], headers_of(request))["status"] == "succeeded"
+        with pytest.raises(WebhookVerificationError):
+            Webhook(foreign).verify(request["body"], headers_of(request))
+    other.close()
+
+
+def test_after_a_rotation_deliveries_carry_both_signatures(stack, digit_png):
+    api, receiver = stack.api, stack.receiver
+    http, key_id = stack.client()
+    old = secret_of(http)
+    keys = stack.keys()
+    record = keys.get(key_id)
+    assert record is not None
+    rotated = keys.rotate_webhook_secret(record.name)
+    answer = http.get("/webhooks/secret").json()
+    assert answer["secret"] == rotated.webhook_secret != old
+    assert answer["previous_secret"] == old
+    until = datetime.fromisoformat(answer["previous_valid_until"]).timestamp()
+    assert 24 * 3600 - 60 < until - time.time() <= 24 * 3600
+    job = http.post("/jobs", files={"file": ("image", digit_png)}, data={"webhook_url": receiver.url("/rotated")})
+    delivered(api, job.json()["id"], http=http)
+    [request] = receiver.to("/rotated")
+    headers = headers_of(request)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, answer["secret"]):
+        assert Webhook(secret).verify(request["body"], headers)["id"] == job.json()["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret_of(api.http)).verify(request["body"], headers)
+    http.close()
+
+
+def test_a_revoked_keys_jobs_are_not_delivered(stack):
+    http, key_id = stack.client()
+    http.close()
+    keys, store = stack.keys(), stack.store()
+    record = keys.get(key_id)
+    assert record is not None
+    job = make_job(store, webhook_url=stack.receiver.url("/revoked"), cached_result=PREDICTION, owner=key_id)
+    assert keys.revoke(record.name)
+    store.push(QUEUE, [webhook_message(CELERY, QUEUE, job.id, "completed")])
+    final = recorded(store, job.id, "failed")
+    assert final.webhook.attempts == 1
+    assert "revoked" in final.webhook.last_error
+    assert final.webhook.last_status_code is None
+    assert not stack.receiver.to("/revoked")
+
+
+def test_a_job_without_an_owner_is_signed_with_WEBHOOK_SECRET(stack):
+    store = stack.store()
+    job = make_job(store, webhook_url=stack.receiver.url("/ownerless"), cached_result=PREDICTION)
+    store.push(QUEUE, [webhook_message(CELERY, QUEUE, job.id, "completed")])
+    recorded(store, job.id, "delivered")
+    [request] = stack.receiver.to("/ownerless")
+    assert Webhook(SECRET).verify(request["body"], headers_of(request))["id"] == job.id
+
+
+def test_without_an_owner_or_WEBHOOK_SECRET_nothing_is_signed(monkeypatch):
+    monkeypatch.setattr(webhook_worker.settings, "webhook_secret", [])
+    secrets, why = webhook_worker.signing_secrets(None)
+    assert secrets == []
+    assert why is not None
+    assert "WEBHOOK_SECRET is unset" in why
+    monkeypatch.setattr(webhook_worker.settings, "webhook_secret", [SECRET])
+    assert webhook_worker.signing_secrets(None) == ([SECRET], None)
+
+
+def test_with_auth_off_webhooks_need_WEBHOOK_SECRET(redis_server, logdir, digit_png):
+    api = Api(redis_server.url, logdir, auth_disabled=True)
+    try:
+        response = api.submit(digit_png, webhook_url="https://example.com/hook")
+        assert response.status_code == 422
+        assert "WEBHOOK_SECRET" in response.json()["detail"]
+        schema = api.http.get("/openapi.json").json()["components"]["schemas"]
+        assert not any("webhook_url" in str(s.get("properties", {})) for s in schema.values())
+        answer = api.http.get("/webhooks/secret")
+        assert answer.status_code == 404
+        assert "AUTH_DISABLED" in answer.json()["detail"]
+    finally:
+        api.stop()
 
 
 def test_loopback_socket_helper():

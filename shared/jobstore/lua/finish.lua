@@ -20,8 +20,9 @@
 -- ARGV[4]              the running set (sorted set: job id -> when its lease ends)
 -- ARGV[5]              the run's token (see start.lua)
 -- ARGV[6]              seconds a finished job's record is kept
--- ARGV[6 + i]          job i's new status: 'succeeded' or 'failed'
--- ARGV[6 + #KEYS + i]  job i's result (when succeeded) or error (when failed), as JSON
+-- ARGV[7]              the owners' active sets' prefix (named by the record's 'owner')
+-- ARGV[7 + i]          job i's new status: 'succeeded' or 'failed'
+-- ARGV[7 + #KEYS + i]  job i's result (when succeeded) or error (when failed), as JSON
 --
 -- Returns the ids this run finished. A succeeded job with a cache key fills the result cache.
 local t = redis.call('TIME')
@@ -30,14 +31,15 @@ local jobs, prefix_length = #KEYS, #ARGV[3]
 local done, published = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local status, value = ARGV[6 + i], ARGV[6 + jobs + i]
-  local f = redis.call('HMGET', key, 'status', 'run', 'cache_key')
+  local status, value = ARGV[7 + i], ARGV[7 + jobs + i]
+  local f = redis.call('HMGET', key, 'status', 'run', 'cache_key', 'owner')
   if f[2] == ARGV[5] and f[1] == 'running' then
     redis.call('HDEL', key, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
     local field = status == 'succeeded' and 'result' or 'error'
     redis.call('HSET', key, 'status', status, field, value, 'finished_at', stamp)
     redis.call('EXPIRE', key, ARGV[6])
     redis.call('ZREM', ARGV[4], id)
+    if f[4] then redis.call('ZREM', ARGV[7] .. f[4], id) end
     done[#done + 1] = id
     published[#published + 1] = id
     if f[3] and status == 'succeeded' and tonumber(ARGV[2]) > 0 then

@@ -22,6 +22,7 @@
 -- ARGV[8]  this run's token (a later finish must show it: see finish.lua)
 -- ARGV[9]  lease length in seconds
 -- ARGV[10] seconds a finished job's record is kept
+-- ARGV[11] the owners' active sets' prefix (named by the record's 'owner': see create.lua)
 --
 -- Returns, per key, {status before the call ('' when the record is gone), what this call
 -- did ('run', 'expired', 'lost' or ''), the job's webhook events ('' for none), the job's
@@ -33,7 +34,7 @@ local prefix_length = #ARGV[6]
 local out, ended = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input')
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input', 'owner')
   local status, verdict, input = f[1], '', ''
   local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
   if status == 'queued' or lease_ended then
@@ -58,6 +59,7 @@ for i, key in ipairs(KEYS) do
     end
     if verdict ~= 'run' then
       redis.call('EXPIRE', key, ARGV[10])
+      if f[8] then redis.call('ZREM', ARGV[11] .. f[8], id) end
       ended[#ended + 1] = id
     end
   end

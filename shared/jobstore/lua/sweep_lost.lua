@@ -11,6 +11,7 @@
 -- ARGV[4]  the job key prefix
 -- ARGV[5]  most jobs to look at in this call
 -- ARGV[6]  seconds a finished job's record is kept
+-- ARGV[7]  the owners' active sets' prefix (named by the record's 'owner')
 --
 -- Returns, per job it failed, {its id, its webhook events ('' for none)}.
 local t = redis.call('TIME')
@@ -19,11 +20,12 @@ local failed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[4] .. id
-  local f = redis.call('HMGET', key, 'status', 'lease_until', 'webhook_events')
+  local f = redis.call('HMGET', key, 'status', 'lease_until', 'webhook_events', 'owner')
   if f[1] == 'running' and (tonumber(f[2]) or 0) <= cutoff then
     redis.call('HDEL', key, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
     redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', t[1], 'run', '')
     redis.call('EXPIRE', key, ARGV[6])
+    if f[4] then redis.call('ZREM', ARGV[7] .. f[4], id) end
     failed[#failed + 1] = {id, f[3] or ''}
   end
 end

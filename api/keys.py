@@ -1,0 +1,101 @@
+"""API key management, against the service's Redis (REDIS_URL):
+
+    python -m api.keys create NAME [--rate-limit N/minute] [--max-queued N] [--admin]
+    python -m api.keys list
+    python -m api.keys revoke NAME
+    python -m api.keys rotate-webhook-secret NAME
+
+`create` prints the key once (only its SHA-256 is stored); `list` never prints keys.
+"""
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.apikeys import KeyStore
+from shared.jobstore import Keyspace
+from shared.settings import get_settings
+
+cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True, add_completion=False)
+console = Console()
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/\s*(second|minute|hour)s?)?\s*$")
+_PER_MINUTE = {"second": 60.0, "minute": 1.0, "hour": 1 / 60}
+
+
+def per_minute(value: str) -> int:
+    """'600/minute', '10/second', '3600/hour' or '600' as submissions per minute."""
+    match = _RATE.match(value)
+    if not match:
+        raise typer.BadParameter("expected N/minute (or N/second, N/hour)")
+    rate = int(match.group(1)) * _PER_MINUTE[match.group(2) or "minute"]
+    if rate < 1:
+        raise typer.BadParameter("at least 1 per minute")
+    return int(rate)
+
+
+def store() -> KeyStore:
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                  socket_timeout=settings.redis_timeout_seconds)
+    return KeyStore(client, Keyspace())
+
+
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if stamp else "never"
+
+
+@cli.command()
+def create(
+    name: str,
+    rate_limit: Annotated[str | None, typer.Option(help="Submissions per minute, e.g. 600/minute "
+                                                        "(default: RATE_LIMIT_PER_MINUTE)")] = None,
+    max_queued: Annotated[int | None, typer.Option(min=0, help="Queued + running jobs at most "
+                                                               "(default: MAX_QUEUED_JOBS_PER_KEY; 0: none)")] = None,
+    admin: Annotated[bool, typer.Option(help="May list every key's jobs (GET /jobs?owner=all)")] = False,
+) -> None:
+    """Create a key and print it (once: it is not stored)."""
+    try:
+        _, key = store().create(name, rate_limit=per_minute(rate_limit) if rate_limit else None,
+                                max_queued=max_queued, admin=admin)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="NAME") from None
+    typer.echo(key)
+
+
+@cli.command("list")
+def list_keys() -> None:
+    """Every key's name, id, limits and use (never the keys themselves)."""
+    table = Table("name", "id", "created", "last used", "rate/min", "max queued", "admin")
+    for key in store().list():
+        table.add_row(key.name, key.id, _when(key.created_at), _when(key.last_used_at),
+                      "default" if key.rate_limit is None else str(key.rate_limit),
+                      "default" if key.max_queued is None else str(key.max_queued), "yes" if key.admin else "")
+    console.print(table)
+
+
+@cli.command()
+def revoke(name: str) -> None:
+    """Revoke a key at once: its next request gets 401."""
+    if not store().revoke(name):
+        raise typer.BadParameter(f"no key named {name!r}", param_hint="NAME")
+    typer.echo(f"revoked {name}")
+
+
+@cli.command("rotate-webhook-secret")
+def rotate_webhook_secret(name: str) -> None:
+    """A new webhook secret for the key; the previous one keeps signing for 24 h."""
+    try:
+        key = store().rotate_webhook_secret(name)
+    except KeyError:
+        raise typer.BadParameter(f"no key named {name!r}", param_hint="NAME") from None
+    typer.echo(f"{name}: new webhook secret {key.webhook_secret} (the previous one also signs until "
+               f"{_when(key.previous_until)} UTC)")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,202 @@
+"""API keys: who may call the API, with what limits, and each key's webhook secret.
+
+A key is `qi_` + 43 random URL-safe characters (32 bytes). Redis keeps only its SHA-256:
+
+    apikey:digest:<sha256 of the key>  -> key id                          (string)
+    apikey:<key id>                    -> name, created_at, last_used_at,  (hash)
+                                          admin, rate_limit, max_queued,
+                                          webhook_secret, previous_webhook_secret,
+                                          previous_until, digest_key
+    apikeys                            -> name -> key id                    (hash)
+
+Revoking deletes all three, so the next request with the key gets 401 (the API caches
+nothing). The sync `KeyStore` is for the CLI (api/keys.py) and the webhook worker; the API
+authenticates with `KeyOps.authenticate`, one script round trip.
+"""
+
+import base64
+import hashlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from shared.jobstore.records import Keyspace
+from shared.jobstore.replies import Op
+
+KEY_PREFIX = "qi_"
+PREVIOUS_SECRET_SECONDS = 24 * 3600  # a rotated webhook secret keeps signing this long
+_FIELDS = ("id", "name", "created_at", "last_used_at", "admin", "rate_limit", "max_queued",
+           "webhook_secret", "previous_webhook_secret", "previous_until")
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key's record (never the key itself)."""
+
+    id: str
+    name: str
+    created_at: float
+    admin: bool = False
+    rate_limit: int | None = None  # submissions per minute; None: RATE_LIMIT_PER_MINUTE
+    max_queued: int | None = None  # queued + running jobs; None: MAX_QUEUED_JOBS_PER_KEY
+    last_used_at: float | None = None
+    webhook_secret: str = ""
+    previous_webhook_secret: str = ""
+    previous_until: float = 0.0
+
+    def webhook_secrets(self, now: float | None = None) -> list[str]:
+        """The secrets deliveries are signed with: the current one, and the previous one for
+        PREVIOUS_SECRET_SECONDS after a rotation."""
+        keep_previous = self.previous_webhook_secret and (now or time.time()) < self.previous_until
+        return [self.webhook_secret, *([self.previous_webhook_secret] if keep_previous else [])]
+
+    @classmethod
+    def of(cls, fields: dict[str, str]) -> "ApiKey":
+        def number(name: str) -> int | None:
+            return int(fields[name]) if fields.get(name) else None
+
+        return cls(id=fields["id"], name=fields["name"], created_at=float(fields["created_at"]),
+                   admin=fields.get("admin") == "1", rate_limit=number("rate_limit"),
+                   max_queued=number("max_queued"),
+                   last_used_at=float(fields["last_used_at"]) if fields.get("last_used_at") else None,
+                   webhook_secret=fields.get("webhook_secret", ""),
+                   previous_webhook_secret=fields.get("previous_webhook_secret", ""),
+                   previous_until=float(fields.get("previous_until") or 0))
+
+
+def _parse(values: list[str | None] | None) -> ApiKey | None:
+    if not values or values[0] is None:
+        return None
+    return ApiKey.of({name: value for name, value in zip(_FIELDS, values, strict=True) if value is not None})
+
+
+class KeyOps:
+    """The key operations the API sends (see shared.jobstore.ops for what an Op is)."""
+
+    def __init__(self, keys: Keyspace):
+        self.keys = keys
+
+    def authenticate(self, key: str) -> Op[ApiKey | None]:
+        """The key's record, its use stamped; None for an unknown or revoked key."""
+        keys = (self.keys.api_key_digest(digest(key)),)
+        return Op((self.keys.api_key_prefix, *_FIELDS), _parse, "authenticate", keys)
+
+    def get(self, key_id: str) -> Op[ApiKey | None]:
+        return Op(("HMGET", self.keys.api_key(key_id), *_FIELDS), _parse)
+
+
+def create_key(redis_url: str, name: str, **limits: Any) -> tuple[str, str]:
+    """A new key on the Redis at `redis_url`, and its id (tests, benchmarks, make run's
+    development key)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        record, key = KeyStore(client, Keyspace()).create(name, **limits)
+        return key, record.id
+    finally:
+        client.close()
+
+
+def ensure_dev_key(redis_url: str, path: Path, name: str = "dev") -> bool:
+    """`make run`'s development key, in `path` (mode 600): kept while it still works, else a
+    new admin key named `name` (replacing one of that name whose file was lost). Whether
+    it made a new one."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        store = KeyStore(client, Keyspace())
+        if path.exists() and store.authenticate(path.read_text().strip()):
+            return False
+        store.revoke(name)
+        _, key = store.create(name, admin=True)
+    finally:
+        client.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(key + "\n")
+    path.chmod(0o600)  # also when the file existed with other permissions
+    return True
+
+
+class KeyStore:
+    """Key management over a synchronous client: the CLI and the webhook worker."""
+
+    def __init__(self, client: redis.Redis, keys: Keyspace):
+        self.redis, self.keys, self.ops = client, keys, KeyOps(keys)
+
+    def create(self, name: str, *, rate_limit: int | None = None, max_queued: int | None = None,
+               admin: bool = False) -> tuple[ApiKey, str]:
+        """A new key named `name` (unique); the record and the key, which is shown only now."""
+        key_id, key = secrets.token_hex(8), new_key()
+        record: dict[Any, Any] = {
+                  "id": key_id, "name": name, "created_at": repr(time.time()), "admin": "1" if admin else "0",
+                  "rate_limit": "" if rate_limit is None else str(rate_limit),
+                  "max_queued": "" if max_queued is None else str(max_queued),
+                  "webhook_secret": new_webhook_secret(),
+                  # Revoking deletes the digest entry too; the key itself is never kept.
+                  "digest_key": self.keys.api_key_digest(digest(key))}
+        if not self.redis.hsetnx(self.keys.api_keys, name, key_id):
+            raise ValueError(f"a key named {name!r} exists already")
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.api_key(key_id), mapping=record)
+        pipe.set(self.keys.api_key_digest(digest(key)), key_id)
+        pipe.execute()
+        return ApiKey.of(record), key
+
+    def list(self) -> list[ApiKey]:
+        ids = self.redis.hgetall(self.keys.api_keys).values()
+        found = [self.get(str(key_id)) for key_id in ids]
+        return sorted((key for key in found if key), key=lambda key: key.created_at)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        op = self.ops.get(key_id)
+        return op.parse(self.redis.execute_command(*op.args))
+
+    def by_name(self, name: str) -> ApiKey | None:
+        key_id = self.redis.hget(self.keys.api_keys, name)
+        return self.get(str(key_id)) if key_id else None
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        key_id = self.redis.get(self.keys.api_key_digest(digest(key)))
+        return self.get(str(key_id)) if key_id else None
+
+    def revoke(self, name: str) -> bool:
+        """Delete the key named `name` at once; False if there is none."""
+        key_id = self.redis.hget(self.keys.api_keys, name)
+        if not key_id:
+            return False
+        digest_key = self.redis.hget(self.keys.api_key(str(key_id)), "digest_key")
+        pipe = self.redis.pipeline()
+        pipe.delete(self.keys.api_key(str(key_id)), *([digest_key] if digest_key else []))
+        pipe.hdel(self.keys.api_keys, name)
+        pipe.execute()
+        return True
+
+    def rotate_webhook_secret(self, name: str) -> ApiKey:
+        """A new webhook secret for the key named `name`; the old one signs too for
+        PREVIOUS_SECRET_SECONDS (Standard Webhooks' multiple signatures)."""
+        key = self.by_name(name)
+        if key is None:
+            raise KeyError(name)
+        self.redis.hset(self.keys.api_key(key.id), mapping={
+            "webhook_secret": new_webhook_secret(), "previous_webhook_secret": key.webhook_secret,
+            "previous_until": repr(time.time() + PREVIOUS_SECRET_SECONDS)})
+        rotated = self.get(key.id)
+        assert rotated is not None
+        return rotated
