@@ -5,9 +5,11 @@
 
 Two API processes on one Redis, one with AUTH_DISABLED=true and one with keys on (the key
 has a rate limit it never reaches, so every request runs the authentication and the rate
-script), take the same sequential POST /jobs of one small PNG, alternating in rounds. No
-worker: jobs stay queued (MAX_QUEUED_JOBS is lifted). Reported per request: wall time and
-the API process's CPU time (from /proc), medians over the rounds, and their difference.
+script), take the same POST /jobs of one small PNG, one request to each in turn, so that
+both see the same machine (these shared cores drift by more than the cost measured). No
+worker: jobs stay queued (MAX_QUEUED_JOBS is lifted). Reported per request, for each round:
+median wall time and the API process's CPU time (from /proc); then the medians over the
+rounds, and their difference.
 """
 
 import argparse
@@ -31,15 +33,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def round_of(api: Api, client: httpx.Client, image: bytes, requests: int) -> tuple[float, float]:
-    """(wall µs, API CPU µs) per request."""
-    assert api.proc.pid
-    cpu, started = cpu_seconds(api.proc.pid), time.perf_counter()
+def round_of(apis: dict[str, Api], clients: dict[str, httpx.Client], image: bytes,
+             requests: int) -> dict[str, tuple[float, float]]:
+    """Per API: (median wall µs, API CPU µs) per request, the APIs taking turns."""
+    cpu = {name: cpu_seconds(api.proc.pid) for name, api in apis.items() if api.proc.pid}
+    walls: dict[str, list[float]] = {name: [] for name in apis}
     for _ in range(requests):
-        response = client.post("/jobs", files={"file": ("d.png", image)})
-        assert response.status_code == 202, response.text
-    wall = time.perf_counter() - started
-    return wall / requests * 1e6, (cpu_seconds(api.proc.pid) - cpu) / requests * 1e6
+        for name, client in clients.items():
+            started = time.perf_counter()
+            response = client.post("/jobs", files={"file": ("d.png", image)})
+            walls[name].append(time.perf_counter() - started)
+            assert response.status_code == 202, response.text
+    return {name: (statistics.median(walls[name]) * 1e6,
+                   (cpu_seconds(api.proc.pid or 0) - cpu[name]) / requests * 1e6) for name, api in apis.items()}
 
 
 def main() -> None:
@@ -60,19 +66,18 @@ def main() -> None:
                        "on": httpx.Client(base_url=keyed_api.url, timeout=30,
                                           headers={"Authorization": f"Bearer {key}"})}
             apis = {"off": open_api, "on": keyed_api}
-            for name in apis:  # warm both
-                round_of(apis[name], clients[name], image, 200)
+            round_of(apis, clients, image, 200)  # warm both
             results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
             for _ in range(args.rounds):
-                for name in ("off", "on"):
-                    results[name].append(round_of(apis[name], clients[name], image, args.requests))
+                for name, figures in round_of(apis, clients, image, args.requests).items():
+                    results[name].append(figures)
         finally:
             open_api.stop()
             keyed_api.stop()
             redis.stop()
     median = {name: (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows))
               for name, rows in results.items()}
-    print(f"POST /jobs, {args.rounds} rounds x {args.requests} sequential requests per API (medians)\n")
+    print(f"POST /jobs, {args.rounds} rounds x {args.requests} requests per API, taking turns (medians)\n")
     print("| auth | wall per request | API CPU per request |\n|---|---|---|")
     for name, label in (("off", "AUTH_DISABLED=true"), ("on", "API key + rate limit")):
         print(f"| {label} | {median[name][0]:,.0f} µs | {median[name][1]:,.0f} µs |")

@@ -13,7 +13,9 @@ from collections import defaultdict
 from hashlib import sha1
 from pathlib import Path
 
+from shared.apikeys import KeyOps, KeyStore
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
+from shared.jobstore.replies import Op
 from shared.processes import RedisServer
 from shared.queue import infer_message, make_celery
 from shared.registry import Registry
@@ -23,6 +25,7 @@ from shared.settings import REPO_ROOT, Settings
 QUEUE = "inference"
 LIMIT_MS = 10.0
 DIGITS_INPUT = "A" * 88  # 8x8 uint8 pixels, base64
+OWNER = "0123456789abcdef"  # every job belongs to one API key: its index and quota set are the longest
 
 
 def fill(store: JobStore, client, jobs: int) -> list[str]:
@@ -38,8 +41,9 @@ def fill(store: JobStore, client, jobs: int) -> list[str]:
         for _ in range(min(1000, jobs - start)):
             job_id = new_job_id()
             message = template.replace("x" * 32, job_id).replace(template_tag, job_id)  # a tag of its own
-            fields = new_record(manifest, job_id, input=DIGITS_INPUT, tag=job_id)
-            script(keys=(op := store.ops.create(NewJob(fields, message), QUEUE)).keys, args=op.args, client=pipe)
+            fields = new_record(manifest, job_id, input=DIGITS_INPUT, tag=job_id, owner=OWNER)
+            op = store.ops.create(NewJob(fields, message), QUEUE, max_active=10**9)  # the quota's count too
+            script(keys=op.keys, args=op.args, client=pipe)
             ids.append(job_id)
         pipe.execute()
     return ids
@@ -80,7 +84,12 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
         store.record_webhook_attempt(job_id, WebhookState())
     store.push("webhooks", ["{}"] * 16)
     store.move_due_webhooks("webhooks")
-    async_ops = [store.ops.recent(100, None, None, 1000), store.ops.cancel(ids[-1]), store.ops.cached_result("x")]
+    record, key = KeyStore(client, store.keys).create("bench")
+    key_id = record.id
+    rate = Op((600, 60, 1), lambda reply: reply, "rate", (store.keys.rate(key_id),))
+    async_ops = [store.ops.recent(100, None, None, 1000), store.ops.recent(100, None, None, 1000, OWNER),
+                 store.ops.cancel(ids[-1], OWNER), store.ops.cached_result("x"), KeyOps(store.keys).authenticate(key),
+                 rate, store.ops.get(ids[-2], OWNER)]
     for op in async_ops:  # the API's operations, sent the way the async face sends them
         if op.script:
             client.register_script((REPO_ROOT / f"shared/jobstore/lua/{op.script}.lua").read_text())(

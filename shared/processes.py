@@ -56,6 +56,13 @@ def worker_argv(name: str, app: str = "worker.app") -> list[str]:
                        "--without-gossip")
 
 
+# glibc keeps freed heap memory; a decoded upload is tens of MB (Pillow's 16 MB blocks), so
+# the API's RSS would stay at its peak. Blocks of 1 MB and more are mmapped, and freeing them
+# returns them at once (benchmarks/bombs.py: idle RSS back to ~94 MB after each round,
+# instead of climbing to ~240 MB). Dockerfile.api sets the same.
+API_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+
+
 def api_argv(port: int) -> list[str]:
     """The public port; the same process serves the ops port (OPS_PORT, api/ops.py). No
     uvicorn access log: api/access_log.py writes one JSON line per request."""
@@ -198,7 +205,7 @@ class Api:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ops_url = f"http://127.0.0.1:{ops_port}"
         self.log = logdir / f"api-{self.port}.log"
-        self.proc = _start(api_argv(self.port), service_env(redis_url, **settings), self.log)
+        self.proc = _start(api_argv(self.port), {**service_env(redis_url, **settings), **API_ENV}, self.log)
         wait_for(lambda: httpx.get(self.url + "/healthz").status_code == 200, 30, "the API")
         if ops_port:
             wait_for(lambda: httpx.get(self.ops_url + "/healthz").status_code == 200, 10, "the API's ops port")

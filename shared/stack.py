@@ -26,6 +26,7 @@ import redis
 
 from shared.apikeys import ensure_dev_key
 from shared.processes import (
+    API_ENV,
     ROOT,
     api_argv,
     flower_argv,
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     # In stopping order: the API first (no new jobs), the inference worker last.
     services = [
         # The ops port on loopback, whatever OPS_HOST the environment has.
-        Child("api", api_argv(args.api_port), {**env, "OPS_PORT": str(args.ops_port), "OPS_HOST": "127.0.0.1"}),
+        Child("api", api_argv(args.api_port),
+              {**env, **API_ENV, "OPS_PORT": str(args.ops_port), "OPS_HOST": "127.0.0.1"}),
         Child("flower", flower_argv(args.flower_port), env),
         Child("webhook worker", worker_argv("webhooks", "worker.webhooks"), env),
         Child("inference worker", worker_argv("inference"), env),
