@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import REGISTRY
 from starlette.types import ASGIApp
 
-from api import access_log, errors, ops
+from api import access_log, errors, ops, web
 from api.deps import declared_fields_only, takes_webhooks
 from api.limits import LimitBody
 from api.metrics import HttpMetrics
@@ -61,6 +61,8 @@ def create_app() -> FastAPI:
         description="Submit images as jobs; poll them or get a webhook when they finish.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: api/web.py, from kept assets (no CDN)
+        redoc_url=None,
         dependencies=[Depends(declared_fields_only)],
         takes_webhooks=takes_webhooks(settings),
     )
@@ -72,6 +74,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     for module in (jobs, predict, models, webhooks, health):
         app.include_router(module.router)
+    web.install(app)  # the web page at /, /docs, /redoc, /static
     return app
 
 

@@ -89,7 +89,8 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
     rate = Op((600, 60, 1), lambda reply: reply, "rate", (store.keys.rate(key_id),))
     async_ops = [store.ops.recent(100, None, None, 1000), store.ops.recent(100, None, None, 1000, OWNER),
                  store.ops.cancel(ids[-1], OWNER), store.ops.cached_result("x"), KeyOps(store.keys).authenticate(key),
-                 rate, store.ops.get(ids[-2], OWNER)]
+                 rate, store.ops.get(ids[-2], OWNER), store.ops.create_batch("bench", ids[:64], OWNER),
+                 store.ops.batch("bench", 0, 100, OWNER)]
     for op in async_ops:  # the API's operations, sent the way the async face sends them
         if op.script:
             client.register_script((REPO_ROOT / f"shared/jobstore/lua/{op.script}.lua").read_text())(

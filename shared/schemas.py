@@ -115,8 +115,12 @@ class WorkerInfo(Serves):
 class ModelInfo(BaseModel):
     name: str
     version: str
+    # What the model takes: "image" (an upload, resized to input_shape: height, width,
+    # channels) for every model today; a manifest may later declare other kinds.
+    kind: Literal["image"]
     input_shape: tuple[int, int, int]
-    labels: int
+    labels: int  # how many (kept a count, as first published); their names: label_names
+    label_names: list[str]  # in the model's output order: what a result's `label` can be
     default: bool
     # serving: a live worker has it loaded; failed: it failed to load on a live worker (and
     # none serves it); unavailable: no live worker serves it (scaled to zero, or starting).
@@ -139,6 +143,20 @@ class BatchItem(BaseModel):
 
 class BatchResponse(BaseModel):
     items: list[BatchItem]
+    # The batch's handle, GET /batches/{id}: None when no file was accepted.
+    batch_id: str | None = None
+
+
+class Batch(BaseModel):
+    """GET /batches/{id}: the batch's jobs counted by status, and a page of them in order."""
+
+    id: str
+    created_at: datetime
+    total: int  # jobs in the batch
+    counts: dict[JobStatus, int]  # every status, zeros included (a record gone counts nowhere)
+    done: bool  # every job terminal (or its record gone)
+    jobs: list[Job]
+    next_offset: int | None = None  # the next page's offset, when more jobs follow
 
 
 class SeedPrediction(BaseModel):

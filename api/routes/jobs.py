@@ -1,4 +1,5 @@
 import re
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Response, UploadFile, status
@@ -9,7 +10,8 @@ from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
 from api.submit import notify, submit
 from api.uploads import read_upload
-from shared.schemas import BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
+from shared.jobstore import new_job_id
+from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
 MAX_WAIT_SECONDS = 60
@@ -73,14 +75,18 @@ async def submit_job(
 @router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse, **MANY_FILES,
              responses=_BATCH)
 async def submit_batch(response: Response, files: BatchFilesDep, options: SubmitOptionsDep,
-                       svc: ServicesDep, caller: CallerDep) -> BatchResponse:
+                       idempotency_key: IdempotencyKeyDep, svc: ServicesDep, caller: CallerDep) -> BatchResponse:
     """One job per file. A bad file is reported in its item; the good ones are queued. The
-    rate limit counts every file."""
+    rate limit counts every file. `batch_id` follows them all (GET /batches/{id}).
+
+    With an Idempotency-Key, file number i is submitted with the key `<key>#<i>`: the same
+    request again (a retry after a lost answer) replays the same jobs."""
     await admit(caller, svc, response, len(files))
     items = []
     for index, upload in enumerate(files):
         try:
-            job, _ = await submit(read_upload(upload, svc.settings.max_upload_bytes), options, svc, caller)
+            item_key = f"{idempotency_key}#{index}" if idempotency_key else None
+            job, _ = await submit(read_upload(upload, svc.settings.max_upload_bytes), options, svc, caller, item_key)
             items.append(BatchItem(index=index, filename=upload.filename, job=job,
                                    status_code=200 if job.status.terminal else 202))
         except HTTPException as exc:
@@ -88,9 +94,42 @@ async def submit_batch(response: Response, files: BatchFilesDep, options: Submit
                 raise  # an unknown model fails every item alike
             items.append(BatchItem(index=index, filename=upload.filename,
                                    error=Problem.of(exc.status_code, str(exc.detail)), status_code=exc.status_code))
-    if not any(item.job for item in items):
+    job_ids = [item.job.id for item in items if item.job]
+    if not job_ids:
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
-    return BatchResponse(items=items)
+        return BatchResponse(items=items)
+    batch_id = new_job_id()
+    await svc.store.create_batch(batch_id, job_ids, caller.key_id)
+    return BatchResponse(items=items, batch_id=batch_id)
+
+
+@router.get("/batches/{batch_id}", response_model=Batch,
+            responses=problems(404, 422, 503, described={404: "No such batch (unknown, or expired)"}))
+async def get_batch(
+    batch_id: str,
+    svc: ServicesDep,
+    caller: CallerDep,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False,
+                                 description="Long-poll: wait up to S s for every job to end")] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000, description="The page's first job (next_offset)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> Batch:
+    """A POST /jobs/batch's jobs: counts by status, `done` once every job is terminal, and a
+    page of the jobs in submission order."""
+    deadline = time.monotonic() + wait
+    while True:
+        batch = await svc.store.batch(batch_id, offset, limit, caller.key_id)
+        if batch is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r} (unknown, or expired)")
+        left = deadline - time.monotonic()
+        if batch.done or left <= 0:
+            return batch
+        # Wait for one unfinished job at a time: the waiter wakes on its end.
+        pending = await svc.store.batch(batch_id, 0, batch.total, caller.key_id)
+        unfinished = [job.id for job in (pending.jobs if pending else []) if not job.status.terminal]
+        if not unfinished:
+            continue
+        await svc.waiter.wait_for_job(svc.store, unfinished[0], left, caller.key_id)
 
 
 @router.get("/jobs", response_model=JobPage, responses=problems(403, 422, 503))

@@ -11,13 +11,14 @@ router = APIRouter(tags=["models"], dependencies=[Depends(caller)])
 
 @router.get("/models", response_model=list[ModelInfo], responses=problems(503))
 async def list_models(svc: ServicesDep) -> list[ModelInfo]:
-    """Every model version, with whether a live worker serves it (or why it failed to load)."""
+    """Every model version: its kind, input shape and label names, whether it is the default, and
+    whether a live worker serves it (or why it failed to load)."""
     registry = svc.registry
     default = registry.resolve(None).key
     workers = await svc.store.workers()
     return [
-        ModelInfo(name=m.name, version=m.version, input_shape=m.input_shape, labels=len(m.labels),
-                  default=m.key == default, **_status(m, workers))
+        ModelInfo(name=m.name, version=m.version, kind="image", input_shape=m.input_shape, labels=len(m.labels),
+                  label_names=m.labels, default=m.key == default, **_status(m, workers))
         for m in registry.manifests.values()
     ]
 

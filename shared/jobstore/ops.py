@@ -7,6 +7,7 @@ function that turns the reply into Python values. `JobStore` (worker, redis-py) 
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.jobstore.records import (
@@ -20,6 +21,7 @@ from shared.jobstore.records import (
 )
 from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Lost, Op, Replay, Started
 from shared.schemas import (
+    Batch,
     ErrorCode,
     Job,
     JobError,
@@ -178,6 +180,35 @@ class JobOps:
             return [job for job in jobs if job], float(reply[0]) if reply[0] else None
 
         return Op(args, parse, "recent", (self.keys.owner_index(owner) if owner else self.keys.index,))
+
+    def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None) -> Op[Any]:
+        """Record a batch's jobs, in order, for as long as any of them can live (unfinished, then
+        finished)."""
+        record = json.dumps({"owner": owner or "", "created_at": time.time(), "jobs": job_ids})
+        return Op(("SET", self.keys.batch(batch_id), record, "EX", self.ttl + self.finished_ttl), lambda reply: reply)
+
+    def batch(self, batch_id: str, offset: int, limit: int, owner: str | None = None) -> Op[Batch | None]:
+        """The batch with its counts and a page of its jobs; None when it is gone or (with
+        `owner`) another owner's (see lua/batch.lua)."""
+        args = (owner or "", self.keys.job_prefix, offset, limit, *JOB_FIELDS)
+
+        def parse(reply: list | None) -> Batch | None:
+            if not reply:
+                return None
+            raw, statuses, page = reply
+            record = json.loads(raw)
+            counts = dict.fromkeys(JobStatus, 0)
+            for value in statuses:
+                if value:
+                    counts[JobStatus(value)] += 1
+            jobs = [job for job in (read_job(as_fields(JOB_FIELDS, values)) for values in page) if job]
+            following = offset + limit
+            return Batch(id=batch_id, created_at=datetime.fromtimestamp(record["created_at"], UTC),
+                         total=len(statuses), counts=counts,
+                         done=all(not value or JobStatus(value).terminal for value in statuses),
+                         jobs=jobs, next_offset=following if following < len(statuses) else None)
+
+        return Op(args, parse, "batch", (self.keys.batch(batch_id),))
 
     def cached_result(self, cache_key: str) -> Op[str | None]:
         return Op(("GET", cache_key), lambda value: value)

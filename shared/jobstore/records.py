@@ -68,6 +68,10 @@ class Keyspace:
         """Hash of what each live worker serves (JSON of shared.schemas.Serves)."""
         return f"{self.prefix}workers:models"
 
+    def batch(self, batch_id: str) -> str:
+        """String: a batch's JSON record (owner, created_at, its job ids in order)."""
+        return f"{self.prefix}batch:{batch_id}"
+
     def idempotency(self, client_key: str) -> str:
         return f"{self.prefix}idem:{client_key}"
 

@@ -14,7 +14,7 @@ from redis.retry import Retry
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
 from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Lost, Op, Started
-from shared.schemas import Job, JobError, JobStatus, Prediction, Serves, WebhookEvent, WebhookState, WorkerInfo
+from shared.schemas import Batch, Job, JobError, JobStatus, Prediction, Serves, WebhookEvent, WebhookState, WorkerInfo
 
 T = TypeVar("T")
 C = TypeVar("C", redis.Redis, aioredis.Redis)
@@ -153,6 +153,13 @@ class AsyncJobStore(_Face[aioredis.Redis]):
         """Cancel a queued job; its status before the call and its record after (with
         `owner`, another owner's job is reported as gone)."""
         return await self._run(self.ops.cancel(job_id, owner))
+
+    async def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None = None) -> None:
+        await self._run(self.ops.create_batch(batch_id, job_ids, owner))
+
+    async def batch(self, batch_id: str, offset: int = 0, limit: int = 100, owner: str | None = None) -> Batch | None:
+        """The batch, its counts and a page of its jobs; None when gone or another owner's."""
+        return await self._run(self.ops.batch(batch_id, offset, limit, owner))
 
     async def cached_result(self, cache_key: str) -> str | None:
         return await self._run(self.ops.cached_result(cache_key))

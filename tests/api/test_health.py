@@ -18,7 +18,8 @@ def test_readyz_reports_consuming_workers(api, worker):
 
 def test_models_lists_the_default_model(api, worker):
     assert api.http.get("/models").json() == [
-        {"name": "digits", "version": "1", "input_shape": [8, 8, 1], "labels": 10, "default": True,
+        {"name": "digits", "version": "1", "kind": "image", "input_shape": [8, 8, 1], "labels": 10,
+         "label_names": [str(d) for d in range(10)], "default": True,
          "status": "serving", "error": None}
     ]
 
