@@ -50,6 +50,19 @@ def _events(value: str | None) -> list[WebhookEvent]:
     return [WebhookEvent(name) for name in names] or [WebhookEvent.completed]
 
 
+def check_webhook_url(url: str | None, settings: Settings) -> None:
+    """422 when webhooks are off here, or `url` fails the SSRF guard."""
+    if not takes_webhooks(settings):
+        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "webhooks_off",
+                     "webhooks are not configured on this server (AUTH_DISABLED is set and WEBHOOK_SECRET is unset)")
+    if not url:
+        return
+    try:
+        validate_url(url, settings.webhook_allowed_hosts)
+    except WebhookRefused as exc:
+        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "bad_webhook", str(exc)) from exc
+
+
 async def submit_options(
     svc: ServicesDep,
     model: Annotated[str | None, Form(
@@ -65,15 +78,11 @@ async def submit_options(
         description="Seconds (at most JOB_TTL_SECONDS); a job still queued then fails with code `expired`")] = None,
 ) -> SubmitOptions:
     """The options every submission takes, checked (422) before any upload is processed."""
-    if not takes_webhooks(svc.settings) and (webhook_url is not None or webhook_events is not None):
-        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "webhooks_off",
-                     "webhooks are not configured on this server (AUTH_DISABLED is set and WEBHOOK_SECRET is unset)")
+    if webhook_events is not None:
+        check_webhook_url(webhook_url, svc.settings)
     if not webhook_url:
         return SubmitOptions(model=model, expires_in=expires_in)
-    try:
-        validate_url(webhook_url, svc.settings.webhook_allowed_hosts)
-    except WebhookRefused as exc:
-        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "bad_webhook", str(exc)) from exc
+    check_webhook_url(webhook_url, svc.settings)
     return SubmitOptions(model=model, webhook_url=webhook_url, webhook_events=_events(webhook_events),
                          expires_in=expires_in)
 

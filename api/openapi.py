@@ -29,7 +29,7 @@ from shared.schemas import Problem
 
 # What api.decoding accepts (Pillow sniffs the bytes; a part's declared type is not used).
 IMAGE_TYPES = "image/png, image/jpeg, image/webp, image/bmp, image/gif, image/tiff"
-WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
+WEBHOOK_FIELDS = ("webhook_url", "webhook_events", "batch_webhook_url")
 _REF = "#/components/schemas/"
 _JSON = "application/json"
 _BINARY = "application/octet-stream"  # how OpenAPI 3.1 says a form field is a file

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from shared.apikeys import KeyOps, KeyStore
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
-from shared.jobstore.replies import Op
+from shared.jobstore.replies import SCRIPTS, Op
 from shared.processes import RedisServer
 from shared.queue import infer_message, make_celery
 from shared.registry import Registry
@@ -34,7 +34,7 @@ def fill(store: JobStore, client, jobs: int) -> list[str]:
     manifest = Registry(REPO_ROOT / "models", "digits").resolve(None)
     celery = make_celery(Settings(), "bench")
     template_tag, template = infer_message(celery, QUEUE, "x" * 32, manifest.key, 0.0)
-    script = client.register_script((REPO_ROOT / "shared/jobstore/lua/create.lua").read_text())
+    script = client.register_script(SCRIPTS["create"])
     ids = []
     for start in range(0, jobs, 1000):
         pipe = client.pipeline(transaction=False)
@@ -93,7 +93,7 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
                  store.ops.batch("bench", 0, 100, OWNER)]
     for op in async_ops:  # the API's operations, sent the way the async face sends them
         if op.script:
-            client.register_script((REPO_ROOT / f"shared/jobstore/lua/{op.script}.lua").read_text())(
+            client.register_script(SCRIPTS[op.script])(
                 keys=op.keys, args=op.args)
         else:
             client.execute_command(*op.args)
@@ -122,8 +122,7 @@ def main() -> None:
             client.slowlog_reset()
             exercise(store, client, ids)
             slowest: dict[str, float] = defaultdict(float)
-            scripts = {sha1(path.read_bytes()).hexdigest(): path.stem
-                       for path in (REPO_ROOT / "shared/jobstore/lua").glob("*.lua")}
+            scripts = {sha1(text.encode()).hexdigest(): name for name, text in SCRIPTS.items()}
             for entry in client.slowlog_get(100_000):
                 command = entry["command"]
                 words = (command.decode(errors="replace") if isinstance(command, bytes) else command).split()

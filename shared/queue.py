@@ -9,7 +9,7 @@ import numpy as np
 from celery import Celery
 
 from shared.settings import Settings
-from shared.webhooks import DELIVER_TASK
+from shared.webhooks import DELIVER_BATCH_TASK, DELIVER_TASK
 
 INFER_TASK = "worker.infer"
 
@@ -95,6 +95,11 @@ def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitte
 def webhook_message(app: Celery, queue: str, job_id: str, event: str) -> str:
     """The message asking the webhook worker to deliver one event of one job."""
     return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
+
+
+def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1) -> str:
+    """The message asking the webhook worker to deliver a batch's one event (attempt n)."""
+    return redis_message(app, queue, f"{batch_id}-batch-{attempt}", [batch_id, attempt], task=DELIVER_BATCH_TASK)
 
 
 def encode_pixels(pixels: np.ndarray) -> str:

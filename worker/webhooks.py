@@ -31,10 +31,11 @@ from redis.exceptions import RedisError
 
 from shared.apikeys import KeyOps
 from shared.jobstore import JobStore
-from shared.queue import make_celery, redis_message
+from shared.queue import batch_webhook_message, make_celery, redis_message
 from shared.schemas import JobStatus, WebhookEvent, WebhookState
 from shared.settings import get_settings
 from shared.webhooks import (
+    DELIVER_BATCH_TASK,
     DELIVER_TASK,
     Destination,
     Resolver,
@@ -247,6 +248,36 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
         state.status = "failed"
     store.record_webhook_attempt(job_id, state)
     return state.status
+
+
+@app.task(name=DELIVER_BATCH_TASK, acks_late=True)
+def deliver_batch(batch_id: str, attempt: int = 1) -> str:
+    """A batch's one event, queued by the script that ended its last job (see
+    shared/jobstore/lua/batch_create.lua): the batch, its counts and its jobs, signed with its
+    owner's secrets, retried like a job's event. Its outcome is logged, not stored."""
+    target = store.run(store.ops.batch_target(batch_id))
+    batch = store.run(store.ops.batch(batch_id, 0, settings.max_batch_files)) if target else None
+    if target is None or batch is None or not target[0]:
+        return "gone"
+    url, owner = target
+    secrets, unsigned = signing_secrets(owner)
+    if unsigned:
+        log.warning("batch %s: %s", batch_id, unsigned)
+        return "failed"
+    code, error, retry_after = attempt_once(url, f"msg_batch_{batch_id}", batch.model_dump_json(), secrets)
+    if code is not None and 200 <= code < 300:
+        return "delivered"
+    refused = error is not None and error.startswith("refused")
+    if not refused and (code is None or code == 429 or code >= 500) and attempt < settings.webhook_max_attempts:
+        delay = backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
+        message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt + 1)
+        if store.schedule_webhook_retry(settings.webhook_queue, batch_id, message, delay, RETRY_GRACE_SECONDS,
+                                        batch=True):
+            log.info("batch %s webhook attempt %d failed (%s); retry in %.1fs", batch_id, attempt, error, delay)
+            return "pending"
+        return "gone"
+    log.warning("batch %s webhook failed for good: %s", batch_id, error)
+    return "failed"
 
 
 def move_due_retries() -> int:

@@ -2,15 +2,16 @@ import re
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Header, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Response, UploadFile, status
 
 from api.auth import CallerDep, admit, caller
-from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep
+from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep, check_webhook_url
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
 from api.submit import notify, submit
 from api.uploads import read_upload
 from shared.jobstore import new_job_id
+from shared.queue import batch_webhook_message
 from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
@@ -74,13 +75,20 @@ async def submit_job(
 
 @router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse, **MANY_FILES,
              responses=_BATCH)
-async def submit_batch(response: Response, files: BatchFilesDep, options: SubmitOptionsDep,
-                       idempotency_key: IdempotencyKeyDep, svc: ServicesDep, caller: CallerDep) -> BatchResponse:
+async def submit_batch(
+    response: Response, files: BatchFilesDep, options: SubmitOptionsDep, idempotency_key: IdempotencyKeyDep,
+    svc: ServicesDep, caller: CallerDep,
+    batch_webhook_url: Annotated[str | None, Form(description=(
+        "POSTed one signed event (the batch, as GET /batches/{id} answers it) once every job of the batch has "
+        "ended; the same rules as webhook_url"))] = None,
+) -> BatchResponse:
     """One job per file. A bad file is reported in its item; the good ones are queued. The
     rate limit counts every file. `batch_id` follows them all (GET /batches/{id}).
 
     With an Idempotency-Key, file number i is submitted with the key `<key>#<i>`: the same
     request again (a retry after a lost answer) replays the same jobs."""
+    if batch_webhook_url is not None:
+        check_webhook_url(batch_webhook_url, svc.settings)
     await admit(caller, svc, response, len(files))
     items = []
     for index, upload in enumerate(files):
@@ -99,7 +107,10 @@ async def submit_batch(response: Response, files: BatchFilesDep, options: Submit
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
         return BatchResponse(items=items)
     batch_id = new_job_id()
-    await svc.store.create_batch(batch_id, job_ids, caller.key_id)
+    queue = svc.settings.webhook_queue
+    message = batch_webhook_message(svc.celery, queue, batch_id)
+    webhook = (batch_webhook_url, queue, message) if batch_webhook_url else None
+    await svc.store.create_batch(batch_id, job_ids, caller.key_id, webhook)
     return BatchResponse(items=items, batch_id=batch_id)
 
 

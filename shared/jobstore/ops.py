@@ -181,11 +181,27 @@ class JobOps:
 
         return Op(args, parse, "recent", (self.keys.owner_index(owner) if owner else self.keys.index,))
 
-    def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None) -> Op[Any]:
+    def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None,
+                     webhook: tuple[str, str, str] | None = None) -> Op[int]:
         """Record a batch's jobs, in order, for as long as any of them can live (unfinished, then
-        finished)."""
-        record = json.dumps({"owner": owner or "", "created_at": time.time(), "jobs": job_ids})
-        return Op(("SET", self.keys.batch(batch_id), record, "EX", self.ttl + self.finished_ttl), lambda reply: reply)
+        finished); `webhook`: (its URL, the webhook queue, the delivery's task message), queued
+        once every job has ended (see lua/batch_create.lua)."""
+        url, queue, message = webhook or ("", "", "")
+        record = json.dumps({"owner": owner or "", "created_at": time.time(), "jobs": job_ids, "webhook_url": url})
+        keys = (self.keys.batch(batch_id), self.keys.batch_hook(batch_id) if webhook else "")
+        args = (record, self.ttl + self.finished_ttl, self.keys.job_prefix, queue, message, *job_ids)
+        return Op(args, int, "batch_create", keys)
+
+    def batch_target(self, batch_id: str) -> Op[tuple[str, str | None] | None]:
+        """(its webhook URL, its owner) for the batch's delivery; None when it is gone."""
+
+        def parse(raw: str | None) -> tuple[str, str | None] | None:
+            if raw is None:
+                return None
+            record = json.loads(raw)
+            return record.get("webhook_url", ""), record["owner"] or None
+
+        return Op(("GET", self.keys.batch(batch_id)), parse)
 
     def batch(self, batch_id: str, offset: int, limit: int, owner: str | None = None) -> Op[Batch | None]:
         """The batch with its counts and a page of its jobs; None when it is gone or (with
@@ -253,10 +269,11 @@ class JobOps:
 
         return Op(("INFO", "memory"), parse)
 
-    def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float) -> Op[bool]:
+    def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float,
+                               batch: bool = False) -> Op[bool]:
         """Put a delivery's task message in Redis' retry schedule (see lua/webhook_retry.lua);
-        False when the job's record is gone."""
-        keys = (self.keys.webhook_retries(queue), self.keys.job(job_id))
+        False when the job's (with `batch`, the batch's) record is gone."""
+        keys = (self.keys.webhook_retries(queue), self.keys.batch(job_id) if batch else self.keys.job(job_id))
         return Op((repr(delay), repr(keep), message), bool, "webhook_retry", keys)
 
     def move_due_webhooks(self, queue: str, limit: int) -> Op[int]:

@@ -72,6 +72,10 @@ class Keyspace:
         """String: a batch's JSON record (owner, created_at, its job ids in order)."""
         return f"{self.prefix}batch:{batch_id}"
 
+    def batch_hook(self, batch_id: str) -> str:
+        """Hash: a batch's webhook, armed until its last job ends (see lua/batch_create.lua)."""
+        return f"{self.prefix}batch:{batch_id}:hook"
+
     def idempotency(self, client_key: str) -> str:
         return f"{self.prefix}idem:{client_key}"
 

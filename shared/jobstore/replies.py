@@ -10,11 +10,11 @@ from shared.schemas import ErrorCode, Job, JobStatus, WebhookEvent
 
 T = TypeVar("T")
 UNACKED_HASH = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
-SCRIPTS = {
-    path.name.removesuffix(".lua"): path.read_text()
-    for path in resources.files("shared.jobstore").joinpath("lua").iterdir()
-    if path.name.endswith(".lua")
-}
+_LUA = {path.name.removesuffix(".lua"): path.read_text()
+        for path in resources.files("shared.jobstore").joinpath("lua").iterdir() if path.name.endswith(".lua")}
+# A script that ends jobs calls batch_ended() from _batch.lua, prepended (EVAL has no imports).
+SCRIPTS = {name: (_LUA["_batch"] + text if "batch_ended(" in text else text)
+           for name, text in _LUA.items() if not name.startswith("_")}
 
 
 @dataclass(frozen=True)

@@ -114,10 +114,12 @@ class JobStore(_Face[redis.Redis]):
     def close(self) -> None:
         self._redis.close()
 
-    def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float) -> bool:
-        """Deliver `message` on `queue` `delay` seconds from now, keeping the job's record at
-        least `keep` seconds beyond that. False (nothing scheduled) when the record is gone."""
-        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep))
+    def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float,
+                               batch: bool = False) -> bool:
+        """Deliver `message` on `queue` `delay` seconds from now, keeping the job's (with
+        `batch`, the batch's) record at least `keep` seconds beyond that. False (nothing
+        scheduled) when the record is gone."""
+        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep, batch))
 
     def move_due_webhooks(self, queue: str, limit: int = 100) -> int:
         """Move at most `limit` due retries onto the queue; how many it moved."""
@@ -154,8 +156,9 @@ class AsyncJobStore(_Face[aioredis.Redis]):
         `owner`, another owner's job is reported as gone)."""
         return await self._run(self.ops.cancel(job_id, owner))
 
-    async def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None = None) -> None:
-        await self._run(self.ops.create_batch(batch_id, job_ids, owner))
+    async def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None = None,
+                           webhook: tuple[str, str, str] | None = None) -> int:
+        return await self._run(self.ops.create_batch(batch_id, job_ids, owner, webhook))
 
     async def batch(self, batch_id: str, offset: int = 0, limit: int = 100, owner: str | None = None) -> Batch | None:
         """The batch, its counts and a page of its jobs; None when gone or another owner's."""

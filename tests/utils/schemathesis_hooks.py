@@ -10,7 +10,7 @@ response against is the case as generated.
   long or short, go out as generated. (Put in the case itself, as bytes, the images would
   make Schemathesis unable to tell a negative case that is valid once sent, e.g. `[]` for an
   optional field, which sends nothing.)
-- webhook_url: the server refuses URLs its SSRF guard refuses (loopback, private or other
+- webhook_url, batch_webhook_url: the server refuses URLs its SSRF guard refuses (loopback, private or other
   non-global addresses however spelled, ports other than 80 and 443: documented, but beyond
   what a pattern can say, and WEBHOOK_ALLOWED_HOSTS changes it). Any string is valid in the
   schema, so a webhook_url part whose generated value is a non-empty string goes out as a
@@ -71,7 +71,7 @@ def _images_on_the_wire(case: schemathesis.Case, kwargs: dict[str, Any]) -> None
             media_type = part[2] if len(part) > 2 else IMAGE_TYPES.split(", ")[0]
             seed = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
             part = (part[0], image(seed, media_type), media_type)
-        elif name == "webhook_url" and isinstance(value, str) and value:
+        elif name in ("webhook_url", "batch_webhook_url") and isinstance(value, str) and value:
             digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
             part = (part[0], f"https://hooks.example.com/{digest}", *part[2:])
         sent.append((name, part))

@@ -22,6 +22,7 @@ from shared.queue import make_celery, webhook_message
 from shared.settings import Settings
 from tests.utils.jobs import make_job
 from tests.utils.processes import new_key, start_api
+from tests.utils.samples import heldout_png
 from worker import webhooks as webhook_worker
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -85,6 +86,7 @@ class Stack:
     env: dict
     logdir: Path
     sender: Worker | None = None  # the webhook worker (a test replaces it)
+    inference: Worker | None = None  # the inference worker (a test stops and restarts it)
 
     def start_sender(self) -> None:
         self.sender = Worker(self.server.url, self.logdir, app="worker.webhooks", **self.env)
@@ -111,15 +113,15 @@ def stack(tmp_path_factory, logdir):
                webhook_backoff_seconds=0.3, webhook_backoff_max_seconds=1, webhook_max_attempts=6,
                webhook_timeout_seconds=TIMEOUT)
     api = start_api(server.url, logdir, **env)
-    worker = Worker(server.url, logdir, **env)
     receiver = Receiver(free_port())
     receiver.start()
-    hooks = Stack(server, api, receiver, env, logdir)
+    hooks = Stack(server, api, receiver, env, logdir, inference=Worker(server.url, logdir, **env))
     hooks.start_sender()
     yield hooks
     receiver.stop()
-    for process in (hooks.sender, worker, api):
-        process.stop()
+    for process in (hooks.sender, hooks.inference, api):
+        if process is not None:
+            process.stop()
     server.stop()
 
 
@@ -178,6 +180,30 @@ def test_signed_delivery_of_running_and_completed(hooks, digit_png):
     assert done["result"]["label"] == "7"
     assert final["webhook"]["attempts"] == 2
     assert final["webhook"]["last_status_code"] == 200
+
+
+def test_a_batch_webhook_fires_once_when_every_job_has_ended(stack, digit_png):
+    """One signed event for the whole batch, sent by whichever job ends last (here two runs
+    after a cancel), carrying the batch as GET /batches/{id} answers it."""
+    api, receiver = stack.api, stack.receiver
+    assert stack.inference is not None
+    stack.inference.stop()  # nothing runs yet: the cancel below finds its job queued
+    files = [("files", (f"{i}.png", heldout_png(i))) for i in (1, 2)] + [("files", ("7.png", digit_png))]
+    batch = api.http.post("/jobs/batch", files=files, data={"batch_webhook_url": receiver.url("/batch")}).json()
+    assert api.http.delete(f"/jobs/{batch['items'][2]['job']['id']}").status_code == 200
+    time.sleep(1)
+    assert receiver.to("/batch") == [], "not before every job has ended"
+    stack.inference = Worker(stack.server.url, stack.logdir, **stack.env)
+    wait_for(lambda: receiver.to("/batch"), 30, "the batch's event")
+    time.sleep(1)
+    assert len(receiver.to("/batch")) == 1, "exactly one event"
+    request = receiver.to("/batch")[0]
+    body = Webhook(secret_of(api.http)).verify(request["body"], headers_of(request))
+    assert body["id"] == batch["batch_id"]
+    assert body["done"] is True
+    assert body["counts"]["succeeded"] == 2
+    assert body["counts"]["cancelled"] == 1
+    assert headers_of(request)["webhook-id"] == f"msg_batch_{batch['batch_id']}"
 
 
 def test_receiver_down_then_up_gets_it_with_the_same_id(hooks, digit_png):

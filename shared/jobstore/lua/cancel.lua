@@ -14,7 +14,7 @@
 --
 -- Returns {status before the call ('' when the record is gone), the record's ARGV[7..]
 -- fields after the call}.
-local status, queue, owner = unpack(redis.call('HMGET', KEYS[1], 'status', 'queue', 'owner'))
+local status, queue, owner, batch = unpack(redis.call('HMGET', KEYS[1], 'status', 'queue', 'owner', 'batch'))
 if ARGV[6] ~= '' and owner ~= ARGV[6] then return {'', {}} end
 if status == 'queued' then
   redis.call('HDEL', KEYS[1], 'input', 'tag', 'queue', 'cache_key')
@@ -23,6 +23,7 @@ if status == 'queued' then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('ZREM', ARGV[3] .. (queue or ''), ARGV[2])
   if owner then redis.call('ZREM', ARGV[5] .. owner, ARGV[2]) end
+  batch_ended(batch)
   redis.call('PUBLISH', ARGV[1], ARGV[2])
 end
 return {status or '', redis.call('HMGET', KEYS[1], unpack(ARGV, 7))}

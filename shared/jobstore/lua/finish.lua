@@ -32,7 +32,7 @@ local done, published = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
   local status, value = ARGV[7 + i], ARGV[7 + jobs + i]
-  local f = redis.call('HMGET', key, 'status', 'run', 'cache_key', 'owner')
+  local f = redis.call('HMGET', key, 'status', 'run', 'cache_key', 'owner', 'batch')
   if f[2] == ARGV[5] and f[1] == 'running' then
     redis.call('HDEL', key, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
     local field = status == 'succeeded' and 'result' or 'error'
@@ -40,6 +40,7 @@ for i, key in ipairs(KEYS) do
     redis.call('EXPIRE', key, ARGV[6])
     redis.call('ZREM', ARGV[4], id)
     if f[4] then redis.call('ZREM', ARGV[7] .. f[4], id) end
+    batch_ended(f[5])
     done[#done + 1] = id
     published[#published + 1] = id
     if f[3] and status == 'succeeded' and tonumber(ARGV[2]) > 0 then

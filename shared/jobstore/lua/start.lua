@@ -34,7 +34,7 @@ local prefix_length = #ARGV[6]
 local out, ended = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input', 'owner')
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input', 'owner', 'batch')
   local status, verdict, input = f[1], '', ''
   local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
   if status == 'queued' or lease_ended then
@@ -60,6 +60,7 @@ for i, key in ipairs(KEYS) do
     if verdict ~= 'run' then
       redis.call('EXPIRE', key, ARGV[10])
       if f[8] then redis.call('ZREM', ARGV[11] .. f[8], id) end
+      batch_ended(f[9])
       ended[#ended + 1] = id
     end
   end

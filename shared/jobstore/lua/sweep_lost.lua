@@ -20,12 +20,13 @@ local failed = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))) do
   redis.call('ZREM', KEYS[1], id)
   local key = ARGV[4] .. id
-  local f = redis.call('HMGET', key, 'status', 'lease_until', 'webhook_events', 'owner')
+  local f = redis.call('HMGET', key, 'status', 'lease_until', 'webhook_events', 'owner', 'batch')
   if f[1] == 'running' and (tonumber(f[2]) or 0) <= cutoff then
     redis.call('HDEL', key, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
     redis.call('HSET', key, 'status', 'failed', 'error', ARGV[2], 'finished_at', t[1], 'run', '')
     redis.call('EXPIRE', key, ARGV[6])
     if f[4] then redis.call('ZREM', ARGV[7] .. f[4], id) end
+    batch_ended(f[5])
     failed[#failed + 1] = {id, f[3] or ''}
   end
 end
