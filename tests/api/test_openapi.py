@@ -29,6 +29,10 @@ WARNINGS = sorted(warning.value for warning in SchemathesisWarning)
 NOT_FAILING_WARNINGS = {
     "missing_test_data": "fuzzing draws random job ids for /jobs/{id}, which rightly answer 404; the stateful "
                          "phase reaches real jobs by the document's links from POST /jobs",
+    "missing_auth": "the coverage phase's requests without the key rightly answer 401 (the ignored_auth and "
+                    "missing_required_header checks, which do fail the run, test that); with random job ids "
+                    "answering 404 besides, a busy run sometimes saw only those 401s for DELETE /jobs/{id} and "
+                    "warned that authentication might be failing, which it is not",
 }
 PROBLEM_JSON = "application/problem+json"
 
