@@ -63,6 +63,18 @@ def test_an_ended_lease_is_taken_over_and_the_late_finish_is_fenced_off(store, r
     assert store.get(job_id).result == PREDICTION
 
 
+def test_a_retried_start_still_runs_what_it_leased(store):
+    """redis-py retries a script whose reply a Redis restart lost: the jobs the first call
+    leased are run, not skipped as "running elsewhere" (then stuck until the lost-job sweep)."""
+    job = make_job(store, payload="AAE=")
+    first = store.start([job.id], "run-1")
+    again = store.start([job.id], "run-1")
+    assert first[0].runs
+    assert again[0].runs
+    assert again[0].input == "AAE="
+    assert not store.start([job.id], "run-2")[0].runs, "another run still leaves it to its leaseholder"
+
+
 def test_a_retried_finish_still_reports_what_it_finished(store):
     """redis-py retries a call whose reply was lost: the retry must name the same ids, or
     the completed webhooks would never be sent."""

@@ -3,6 +3,8 @@
 --   queued                       -> running, leased to this run (or failed: deadline passed)
 --   running, lease expired       -> running again, leased to this run (its worker or Redis
 --                                   was lost), or failed once it has had ARGV[7] runs
+--   running under this run       -> run (a retried call whose reply was lost: the first call
+--                                   leased it already; lease and run count stay as they are)
 --   running, lease alive         -> left alone: a redelivered message while its worker lives
 --   anything else                -> left alone (cancelled, finished, gone)
 --
@@ -34,10 +36,12 @@ local prefix_length = #ARGV[6]
 local out, ended = {}, {}
 for i, key in ipairs(KEYS) do
   local id = string.sub(key, prefix_length + 1)
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input', 'owner', 'batch')
+  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'queue', 'input', 'owner', 'batch', 'run')
   local status, verdict, input = f[1], '', ''
   local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
-  if status == 'queued' or lease_ended then
+  if status == 'running' and f[10] == ARGV[8] then
+    verdict, input = 'run', f[7] or ''
+  elseif status == 'queued' or lease_ended then
     redis.call('HDEL', key, 'tag')  -- the message was delivered: nothing left to rescue
     redis.call('ZREM', ARGV[4] .. (f[6] or ''), id)
     if status == 'queued' and f[2] and tonumber(f[2]) < now then
