@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             child.start()
     if not stopping:
         ops = f"  Ops http://127.0.0.1:{args.ops_port}/metrics" if args.ops_port else ""
-        print(f"API http://127.0.0.1:{args.api_port}/docs{ops}  Flower http://127.0.0.1:{args.flower_port}"
+        print(f"Page http://127.0.0.1:{args.api_port}/  API docs http://127.0.0.1:{args.api_port}/docs{ops}"
+              f"  Flower http://127.0.0.1:{args.flower_port}"
               "  (Ctrl-C stops all)", flush=True)
         header = f"Authorization: Bearer $(cat {key_file})"
         print(f"API key in {key_file}{' (new)' if new_key else ''}: curl -H \"{header}\" "

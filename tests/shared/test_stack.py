@@ -64,7 +64,8 @@ def test_launcher_restarts_a_killed_worker_and_stops_on_sigterm(tmp_path):
 
     try:
         wait_for(lambda: launcher.poll() is None and workers_ready() >= 1, 180, f"the stack (log: {output})")
-        assert (f"API http://127.0.0.1:{api_port}/docs  Ops http://127.0.0.1:{ops_port}/metrics"
+        assert (f"Page http://127.0.0.1:{api_port}/  API docs http://127.0.0.1:{api_port}/docs"
+                f"  Ops http://127.0.0.1:{ops_port}/metrics"
                 f"  Flower http://127.0.0.1:{flower_port}") in log()
         key_file = tmp_path / "run" / "api-key"
         assert f"API key in {key_file} (new): curl" in log()
