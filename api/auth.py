@@ -19,7 +19,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.services import Services
 from api.uploads import reject
 from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps
-from shared.jobstore.replies import Op
 from shared.settings import Settings
 
 HOW_TO_GET_A_KEY = ("send `Authorization: Bearer <API key>`; an operator creates keys with "
@@ -116,12 +115,10 @@ async def admit(caller: Caller, svc: Services, response: Response, cost: int = 1
     if cost > limit:
         raise reject(status.HTTP_429_TOO_MANY_REQUESTS, "rate_limited",
                      f"{cost} files are more than this key's {limit} submissions per minute; send fewer at once")
-    keys = (svc.store.keys.rate(caller.key_id),)
-    op = Op((limit, RATE_PERIOD_SECONDS, cost), lambda reply: reply, "rate", keys)
-    allowed, wait, remaining, reset = await svc.store.run(op)
-    headers = _rate_headers(limit, int(remaining), float(reset))
-    if allowed != "1":
-        retry_after = max(1, math.ceil(float(wait)))
+    rate = await svc.store.run(KeyOps(svc.store.keys).rate(caller.key_id, limit, RATE_PERIOD_SECONDS, cost))
+    headers = _rate_headers(limit, rate.remaining, rate.reset)
+    if not rate.allowed:
+        retry_after = max(1, math.ceil(rate.retry_after))
         raise reject(status.HTTP_429_TOO_MANY_REQUESTS, "rate_limited",
                      f"over this key's {limit} submissions per minute; retry in {retry_after} s",
                      retry_after, headers)

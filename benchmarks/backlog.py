@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from hashlib import sha1
 from pathlib import Path
+from typing import Any
 
 from shared.apikeys import KeyOps, KeyStore
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
@@ -86,8 +87,8 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
     store.move_due_webhooks("webhooks")
     record, key = KeyStore(client, store.keys).create("bench")
     key_id = record.id
-    rate = Op((600, 60, 1), lambda reply: reply, "rate", (store.keys.rate(key_id),))
-    async_ops = [store.ops.recent(100, None, None, 1000), store.ops.recent(100, None, None, 1000, OWNER),
+    rate = KeyOps(store.keys).rate(key_id, 600, 60, 1)
+    async_ops: list[Op[Any]] = [store.ops.recent(100, None, None, 1000), store.ops.recent(100, None, None, 1000, OWNER),
                  store.ops.cancel(ids[-1], OWNER), store.ops.cached_result("x"), KeyOps(store.keys).authenticate(key),
                  rate, store.ops.get(ids[-2], OWNER), store.ops.create_batch("bench", ids[:64], OWNER),
                  store.ops.batch("bench", 0, 100, OWNER)]

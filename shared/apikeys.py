@@ -21,7 +21,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -87,6 +87,13 @@ def _parse(values: list[str | None] | None) -> ApiKey | None:
     return ApiKey.of({name: value for name, value in zip(_FIELDS, values, strict=True) if value is not None})
 
 
+class Rate(NamedTuple):
+    allowed: bool
+    retry_after: float  # seconds until the request would be allowed (0 when it was)
+    remaining: int  # submissions left now
+    reset: float  # seconds until the full limit is available again
+
+
 class KeyOps:
     """The key operations the API sends (see shared.jobstore.ops for what an Op is)."""
 
@@ -100,6 +107,16 @@ class KeyOps:
 
     def get(self, key_id: str) -> Op[ApiKey | None]:
         return Op(("HMGET", self.keys.api_key(key_id), *_FIELDS), _parse)
+
+    def rate(self, key_id: str, limit: int, period: float, cost: int) -> Op[Rate]:
+        """Spend `cost` of the key's `limit` submissions per `period` seconds, or nothing when
+        over it (see lua/rate.lua)."""
+
+        def parse(reply: list[str]) -> Rate:
+            allowed, wait, remaining, reset = reply
+            return Rate(allowed == "1", float(wait), int(remaining), float(reset))
+
+        return Op((limit, period, cost), parse, "rate", (self.keys.rate(key_id),))
 
 
 def create_key(redis_url: str, name: str, **limits: Any) -> tuple[str, str]:

@@ -20,13 +20,14 @@ Installed by importing this module (worker.app and worker.webhooks do). Not for 
 transport with `global_keyprefix` (the script's keys would not be prefixed): we set none.
 """
 
+import hashlib
 import logging
 import time
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import dumps
-from redis.exceptions import ExecAbortError, OutOfMemoryError
+from redis.exceptions import ExecAbortError, NoScriptError, OutOfMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,19 @@ redis.call('ZREM', KEYS[1], ARGV[1])  -- a deletion first (a no-op): see worker/
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 """
+_RECORD_SHA = hashlib.sha1(_RECORD.encode()).hexdigest()  # sent per message, not the script
 
 
 class QoS(kombu_redis.QoS):
     def append(self, message, delivery_tag):
         delivery = message.delivery_info
         record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        args = (2, self.unacked_index_key, self.unacked_key, delivery_tag, time.time(), record)
         with self.channel.conn_or_acquire() as client:
-            client.eval(_RECORD, 2, self.unacked_index_key, self.unacked_key, delivery_tag, time.time(), record)
+            try:
+                client.evalsha(_RECORD_SHA, *args)
+            except NoScriptError:  # first use on this Redis, or after its restart
+                client.eval(_RECORD, *args)
         virtual.QoS.append(self, message, delivery_tag)
 
     def _remove_from_indices(self, delivery_tag, pipe=None):

@@ -136,7 +136,8 @@ async def get_batch(
         if batch.done or left <= 0:
             return batch
         # Wait for one unfinished job at a time: the waiter wakes on its end.
-        pending = await svc.store.batch(batch_id, 0, batch.total, caller.key_id)
+        whole = offset == 0 and batch.next_offset is None  # the page holds every job already
+        pending = batch if whole else await svc.store.batch(batch_id, 0, batch.total, caller.key_id)
         unfinished = [job.id for job in (pending.jobs if pending else []) if not job.status.terminal]
         if not unfinished:
             continue
