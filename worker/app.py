@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from shared.queue import celery_config, infer_message
 from shared.schemas import WebhookEvent
 from shared.settings import get_settings
-from worker import unacked  # noqa: F401  (kombu's bookkeeping, safe when Redis is full)
+from worker import transport  # noqa: F401  (kombu patched: bulk receive, safe when Redis is full)
 
 if TYPE_CHECKING:
     from worker.serving import Serving

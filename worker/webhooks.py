@@ -46,7 +46,7 @@ from shared.webhooks import (
     retry_after_seconds,
     signed_headers,
 )
-from worker import unacked  # noqa: F401  (kombu's bookkeeping, safe when Redis is full)
+from worker import transport  # noqa: F401  (kombu patched: bulk receive, safe when Redis is full)
 
 log = logging.getLogger(__name__)
 settings = get_settings()

@@ -8,7 +8,7 @@ import httpx
 
 from shared.jobstore import JobStore
 from shared.preprocessing import pixels_of
-from shared.processes import Worker, wait_for
+from shared.processes import Worker, sample, wait_for
 from shared.queue import encode_pixels
 from shared.settings import Settings
 from tests.utils.events import EventCapture
@@ -44,6 +44,25 @@ def test_batches_form_and_fill_up_to_the_maximum(private_stack, logdir):
     assert max(sizes) == 8, sizes
     assert len(batches) <= 4, sizes
     assert 'inference_batch_size_bucket{le="8.0"}' in metrics
+
+
+def test_full_batches_form_under_a_backlog(private_stack, logdir, digit_png):
+    """256 jobs queued before the worker starts (8 x MAX_BATCH_SIZE): it takes messages in
+    bursts while the model runs, so batches are full, not the ones and twos that one
+    message per round trip gave (mean 1.0 before worker/transport.py and worker/batcher.py)."""
+    server, _ = private_stack
+    store = JobStore.connect(server.url, ttl_seconds=600, timeout=2)
+    payload = encode_pixels(pixels_of(digit_png, DIGITS, 10**7))
+    jobs = [make_job(store, queue=Settings().queue_name, payload=payload) for _ in range(256)]
+    worker = Worker(server.url, logdir, max_batch_size=32, max_delay_ms=2)
+    try:
+        wait_for(lambda: all(store.get(job.id).status == "succeeded" for job in jobs), 60, "the backlog")
+        metrics = httpx.get(worker.metrics_url).text
+    finally:
+        worker.stop()
+    batches = sample(metrics, "inference_batch_size_count")
+    mean = sample(metrics, "inference_batch_size_sum") / batches
+    assert mean >= 0.5 * 32, f"mean batch {mean:.1f} over {batches:.0f} batches"
 
 
 def test_prefetch_is_bounded_and_the_backlog_stays_in_redis(private_stack, logdir, digit_png):

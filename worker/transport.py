@@ -1,0 +1,203 @@
+"""kombu's Redis transport, patched: many messages per round trip, and safe when Redis is full.
+
+Receiving. kombu takes one message per BRPOP and then records it as unacknowledged with a
+round trip of its own, so a worker with a backlog in Redis still sees one message at a time
+(measured: batches of 1.0 from a queue of 1,000). Here, once BRPOP has returned a message,
+one script (`_TAKE`) records it and takes as many more as the prefetch limit leaves room
+for, recording each: a burst of up to `prefetch` messages in two round trips, and a message
+is never out of the queue without its record (the record kombu restores after a crash).
+Acknowledging. `QoS.ack_many` deletes the records of a whole batch in one round trip; kombu
+acknowledges one message per round trip.
+
+A full Redis. kombu's Redis transport records every message it delivers in the `unacked`
+hash, so that a killed worker's messages come back, and deletes the record on acknowledgement.
+Under `maxmemory` with `noeviction` Redis refuses the record, and also the deletion, which
+kombu sends in a MULTI (a full Redis refuses every command queued in a MULTI); either way the
+consumer stops with "Unrecoverable error: OutOfMemoryError", the popped message in its
+memory only. Here:
+
+- the record is a Lua script whose first write is a deletion: Redis refuses a script's
+  memory-growing command only while the script has written nothing, so it goes through,
+  adding at most what the prefetch count allows;
+- the acknowledgement's deletions are pipelined without MULTI (each is allowed when full);
+- the periodic restore of messages whose worker died, refused for memory, waits for its next
+  sweep instead of stopping the consumer.
+
+Finishing jobs then frees memory (shared/jobstore/lua/finish.lua compacts records).
+
+Installed by importing this module (worker.app and worker.webhooks do). Written against
+kombu 5.7.0 (pinned): `_brpop_read` is kombu's own with one addition. Not for a transport
+with `global_keyprefix` (the scripts' keys would not be prefixed): we set none.
+"""
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+from redis.exceptions import ExecAbortError, NoScriptError, OutOfMemoryError, RedisError
+
+log = logging.getLogger(__name__)
+
+
+class _Script:
+    """A Lua script sent by EVALSHA (its text only when Redis does not have it yet)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    def __call__(self, client, keys: list, args: list):
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # first use on this Redis, or after its restart
+            return client.eval(self.text, len(keys), *keys, *args)
+
+
+# One delivered message's record, as kombu writes it (the index scores it by delivery time).
+_RECORD = _Script("""
+redis.call('ZREM', KEYS[1], ARGV[1])  -- a deletion first (a no-op): see worker/transport.py
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+""")
+
+# KEYS: the unacked index, the unacked hash, the queue BRPOP took ARGV[3] from.
+# ARGV: now, how many more to take, the message BRPOP took.
+# Records ARGV[3] and takes up to ARGV[2] more from the queue's tail (oldest first, as BRPOP
+# would), recording each as kombu does: [message, exchange, routing key], the message's text
+# kept verbatim. A message that is not kombu's JSON is returned unrecorded, as kombu's own
+# path would leave it (its delivery fails in Python, not here half-way).
+_TAKE = _Script("""
+redis.call('ZREM', KEYS[1], '')  -- a deletion first (a no-op): see worker/transport.py
+local taken = {ARGV[3]}
+if tonumber(ARGV[2]) > 0 then
+  local more = redis.call('RPOP', KEYS[3], ARGV[2])
+  if more then
+    for _, message in ipairs(more) do taken[#taken + 1] = message end
+  end
+end
+for _, message in ipairs(taken) do
+  local ok, decoded = pcall(cjson.decode, message)
+  local properties = ok and type(decoded) == 'table' and decoded['properties']
+  local tag = type(properties) == 'table' and properties['delivery_tag']
+  if type(tag) == 'string' then
+    local info = properties['delivery_info'] or {}
+    redis.call('ZADD', KEYS[1], ARGV[1], tag)
+    redis.call('HSET', KEYS[2], tag, '[' .. message .. ',' .. cjson.encode(info['exchange'] or '') .. ','
+      .. cjson.encode(info['routing_key'] or '') .. ']')
+  end
+end
+return taken
+""")
+
+
+class QoS(kombu_redis.QoS):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._recorded: set[str] = set()  # taken by _TAKE, which wrote their records
+        self._settled: set[str] = set()  # records deleted by ack_many
+
+    def append(self, message, delivery_tag):
+        if delivery_tag in self._recorded:
+            self._recorded.discard(delivery_tag)
+        else:
+            delivery = message.delivery_info
+            record = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+            with self.channel.conn_or_acquire() as client:
+                _RECORD(client, [self.unacked_index_key, self.unacked_key], [delivery_tag, time.time(), record])
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def take(self, queue_key: bytes, message: bytes) -> list[dict]:
+        """The message BRPOP took from `queue_key`, and as many more as prefetch allows (up
+        to prefetch_count - delivered), all recorded as unacknowledged, oldest first."""
+        room = self.can_consume_max_estimate()
+        more = max(room - 1, 0) if room is not None else 0  # no prefetch limit: kombu's one
+        with self.channel.conn_or_acquire() as client:
+            taken = _TAKE(client, [self.unacked_index_key, self.unacked_key, queue_key], [time.time(), more, message])
+        payloads = []
+        for raw in taken:
+            try:
+                payload = loads(bytes_to_str(raw))
+            except ValueError:  # what kombu's own path would fail on: not one of ours
+                log.error("dropping a message that is not JSON: %.200r", raw)
+                continue
+            tag = _delivery_tag(payload)
+            if tag is not None:  # recorded by _TAKE
+                self._recorded.add(tag)
+            payloads.append(payload)
+        return payloads
+
+    def ack(self, delivery_tag):
+        if delivery_tag in self._settled:  # its record is gone already
+            self._settled.discard(delivery_tag)
+            return virtual.QoS.ack(self, delivery_tag)
+        return super().ack(delivery_tag)
+
+    def ack_many(self, delivery_tags: Iterable[str]) -> None:
+        """Delete the records of these messages in one round trip; their ack() then only
+        settles kombu's local state. Raises RedisError (then ack() does it one by one)."""
+        tags = list(delivery_tags)
+        if not tags:
+            return
+        with self.channel.conn_or_acquire() as client:
+            client.pipeline(transaction=False).zrem(self.unacked_index_key, *tags).hdel(
+                self.unacked_key, *tags).execute()
+        self._settled.update(tags)
+
+    def _remove_from_indices(self, delivery_tag, pipe=None):
+        if pipe is not None:  # part of kombu's restore transaction
+            return super()._remove_from_indices(delivery_tag, pipe)
+        with self.channel.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            return pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
+
+    def restore_visible(self, *args, **kwargs):
+        try:
+            return super().restore_visible(*args, **kwargs)
+        except (OutOfMemoryError, ExecAbortError):
+            log.warning("Redis is full: restoring unacknowledged messages waits for the next sweep")
+            return None
+
+
+def _delivery_tag(payload) -> str | None:
+    try:
+        tag = payload["properties"]["delivery_tag"]
+    except (KeyError, TypeError):
+        return None
+    return tag if isinstance(tag, str) else None
+
+
+def _brpop_read(self, **options):
+    """kombu 5.7.0's Channel._brpop_read, delivering every message QoS.take brings."""
+    try:
+        try:
+            dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+        except self.connection_errors:
+            # if there's a ConnectionError, disconnect so the next
+            # iteration will reconnect automatically.
+            self.client.connection.disconnect()
+            raise
+        if dest__item:
+            key, item = dest__item
+            dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            try:
+                payloads = self.qos.take(key, item)
+            except RedisError as exc:  # this message alone, recorded as kombu does (or not at all)
+                log.warning("could not take more messages: %s", exc)
+                payloads = [loads(bytes_to_str(item))]
+            for payload in payloads:
+                self.connection._deliver(payload, dest)
+            return True
+        raise kombu_redis.Empty()
+    finally:
+        self._in_poll = None
+        self._flush_brpop_reauth()
+
+
+kombu_redis.Channel.QoS = QoS
+kombu_redis.Channel._brpop_read = _brpop_read  # type: ignore[method-assign]
