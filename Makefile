@@ -49,6 +49,8 @@ test: $(STAMP)
 train: $(STAMP)
 	$(PY) -m models.train_digits
 
+# Throughput, latency, batching and CPU per job, side by side in one run (benchmarks/run.py);
+# ARGS=--peers adds Ray Serve serving the same model (pip install -c constraints.txt -e '.[peers]').
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(ARGS)
 

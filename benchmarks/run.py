@@ -1,12 +1,22 @@
-"""Throughput and latency, every figure measured side by side in one run.
+"""Throughput, latency, batching and cost per job, every figure measured side by side in one run.
 
-    make bench            # = .venv/bin/python -m benchmarks.run
-    make bench ARGS=--quick
+    make bench                   # = .venv/bin/python -m benchmarks.run
+    make bench ARGS=--quick      # a smoke run, noisier
+    make bench ARGS=--peers      # and Ray Serve beside it (pip install -e '.[peers]')
 
-Starts its own redis-server, workers and API processes on loopback ports, then measures:
-offline ceiling (model alone on preprocessed tensors), end to end over HTTP with batching
-on and off, a bare-Celery no-op baseline, light-load latency, and a 10,000-job burst;
-for the default digits model and a compute-bound MobileNetV2.
+Starts its own redis-server and, for each end-to-end figure, the stack as `make run` starts
+it (inference worker, webhook worker, API, Flower) on loopback ports, then measures:
+
+- digits (the default model): the offline ceiling (the model alone on ready tensors); a
+  backlog queued before the worker starts (mean batch from the worker's own histogram); end
+  to end over HTTP with batching on and off; light-load latency; a burst; a bare-Celery no-op
+  baseline; CPU milliseconds per job of every process (from /proc) and Redis's commands per
+  job, and the single-Redis ceiling they imply;
+- a CNN where batching matters on a CPU (benchmarks/cnn.py): batching on vs off;
+- MobileNetV2 224x224, compute-bound: end to end vs its offline ceiling;
+- with --peers, Ray Serve with @serve.batch serving the same model to the same load generator.
+
+The machine's speed drifts (2 shared cores): compare figures within one run, ratios first.
 """
 
 import argparse
@@ -14,25 +24,29 @@ import io
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 
+from benchmarks import cnn
+from benchmarks.costs import CostMeter
 from benchmarks.load import closed_loop, open_loop
-from benchmarks.mobilenet import write_model_dir
+from benchmarks.mobilenet import write_model_dir as write_mobilenet
 from benchmarks.noop import NOOP_TASK
 from models.digits_data import split, varied_renderings
 from shared.apikeys import create_key
-from shared.jobstore import JobStore
+from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.preprocessing import pixels_of
-from shared.processes import Api, RedisServer, Worker, sample, wait_for
-from shared.queue import encode_pixels, make_celery
+from shared.processes import Api, Flower, RedisServer, Worker, free_port, sample, wait_for
+from shared.queue import encode_pixels, infer_message, make_celery
 from shared.registry import Registry
 from shared.settings import Settings
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+QUEUE = Settings().queue_name
 
 
 def offline_ceiling(model_dir: Path, name: str, max_batch: int, seconds: float = 1.0) -> dict:
@@ -60,15 +74,21 @@ def digit_images(n: int) -> list[bytes]:
     return [varied_renderings(images[i % len(images)], rng) for i in range(n)]
 
 
-def photo_images(n: int) -> list[bytes]:
+def photo_images(n: int, side: int = 224) -> list[bytes]:
     rng = np.random.default_rng(2)
     out = []
     for _ in range(min(n, 32)):
         small = rng.integers(0, 256, (14, 14, 3), dtype=np.uint8)
         buffer = io.BytesIO()
-        Image.fromarray(small).resize((224, 224), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=85)
+        Image.fromarray(small).resize((side, side), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=85)
         out.append(buffer.getvalue())
     return [out[i % len(out)] for i in range(n)]
+
+
+def mean_batch(before: str, after: str) -> float:
+    batches = sample(after, "inference_batch_size_count") - sample(before, "inference_batch_size_count")
+    jobs = sample(after, "inference_batch_size_sum") - sample(before, "inference_batch_size_sum")
+    return jobs / batches if batches else 0.0
 
 
 class Bench:
@@ -80,47 +100,71 @@ class Bench:
     def close(self):
         self.redis.stop()
 
-    def key(self) -> str:
-        """An API key the load never limits: the service is measured as deployed, keys on
-        (their own cost: make bench-auth)."""
-        return create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0)[0]
-
     @staticmethod
     def env(model_dir: Path, model: str) -> dict:
         # The result cache off: every job must be inferred, or repeats would flatter the figures.
         return dict(model_dir=model_dir, default_model=model, result_cache_ttl_seconds=0)
 
-    def e2e(self, model_dir: Path, model: str, images: list[bytes], concurrency: int,
-            warmup: int = 32, **worker_settings) -> dict:
+    @contextmanager
+    def stack(self, model_dir: Path, model: str, **worker_settings):
+        """The stack as `make run` starts it, on a clean Redis, and an API key the load never
+        limits (keys on, as deployed; their own cost: make bench-auth)."""
         self.redis.client().flushall()
-        worker = Worker(self.redis.url, self.workdir, **self.env(model_dir, model), **worker_settings)
-        api = Api(self.redis.url, self.workdir, **self.env(model_dir, model))
-        key = self.key()
+        env = self.env(model_dir, model)
+        started: list = []
         try:
+            started.append(worker := Worker(self.redis.url, self.workdir, **env, **worker_settings))
+            started.append(webhooks := Worker(self.redis.url, self.workdir, app="worker.webhooks"))
+            started.append(api := Api(self.redis.url, self.workdir, **env))
+            started.append(flower := Flower(self.redis.url, self.workdir))
+            key = create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0)[0]
+            pids = {"API": api.proc.pid, "inference worker": worker.proc.pid,
+                    "webhook worker": webhooks.proc.pid, "Flower": flower.proc.pid}
+            yield api, worker, key, pids
+        finally:
+            for process in reversed(started):
+                process.stop()
+
+    def e2e(self, model_dir: Path, model: str, images: list[bytes], concurrency: int,
+            warmup: int = 64, **worker_settings) -> dict:
+        with self.stack(model_dir, model, **worker_settings) as (api, worker, key, pids):
             closed_loop(api.url, images[:warmup], model, concurrency, key)
             before = httpx.get(worker.metrics_url).text
+            meter = CostMeter(pids, self.redis.client())
             result = closed_loop(api.url, images, model, concurrency, key)
+            costs = meter.per_job(len(images))
             after = httpx.get(worker.metrics_url).text
+        ran = sample(after, "inference_jobs_total", outcome="succeeded") - sample(
+            before, "inference_jobs_total", outcome="succeeded")
+        return {**result, **costs, "ran": int(ran), "mean_batch": mean_batch(before, after)}
+
+    def backlog(self, model_dir: Path, model: str, image: bytes, jobs: int, **worker_settings) -> dict:
+        """`jobs` queued (as the API queues them) before the worker starts: how fast it
+        drains them, in what batches."""
+        self.redis.client().flushall()
+        manifest = Registry(model_dir, model).resolve(None)
+        payload = encode_pixels(pixels_of(image, manifest, 10**8))
+        store = JobStore.connect(self.redis.url, 3600, timeout=5)
+        celery = make_celery(Settings(), "bench")
+        for _ in range(jobs):
+            job_id = new_job_id()
+            tag, message = infer_message(celery, QUEUE, job_id, manifest.key, time.time())
+            store.create(NewJob(new_record(manifest, job_id, input=payload, tag=tag), message), QUEUE)
+        worker = Worker(self.redis.url, self.workdir, **self.env(model_dir, model), **worker_settings)
+        try:
+            # Ready once it consumes: it may have started on the backlog already.
+            started = time.perf_counter()
+            wait_for(lambda: store.backlog(QUEUE)["total"] == 0, 600, "the backlog to drain")
+            wall = time.perf_counter() - started
+            metrics = httpx.get(worker.metrics_url).text
         finally:
-            api.stop()
             worker.stop()
-        ran = sum(sample(after, "inference_jobs_total", outcome=o) - sample(before, "inference_jobs_total", outcome=o)
-                  for o in ("succeeded",))
-        batches = sample(after, "inference_batch_size_count") - sample(before, "inference_batch_size_count")
-        result.update(ran=int(ran), mean_batch=ran / batches if batches else 0.0)
-        return result
+        return {"jobs": jobs, "jobs_per_s": jobs / wall, "mean_batch": mean_batch("", metrics)}
 
     def light_load(self, model_dir: Path, model: str, images: list[bytes], rate: float, **worker_settings) -> dict:
-        self.redis.client().flushall()
-        worker = Worker(self.redis.url, self.workdir, **self.env(model_dir, model), **worker_settings)
-        api = Api(self.redis.url, self.workdir, **self.env(model_dir, model))
-        key = self.key()
-        try:
+        with self.stack(model_dir, model, **worker_settings) as (api, _, key, _):
             open_loop(api.url, images[:10], model, rate, key)
             return open_loop(api.url, images, model, rate, key)
-        finally:
-            api.stop()
-            worker.stop()
 
     def noop_baseline(self, n: int, payload_args: list) -> dict:
         """Bare Celery: n no-op tasks sent by one producer, drained by one solo worker."""
@@ -139,6 +183,22 @@ class Bench:
             worker.stop()
         return {"jobs": n, "jobs_per_s": n / wall}
 
+    def peer(self, model_dir: Path, model: str, images: list[bytes], concurrency: int, max_batch: int,
+             light: list[bytes]) -> dict:
+        """Ray Serve (@serve.batch) serving the same model to the same load generator."""
+        from benchmarks.peers import ray_serve
+
+        with ray_serve.start(model_dir, model, port=free_port(), max_batch_size=max_batch) as peer:
+            closed_loop(peer.url, images[:64], model, concurrency, "")
+            stats, cpu = peer.stats(), peer.cpu_seconds()
+            result = closed_loop(peer.url, images, model, concurrency, "")
+            after = peer.stats()
+            result["cpu_ms"] = 1000 * (peer.cpu_seconds() - cpu) / len(images)
+            result["mean_batch"] = (after["items"] - stats["items"]) / max(1, after["batches"] - stats["batches"])
+            open_loop(peer.url, light[:10], model, 10, "")
+            result["light"] = open_loop(peer.url, light, model, 10, "")
+        return result
+
 
 def row(model: str, figure: str, value: str, note: str = "") -> str:
     return f"| {model} | {figure} | {value} | {note} |"
@@ -154,66 +214,119 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3000, help="jobs per digits end-to-end run")
     parser.add_argument("--burst", type=int, default=10_000, help="jobs in the burst run")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--peers", action="store_true", help="Ray Serve beside the service (the peers extra)")
     parser.add_argument("--skip-mobilenet", action="store_true")
+    parser.add_argument("--skip-cnn", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.burst = 600, 1000
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    batch_max = 64
-    lines = [f"cores: {os.cpu_count()}; load generator, API, worker and Redis on this machine", "",
+    batch_max = Settings().max_batch_size
+    lines = [f"cores: {os.cpu_count()}; load generator, API, workers, Flower and Redis on this machine; "
+             f"MAX_BATCH_SIZE {batch_max}", "",
              "| model | figure | value | ratio / note |", "|---|---|---|---|"]
+    cost_lines: list[str] = []
 
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         try:
             images = digit_images(args.jobs)
             ceiling = offline_ceiling(REPO_MODELS, "digits", batch_max)
-            on = bench.e2e(REPO_MODELS, "digits", images, args.concurrency, max_batch_size=batch_max)
-            off = bench.e2e(REPO_MODELS, "digits", images[: max(200, args.jobs // 4)], args.concurrency,
+            backlog = bench.backlog(REPO_MODELS, "digits", images[0], max(8 * batch_max, args.jobs // 2))
+            on = bench.e2e(REPO_MODELS, "digits", images, args.concurrency)
+            off = bench.e2e(REPO_MODELS, "digits", images[: max(300, args.jobs // 4)], args.concurrency,
                             max_batch_size=1)
+            light = bench.light_load(REPO_MODELS, "digits", images[:100], rate=10)
+            peer = bench.peer(REPO_MODELS, "digits", images, args.concurrency, batch_max, images[:100]) \
+                if args.peers else None
             manifest = Registry(REPO_MODELS, "digits").resolve(None)
             payload = [manifest.key, encode_pixels(pixels_of(images[0], manifest, 10**8)), time.time()]
             noop = bench.noop_baseline(args.jobs, payload)
-            light = bench.light_load(REPO_MODELS, "digits", images[:100], rate=10, max_batch_size=batch_max)
-            burst = bench.e2e(REPO_MODELS, "digits", digit_images(args.burst), args.concurrency,
-                              max_batch_size=batch_max)
+            burst = bench.e2e(REPO_MODELS, "digits", digit_images(args.burst), args.concurrency)
 
             model_ms = ceiling["batch1_s"] * 1000
             lines += [
                 row("digits", f"offline ceiling (bucket {ceiling['best_bucket']})",
                     f"{ceiling['images_per_s']:,.0f} images/s", f"batch-1 model time {model_ms:.2f} ms"),
+                row("digits", f"backlog of {backlog['jobs']:,} queued before the worker starts",
+                    f"{backlog['jobs_per_s']:,.0f} jobs/s",
+                    f"mean batch **{backlog['mean_batch']:.1f}** = {backlog['mean_batch'] / batch_max:.2f} x "
+                    f"MAX_BATCH_SIZE"),
                 row("digits", "end to end, batching on", f"{on['jobs_per_s']:,.0f} jobs/s",
                     f"{fmt_latency(on)}; mean batch {on['mean_batch']:.1f}"),
-                row("digits", "bare Celery no-op baseline", f"{noop['jobs_per_s']:,.0f} jobs/s",
-                    f"end to end / no-op = **{on['jobs_per_s'] / noop['jobs_per_s']:.2f}x**"),
-                row("digits", "end to end, batching off (batch 1)", f"{off['jobs_per_s']:,.0f} jobs/s",
+                row("digits", "end to end, batching off (MAX_BATCH_SIZE=1)", f"{off['jobs_per_s']:,.0f} jobs/s",
                     f"on / off = **{on['jobs_per_s'] / off['jobs_per_s']:.2f}x**; {fmt_latency(off)}"),
+            ]
+            if peer is not None:
+                lines += [
+                    row("digits", "Ray Serve 2.60, @serve.batch, same load", f"{peer['jobs_per_s']:,.0f} jobs/s",
+                        f"service / Ray Serve = **{on['jobs_per_s'] / peer['jobs_per_s']:.2f}x**; "
+                        f"{fmt_latency(peer)}; mean batch {peer['mean_batch']:.1f}"),
+                ]
+            lines += [
                 row("digits", "light load, 10 jobs/s, submit to result", fmt_latency(light),
                     f"overhead beyond model time: p50 {light['p50'] * 1000 - model_ms:.1f} ms, "
                     f"p99 {light['p99'] * 1000 - model_ms:.1f} ms"),
+            ]
+            if peer is not None:
+                lines += [row("digits", "Ray Serve, light load, 10 jobs/s", fmt_latency(peer["light"]),
+                              f"overhead p50 {peer['light']['p50'] * 1000 - model_ms:.1f} ms")]
+            lines += [
+                row("digits", "bare Celery no-op baseline", f"{noop['jobs_per_s']:,.0f} jobs/s",
+                    f"end to end / no-op = **{on['jobs_per_s'] / noop['jobs_per_s']:.2f}x**"),
                 row("digits", f"burst of {burst['jobs']:,} jobs", f"{burst['jobs_per_s']:,.0f} jobs/s",
                     f"succeeded {burst['succeeded']:,}, distinct ids {len(set(burst['ids'])):,}, "
                     f"model runs {burst['ran']:,} (duplicates: {burst['ran'] - len(set(burst['ids']))})"),
             ]
+            cost_lines = cost_table(on, off, peer)
+
+            if not args.skip_cnn:
+                cnn_dir = cnn.write_model_dir(Path(tmp) / "cnn-models")
+                c_ceiling = offline_ceiling(cnn_dir, cnn.NAME, batch_max, seconds=2.0)
+                photos = photo_images(300 if args.quick else 1000, side=cnn.SIDE)
+                c_on = bench.e2e(cnn_dir, cnn.NAME, photos, args.concurrency)
+                c_off = bench.e2e(cnn_dir, cnn.NAME, photos[: len(photos) // 3], args.concurrency, max_batch_size=1)
+                rates = c_ceiling["rates"]
+                lines += [
+                    row("cnn 64x64", f"offline, batch 1 vs batch {batch_max}",
+                        f"{rates[1]:,.0f} vs {rates[batch_max]:,.0f} images/s",
+                        f"time per image at batch {batch_max} = {rates[1] / rates[batch_max]:.2f} x batch 1"),
+                    row("cnn 64x64", "end to end, batching on", f"{c_on['jobs_per_s']:,.0f} jobs/s",
+                        f"{fmt_latency(c_on)}; mean batch {c_on['mean_batch']:.1f}"),
+                    row("cnn 64x64", "end to end, batching off", f"{c_off['jobs_per_s']:,.0f} jobs/s",
+                        f"on / off = **{c_on['jobs_per_s'] / c_off['jobs_per_s']:.2f}x**"),
+                ]
             if not args.skip_mobilenet:
-                mobilenet_dir = write_model_dir(Path(tmp) / "mobilenet-models")
-                m_ceiling = offline_ceiling(mobilenet_dir, "mobilenet", 32, seconds=3.0)
-                n = 96 if args.quick else 320
-                # A compute-bound model wants a longer MAX_DELAY_MS than the default 2 ms: a
-                # batch should fill while the previous one runs (about a batch's model time).
-                m_on = bench.e2e(mobilenet_dir, "mobilenet", photo_images(n), 64, warmup=64,
-                                 max_batch_size=m_ceiling["best_bucket"],
-                                 max_delay_ms=int(1000 * m_ceiling["best_bucket"] / m_ceiling["images_per_s"]))
+                mobilenet_dir = write_mobilenet(Path(tmp) / "mobilenet-models")
+                m_ceiling = offline_ceiling(mobilenet_dir, "mobilenet", batch_max, seconds=3.0)
+                n = 128 if args.quick else 384
+                m_on = bench.e2e(mobilenet_dir, "mobilenet", photo_images(n), args.concurrency)
                 lines += [
                     row("mobilenet_v2 224", f"offline ceiling (bucket {m_ceiling['best_bucket']})",
                         f"{m_ceiling['images_per_s']:,.1f} images/s", f"batch-1 {m_ceiling['batch1_s'] * 1000:.0f} ms"),
                     row("mobilenet_v2 224", "end to end, batching on", f"{m_on['jobs_per_s']:,.1f} jobs/s",
                         f"e2e / ceiling = **{m_on['jobs_per_s'] / m_ceiling['images_per_s']:.2f}x**; "
-                        f"{fmt_latency(m_on)}"),
+                        f"{fmt_latency(m_on)}; mean batch {m_on['mean_batch']:.1f}"),
                 ]
         finally:
             bench.close()
-    print("\n".join(lines))
+    print("\n".join([*lines, "", *cost_lines]))
+
+
+def cost_table(on: dict, off: dict, peer: dict | None) -> list[str]:
+    """CPU milliseconds per digits job, per process, and Redis's share."""
+    names = list(on["cpu_ms"])
+    header = "| CPU ms per digits job | " + " | ".join(names) + " | service total |"
+    lines = [header, "|---" * (len(names) + 2) + "|"]
+    for label, r in (("batching on", on), ("batching off", off)):
+        cells = " | ".join(f"{r['cpu_ms'][n]:.2f}" for n in names)
+        lines.append(f"| {label} | {cells} | **{r['service_cpu_ms']:.2f}** |")
+    if peer is not None:
+        lines.append(f"| Ray Serve (all its processes) | {' | '.join('' for _ in names)} | **{peer['cpu_ms']:.2f}** |")
+    lines += ["", f"Redis, batching on: {on['redis_commands']:.1f} commands per job (a script counts with the "
+              f"commands it runs), {on['cpu_ms']['redis']:.3f} ms CPU per job: one Redis core serves at most "
+              f"~{on['redis_ceiling']:,.0f} jobs/s (the scaling limit on paper; Redis runs single-threaded)."]
+    return lines
 
 
 if __name__ == "__main__":

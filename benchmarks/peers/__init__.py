@@ -1,0 +1,7 @@
+"""Peers: the same model, the same preprocessing and the same TensorFlow call, served by
+another system, so the benchmark can put the service beside it under the same load generator
+(benchmarks/load.py). Optional: `pip install -c constraints.txt -e '.[peers]'`, then
+`make bench ARGS=--peers`.
+
+    ray_serve.py   Ray Serve, one replica, @serve.batch
+"""
