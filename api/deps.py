@@ -78,11 +78,17 @@ async def submit_options(
         description="Seconds (at most JOB_TTL_SECONDS); a job still queued then fails with code `expired`")] = None,
 ) -> SubmitOptions:
     """The options every submission takes, checked (422) before any upload is processed."""
+    return options_of(svc.settings, model, webhook_url, webhook_events, expires_in)
+
+
+def options_of(settings: Settings, model: str | None, webhook_url: str | None, webhook_events: str | None,
+               expires_in: float | None) -> SubmitOptions:
+    """A submission's options, from a form or a JSON body (api.features), checked (422)."""
     if webhook_events is not None:
-        check_webhook_url(webhook_url, svc.settings)
+        check_webhook_url(webhook_url, settings)
     if not webhook_url:
         return SubmitOptions(model=model, expires_in=expires_in)
-    check_webhook_url(webhook_url, svc.settings)
+    check_webhook_url(webhook_url, settings)
     return SubmitOptions(model=model, webhook_url=webhook_url, webhook_events=_events(webhook_events),
                          expires_in=expires_in)
 

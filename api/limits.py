@@ -2,6 +2,7 @@
 how long its body may stall."""
 
 import asyncio
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -21,6 +22,10 @@ MANY_FILES: dict[str, Any] = {
 }
 
 
+# The training routes (api/routes/training.py) take one ZIP of up to TRAINING_MAX_UPLOAD_BYTES.
+TRAINING_PATH = re.compile(r"^/models(?:/[^/]+/versions)?$")
+
+
 def too_big(max_bytes: int) -> str:
     return f"upload is larger than the limit of {max_bytes} bytes"
 
@@ -34,12 +39,15 @@ class LimitBody:
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
         self.max_bytes, self.max_batch_bytes = settings.max_upload_bytes, settings.max_batch_bytes
+        self.max_training_bytes = settings.training_max_upload_bytes
         self.stall = settings.body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.max_batch_bytes if scope["path"].endswith("/batch") else self.max_bytes
+        if TRAINING_PATH.match(scope["path"]):
+            limit = self.max_training_bytes
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
             REJECTED.labels("too_large").inc()

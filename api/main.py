@@ -17,10 +17,11 @@ from api.deps import declared_fields_only, takes_webhooks
 from api.limits import LimitBody
 from api.metrics import HttpMetrics
 from api.openapi import App
-from api.routes import health, jobs, models, predict, webhooks
+from api.routes import health, jobs, models, predict, training, webhooks
 from api.services import Services
 from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
+from shared.registry import Registry
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,17 @@ async def lifespan(app: FastAPI):
         log.warning("AUTH_DISABLED=true: NO API KEYS. Anyone who reaches this port can read, cancel and submit")
         log.warning("every job, with no rate limit or quota. For experiments on one machine only.")
         log.warning("!" * 72)
-    svc = app.state.services = Services.build(settings)
+    # One registry for the routes and the document (a features model's body), following
+    # MODEL_DIR and the defaults in Redis (api.versions).
+    registry = app.registry if isinstance(app, App) else None
+    svc = app.state.services = Services.build(settings, registry)
     svc.waiter.start()
+    if isinstance(app, App):
+        svc.versions.on_change = app.forget_document
+    await svc.versions.start()
     async with ops.serving(svc, settings):  # /metrics, /queue on OPS_HOST:OPS_PORT (api/ops.py)
         yield
+    await svc.versions.stop()
     await svc.waiter.stop()
     await svc.store.close()
     svc.decoder.close()
@@ -65,6 +73,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(declared_fields_only)],
         takes_webhooks=takes_webhooks(settings),
+        registry=Registry(settings.model_dir, settings.default_model, strict=False),
     )
     app.add_middleware(LimitBody, settings=settings)
     app.add_middleware(HttpMetrics)
@@ -72,7 +81,9 @@ def create_app() -> FastAPI:
     backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)
     REGISTRY.register(BacklogCollector(backlog_store, settings.queue_name))
     errors.install(app)
-    for module in (jobs, predict, models, webhooks, health):
+    for json_module in (jobs, predict):  # JSON bodies of features models: first (api.features)
+        json_module.add_json_routes(app)
+    for module in (jobs, predict, models, training, webhooks, health):
         app.include_router(module.router)
     web.install(app)  # the web page at /, /docs, /redoc, /static
     return app

@@ -11,6 +11,8 @@ operation at once, what FastAPI gets wrong or leaves out:
   `anyOf: [X, null]`, which a query string, a header or a form cannot say);
 - a form takes only its own fields (api.deps.declared_fields_only refuses others), and its
   file parts are images in the accepted formats;
+- POST /jobs and POST /predict take a JSON body too, for features models: its route is a
+  hidden api.features.JsonBodyRoute, whose body is added to the visible operation here;
 - `webhook_url` and `webhook_events` are documented only where webhooks are on (API keys,
   or WEBHOOK_SECRET with AUTH_DISABLED); elsewhere api.deps.submit_options refuses them;
 - every operation takes an optional `X-Request-ID` and every answer carries one
@@ -25,10 +27,13 @@ from fastapi import FastAPI
 from api.access_log import HEADER as REQUEST_ID
 from api.access_log import REQUEST_ID_PATTERN
 from api.errors import PROBLEM_JSON
+from api.features import JsonBodyRoute, documented
+from shared.registry import Registry
 from shared.schemas import Problem
 
 # What api.decoding accepts (Pillow sniffs the bytes; a part's declared type is not used).
 IMAGE_TYPES = "image/png, image/jpeg, image/webp, image/bmp, image/gif, image/tiff"
+ZIP_TYPE = "application/zip"  # a file part whose description starts "A ZIP" (api/routes/training.py)
 WEBHOOK_FIELDS = ("webhook_url", "webhook_events", "batch_webhook_url")
 _REF = "#/components/schemas/"
 _JSON = "application/json"
@@ -95,14 +100,42 @@ def problems(*statuses: int, described: Mapping[int, str] | None = None) -> dict
 class App(FastAPI):
     """FastAPI whose OpenAPI document says what the server does (see the module's docstring)."""
 
-    def __init__(self, *args: Any, takes_webhooks: bool, **kwargs: Any):
+    def __init__(self, *args: Any, takes_webhooks: bool, registry: Registry, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.takes_webhooks = takes_webhooks
+        self.registry = registry  # the models: what a JSON body's `model` can name
+
+    def forget_document(self) -> None:
+        """The models changed (api.versions): build the document again when next asked."""
+        self.openapi_schema = None
 
     def openapi(self) -> dict[str, Any]:
-        if not self.openapi_schema:  # built once, then FastAPI's cache
-            _make_true(super().openapi(), hidden=() if self.takes_webhooks else WEBHOOK_FIELDS)
+        if not self.openapi_schema:  # built once (again after forget_document), then FastAPI's cache
+            hidden = () if self.takes_webhooks else WEBHOOK_FIELDS
+            document = super().openapi()
+            _add_json_bodies(document, self.routes, hidden, self.registry)
+            _make_true(document, hidden)
         return super().openapi()
+
+
+def _add_json_bodies(document: dict[str, Any], routes: list[Any], hidden: tuple[str, ...],
+                     registry: Registry) -> None:
+    """Each hidden JSON route's body, as `application/json` content of the visible operation
+    of its path and method (whose form stays `multipart/form-data`): one schema per features
+    model served (api.features.documented), so that a valid body is one the server takes."""
+    for route in routes:
+        if not isinstance(route, JsonBodyRoute):
+            continue
+        definitions = route.json_body.json_schema(ref_template=_REF + "{model}").get("$defs", {})
+        for definition in definitions.values():
+            for field in hidden:
+                definition.get("properties", {}).pop(field, None)
+        variants = documented(definitions, registry)
+        if not variants:
+            continue
+        for method in route.methods or ():
+            operation = document["paths"][route.path_format][method.lower()]
+            operation["requestBody"]["content"][_JSON] = {"schema": {"anyOf": variants}}
 
 
 def _make_true(document: dict[str, Any], hidden: tuple[str, ...]) -> None:
@@ -155,7 +188,8 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _form_fields(schema: dict[str, Any], hidden: tuple[str, ...]) -> dict[str, Any]:
-    """Fix a multipart body's schema in place; its `encoding`: files are images."""
+    """Fix a multipart body's schema in place; its `encoding`: files are images (a ZIP where
+    the part's description says so)."""
     schema["additionalProperties"] = False
     properties = schema["properties"]
     for name in hidden:
@@ -164,5 +198,6 @@ def _form_fields(schema: dict[str, Any], hidden: tuple[str, ...]) -> dict[str, A
     for name, field in properties.items():
         properties[name] = field = _not_null(field)
         if _BINARY in (field.get("contentMediaType"), field.get("items", {}).get("contentMediaType")):
-            encoding[name] = {"contentType": IMAGE_TYPES}
+            encoding[name] = {"contentType": ZIP_TYPE if field.get("description", "").startswith("A ZIP")
+                              else IMAGE_TYPES}
     return encoding

@@ -6,7 +6,9 @@ from celery import Celery
 
 from api.decoding import DecodePool
 from api.events import TaskEvents
+from api.versions import Versions
 from api.waiter import Waiter
+from shared import catalog
 from shared.jobstore import AsyncJobStore
 from shared.queue import make_celery
 from shared.registry import Registry
@@ -23,19 +25,25 @@ class Services:
     events: TaskEvents
     waiter: Waiter
     decoder: DecodePool
+    # Keeps `registry` in step with MODEL_DIR and the defaults in Redis (started by the lifespan).
+    versions: Versions
 
     @classmethod
-    def build(cls, settings: Settings) -> "Services":
+    def build(cls, settings: Settings, registry: Registry | None = None) -> "Services":
         store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                       settings.redis_max_connections,
                                       finished_ttl_seconds=settings.finished_job_ttl_seconds)
         celery = make_celery(settings, "api")
+        # Not strict: an invalid manifest is reported (GET /readyz) and the other models serve.
+        registry = registry or Registry(settings.model_dir, settings.default_model, strict=False)
         return cls(
             settings=settings,
-            registry=Registry(settings.model_dir, settings.default_model),
+            registry=registry,
             store=store,
             celery=celery,
             events=TaskEvents(celery),
             decoder=DecodePool(settings.decode_workers, settings.decode_backlog),
             waiter=Waiter(settings.redis_url, store.keys.finished_channel, settings.redis_timeout_seconds),
+            versions=Versions(registry, catalog.connect_async(settings.redis_url, settings.redis_timeout_seconds),
+                              settings.model_poll_seconds, settings.model_scan_seconds),
         )

@@ -5,15 +5,16 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from fastapi import HTTPException, status
 
 from api.auth import Caller, over_quota
 from api.decoding import INLINE_PIXELS
 from api.metrics import SUBMITTED
 from api.services import Services
-from api.uploads import open_upload, reject, resolve_model, upload_pixels
+from api.uploads import open_upload, reject, resolve_model, takes, upload_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
-from shared.queue import encode_pixels, infer_message, webhook_message
+from shared.queue import FEATURE_DTYPE, encode_features, encode_pixels, infer_message, webhook_message
 from shared.schemas import Job, WebhookEvent
 
 QUEUE_FULL_RETRY_AFTER_SECONDS = 5
@@ -29,17 +30,26 @@ class SubmitOptions:
     expires_in: float | None = None
 
 
-async def submit(data: bytes, options: SubmitOptions, svc: Services, caller: Caller,
+async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller,
                  idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """(the job, whether this call created it), owned by the caller's key."""
+    """(the job, whether this call created it), owned by the caller's key. `data`: an
+    image's bytes, or a features model's checked values (api.features.feature_vector)."""
     settings, store = svc.settings, svc.store
     manifest = resolve_model(svc.registry, options.model)
-    digest = hashlib.sha256(data).hexdigest()
+    if isinstance(data, np.ndarray):  # the same numbers, however sent, are the same input
+        features = np.ascontiguousarray(data, dtype=FEATURE_DTYPE)
+        digest = hashlib.sha256(b"features:" + features.tobytes()).hexdigest()
+    else:
+        takes(manifest, "image")
+        digest = hashlib.sha256(data).hexdigest()
     cache_key = store.keys.cache(caller.key_id, manifest.key, digest) if settings.result_cache_ttl_seconds else None
     job_id = new_job_id()
     cached = await store.cached_result(cache_key) if cache_key else None
     message, job_input, tag = "", None, None
-    if cached is None:
+    if cached is None and isinstance(data, np.ndarray):
+        job_input = encode_features(features)
+        tag, message = infer_message(svc.celery, settings.queue_name, job_id, manifest.key, time.time())
+    elif cached is None and not isinstance(data, np.ndarray):
         image = open_upload(data, settings.max_image_pixels)
         if image.width * image.height > INLINE_PIXELS:  # the pixels, not the bytes: PNG compresses
             pixels = await svc.decoder.run(upload_pixels, image, manifest)

@@ -35,6 +35,21 @@ def resolve_model(registry: Registry, ref: str | None) -> Manifest:
         raise reject(status.HTTP_404_NOT_FOUND, "unknown_model", str(exc)) from exc
 
 
+def takes(manifest: Manifest, kind: str) -> None:
+    """415 when the model takes the other kind of input, saying how to send it."""
+    if manifest.input.kind == kind:
+        return
+    if manifest.input.kind == "features":
+        names = manifest.input.names or []
+        raise reject(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "wrong_input_kind",
+                     f"model {manifest.key} takes features, not an image: send a JSON body (application/json) "
+                     f"with `model` and either `features` ({len(names)} numbers: {', '.join(names)}) or `inputs` "
+                     "(each by name)")
+    raise reject(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "wrong_input_kind",
+                 f"model {manifest.key} takes an image, not features: send it as multipart/form-data "
+                 "with the image in a `file` part")
+
+
 def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     data = upload.file.read(max_bytes + 1)
     if len(data) > max_bytes:

@@ -23,6 +23,14 @@ def split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def fit_validation_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The training digits split again: (fit_images, validation_images, fit_labels,
+    validation_labels). The model is fitted on the first; its calibration (temperature and
+    out-of-distribution threshold) on the second, so the held-out digits judge both."""
+    train_x, _, train_y, _ = split()
+    return train_test_split(train_x, train_y, test_size=0.1, stratify=train_y, random_state=SEED)
+
+
 def render(
     digit: np.ndarray,
     size: int = 64,

@@ -4,7 +4,12 @@
 
 Reproducible (fixed seeds, deterministic ops), no download. Every training image goes
 through the service's own preprocessing, so training and serving see the same tensors.
-Prints held-out accuracy and writes the artifact, its manifest and example pictures.
+Prints held-out accuracy and writes the artifact, its manifest and example pictures, then
+calibrates it (models/calibrate.py: temperature and out-of-distribution threshold).
+
+Outlier exposure: synthetic non-digits (models/nondigits.py, their own seed) are trained
+towards the uniform distribution, so the model's top probability is low on pictures that
+are not digits and its calibrated score can flag them.
 """
 
 import json
@@ -12,12 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from models.digits_data import SEED, render, split, varied_renderings
+from models import calibrate
+from models.digits_data import SEED, fit_validation_split, render, split, varied_renderings
+from models.nondigits import nondigits
 from shared.preprocessing import preprocess
 from shared.registry import Manifest
 
 OUT = Path(__file__).resolve().parent / "digits" / "1"
 RENDERINGS_PER_DIGIT = 6
+NONDIGITS_PER_KIND = 600  # outlier exposure: 3,000 synthetic non-digits, targets uniform
+NONDIGITS_SEED = SEED + 100  # calibrate.py fits and measures on other seeds
+OUTLIER_WEIGHT = 1.0  # each non-digit's loss weight against a digit's
 MANIFEST = {
     "name": "digits",
     "version": "1",
@@ -62,12 +72,19 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     manifest = Manifest.model_validate({**MANIFEST, "directory": OUT})
 
-    train_x, test_x, train_y, test_y = split()
-    x = tensors(train_x, manifest, rng, RENDERINGS_PER_DIGIT)
-    y = np.repeat(train_y, RENDERINGS_PER_DIGIT)
+    fit_x, val_x, fit_y, val_y = fit_validation_split()  # validation: calibration's, never fitted
+    _, test_x, _, test_y = split()
+    digits_x = tensors(fit_x, manifest, rng, RENDERINGS_PER_DIGIT)
+    digits_y = np.eye(10, dtype=np.float32)[np.repeat(fit_y, RENDERINGS_PER_DIGIT)]
+    others = np.stack([preprocess(data, manifest, 10**8) for _, data in nondigits(NONDIGITS_PER_KIND, NONDIGITS_SEED)])
+    x = np.concatenate([digits_x, others])
+    y = np.concatenate([digits_y, np.full((len(others), 10), 0.1, dtype=np.float32)])
+    weights = np.concatenate([np.ones(len(digits_x)), np.full(len(others), OUTLIER_WEIGHT)]).astype(np.float32)
+    validation = (tensors(val_x, manifest, np.random.default_rng(SEED + 2), 1), np.eye(10)[val_y])
     model = build_model()
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=25, batch_size=128, validation_split=0.1, verbose=2, shuffle=True)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["categorical_accuracy"])
+    model.fit(x, y, sample_weight=weights, epochs=25, batch_size=128, validation_data=validation,
+              verbose=2, shuffle=True)
 
     # Held-out digits, each drawn once at a random size/polarity/colour, never seen in training.
     heldout = tensors(test_x, manifest, np.random.default_rng(SEED + 1), 1)
@@ -83,6 +100,7 @@ def main() -> None:
     for label in range(10):
         first = int(np.flatnonzero(test_y == label)[0])
         (examples / f"{label}.png").write_bytes(render(test_x[first], size=96))
+    calibrate.main()
 
 
 if __name__ == "__main__":

@@ -138,13 +138,13 @@ def _make_ink_bright(pixels: np.ndarray) -> np.ndarray:
     return np.clip(pixels * (255.0 / peak), 0, 255)
 
 
-def working_side(input_shape: tuple[int, int, int]) -> int:
+def working_side(input_shape: tuple[int, ...]) -> int:
     """How large an image is kept before its float32 steps: several times the model's input
     (room for the ink crop), never below 256 px."""
     return max(256, 4 * max(input_shape[:2]))
 
 
-def to_pixels(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, int, int]) -> np.ndarray:
+def to_pixels(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, ...]) -> np.ndarray:
     """The model's input before scaling: HxWxC, 0..255 (what travels on the queue, as uint8).
     Loads the image if `open_image` left it unloaded."""
     height, width, channels = input_shape

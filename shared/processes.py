@@ -56,6 +56,15 @@ def worker_argv(name: str, app: str = "worker.app") -> list[str]:
                        "--without-gossip")
 
 
+def training_worker_argv(name: str = "training") -> list[str]:
+    """The training worker (worker/training.py): its own queue, one job at a time, solo pool."""
+    from shared.settings import get_settings
+
+    return celery_argv("worker.training", "worker", "-n", f"{name}@%h", "-Q", get_settings().training_queue,
+                       "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
+                       "--without-gossip")
+
+
 # glibc keeps freed heap memory; a decoded upload is tens of MB (Pillow's 16 MB blocks), so
 # the API's RSS would stay at its peak. Blocks of 1 MB and more are mmapped, and freeing them
 # returns them at once (benchmarks/bombs.py: idle RSS back to ~94 MB after each round,
@@ -167,13 +176,15 @@ class Worker:
 
     count: ClassVar[int] = 0
 
-    def __init__(self, redis_url: str, logdir: Path, app: str = "worker.app", **settings: object):
+    def __init__(self, redis_url: str, logdir: Path, app: str = "worker.app", argv: list[str] | None = None,
+                 **settings: object):
+        """`argv`: another command line than worker_argv's (training_worker_argv)."""
         settings.setdefault("worker_metrics_port", free_port())
         self.metrics_url = f"http://127.0.0.1:{settings['worker_metrics_port']}/metrics"
         Worker.count += 1
         self.name = f"test{Worker.count}"
         self.log = logdir / f"worker-{self.name}.log"
-        self.proc = _start(worker_argv(self.name, app), service_env(redis_url, **settings), self.log)
+        self.proc = _start(argv or worker_argv(self.name, app), service_env(redis_url, **settings), self.log)
         # Celery logs "<name>@<host> ready." once the consumer runs.
         wait_for(lambda: self.proc.poll() is None and " ready." in self.log.read_text(), 90,
                  f"worker {self.name} (log: {self.log})")

@@ -12,6 +12,7 @@ from shared.settings import Settings
 from shared.webhooks import DELIVER_BATCH_TASK, DELIVER_TASK
 
 INFER_TASK = "worker.infer"
+TRAIN_TASK = "worker.train"  # worker/training.py, on TRAINING_QUEUE
 
 
 def celery_config(settings: Settings) -> dict:
@@ -92,6 +93,13 @@ def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitte
     return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag))
 
 
+def training_message(app: Celery, queue: str, job_id: str) -> InferMessage:
+    """The training task's message: it names the job; the archive and the request's choices
+    are in the job's record (`input`), handed to the worker when it starts the job."""
+    tag = str(uuid.uuid4())
+    return InferMessage(tag, redis_message(app, queue, job_id, [job_id], task=TRAIN_TASK, delivery_tag=tag))
+
+
 def webhook_message(app: Celery, queue: str, job_id: str, event: str) -> str:
     """The message asking the webhook worker to deliver one event of one job."""
     return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
@@ -115,3 +123,24 @@ def decode_pixels(payload: str, shape: tuple[int, ...]) -> np.ndarray:
     if len(raw) != expected:
         raise ValueError(f"input has {len(raw)} bytes, model expects {expected} for shape {tuple(shape)}")
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+
+
+FEATURE_DTYPE = np.dtype("<f4")  # float32, little-endian: what a features model takes
+
+
+def encode_features(values: np.ndarray) -> str:
+    """A features model's input (finite float32 values, the manifest's order), base64."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype=FEATURE_DTYPE).tobytes()).decode("ascii")
+
+
+def decode_features(payload: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of encode_features; raises ValueError when the payload does not fit the shape
+    or holds a value that is not finite."""
+    raw = base64.b64decode(payload, validate=True)
+    expected = int(np.prod(shape)) * FEATURE_DTYPE.itemsize
+    if len(raw) != expected:
+        raise ValueError(f"input has {len(raw)} bytes, model expects {expected} for {int(np.prod(shape))} features")
+    values = np.frombuffer(raw, dtype=FEATURE_DTYPE).reshape(shape).astype(np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("input has a value that is not a finite number")
+    return values

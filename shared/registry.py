@@ -5,11 +5,16 @@ module must stay free of TensorFlow.
 """
 
 import json
-from functools import cached_property
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from shared.calibration import Calibration
+
+log = logging.getLogger(__name__)
 
 
 class Preprocessing(BaseModel):
@@ -22,18 +27,46 @@ class Preprocessing(BaseModel):
     scale: tuple[float, float] = (0.0, 1.0)
 
 
+class Input(BaseModel):
+    """What the model takes. "image": an upload, preprocessed to input_shape (height, width,
+    channels). "features": a JSON body of numbers, one per name, in this order; input_shape
+    is then (len(names),) and the model normalizes its input itself (no preprocessing)."""
+
+    kind: Literal["image", "features"] = "image"
+    names: list[str] | None = Field(None, min_length=1)
+
+
 class Manifest(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     version: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     artifact: str = "model.keras"
-    input_shape: tuple[int, int, int]
+    input: Input = Input()
+    # (height, width, channels) for images; (number of features,) for features.
+    input_shape: tuple[int, ...]
     labels: list[str] = Field(min_length=1)
     preprocessing: Preprocessing = Preprocessing()
+    # A module of models/ whose `train()` rebuilds the model from data shipped with the
+    # code: a worker that finds the artifact missing trains it at start (worker/runtime.py).
+    train: str | None = Field(None, pattern=r"^models\.[a-z_][a-z0-9_]*$")
     metrics: dict[str, float] = {}
+    # Temperature and out-of-distribution threshold measured on held-out data
+    # (shared/calibration.py); without one, results carry the raw score and no in_distribution.
+    calibration: Calibration | None = None
     directory: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")
     def _channels_match_mode(self) -> "Manifest":
+        if self.input.kind == "features":
+            names = self.input.names or []
+            if not names or len(set(names)) != len(names):
+                raise ValueError("a features input needs `names`, each once")
+            if self.input_shape != (len(names),):
+                raise ValueError(f"input_shape must be [{len(names)}], one per feature name")
+            return self
+        if self.input.names is not None:
+            raise ValueError("`names` are for a features input only")
+        if len(self.input_shape) != 3:
+            raise ValueError("an image input_shape is [height, width, channels]")
         expected = 1 if self.preprocessing.color_mode == "L" else 3
         if self.input_shape[2] != expected:
             raise ValueError(
@@ -59,44 +92,124 @@ def _version_order(version: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
 
 
-class Registry:
-    def __init__(self, model_dir: Path, default_model: str):
-        self.model_dir = Path(model_dir)
-        self.default_model = default_model
-
-    @cached_property
-    def manifests(self) -> dict[str, Manifest]:
-        found: dict[str, Manifest] = {}
-        for path in sorted(self.model_dir.glob("*/*/manifest.json")):
-            try:
-                manifest = Manifest.model_validate(
-                    {**json.loads(path.read_text()), "directory": path.parent}
-                )
-            except (ValueError, ValidationError) as exc:
-                raise ValueError(f"invalid model manifest {path}: {exc}") from exc
+def scan(model_dir: Path) -> tuple[dict[str, Manifest], dict[str, str]]:
+    """Every valid manifest under `model_dir` by key ('name:version'), and each invalid
+    one's folder ('name:version') -> why."""
+    found: dict[str, Manifest] = {}
+    invalid: dict[str, str] = {}
+    for path in sorted(Path(model_dir).glob("*/*/manifest.json")):
+        try:
+            manifest = Manifest.model_validate({**json.loads(path.read_text()), "directory": path.parent})
             if (manifest.name, manifest.version) != (path.parent.parent.name, path.parent.name):
                 raise ValueError(f"{path}: name/version must match its folder")
-            found[manifest.key] = manifest
-        return found
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError and JSON's errors are ValueErrors
+            invalid[f"{path.parent.parent.name}:{path.parent.name}"] = f"invalid model manifest {path}: {exc}"
+            continue
+        found[manifest.key] = manifest
+    return found, invalid
 
-    @cached_property
+
+@dataclass(frozen=True)
+class _State:
+    """One reading of MODEL_DIR and of the defaults, replaced whole (never changed), so a
+    reader on another thread sees either the old reading or the new one."""
+
+    manifests: dict[str, Manifest]
+    invalid: dict[str, str]
+    defaults: dict[str, str]  # model name -> default version (shared.catalog), when one is set
+    latest: list[Manifest]  # the newest version of every model, by name
+
+
+def _state(manifests: dict[str, Manifest], invalid: dict[str, str], defaults: dict[str, str]) -> _State:
+    newest: dict[str, Manifest] = {}
+    for m in manifests.values():
+        if m.name not in newest or _version_order(m.version) > _version_order(newest[m.name].version):
+            newest[m.name] = m
+    return _State(manifests, invalid, dict(defaults), sorted(newest.values(), key=lambda m: m.name))
+
+
+class Registry:
+    """The model versions in `model_dir`, read on first use and again on `refresh()` (a
+    version added or removed without a restart: see shared.catalog). A model's default
+    version is the one its `defaults` entry names (set through Redis), else its newest.
+
+    strict: an invalid manifest raises ValueError (tools, tests). The services pass False:
+    an invalid manifest is logged and reported (`invalid`), and every other model serves."""
+
+    def __init__(self, model_dir: Path, default_model: str, *, strict: bool = True):
+        self.model_dir = Path(model_dir)
+        self.default_model = default_model
+        self.strict = strict
+        self._current: _State | None = None
+
+    @property
+    def _read(self) -> _State:
+        if self._current is None:
+            self.refresh()
+        assert self._current is not None
+        return self._current
+
+    @property
+    def manifests(self) -> dict[str, Manifest]:
+        return self._read.manifests
+
+    @property
     def latest(self) -> list[Manifest]:
-        """The newest version of every model (manifests are read once, so this is fixed too)."""
-        newest: dict[str, Manifest] = {}
-        for m in self.manifests.values():
-            if m.name not in newest or _version_order(m.version) > _version_order(newest[m.name].version):
-                newest[m.name] = m
-        return sorted(newest.values(), key=lambda m: m.name)
+        """The newest version of every model."""
+        return self._read.latest
+
+    @property
+    def invalid(self) -> dict[str, str]:
+        """Folders ('name:version') whose manifest is invalid -> why (strict=False only)."""
+        return self._read.invalid
+
+    @property
+    def defaults(self) -> dict[str, str]:
+        """Model name -> its default version, as set through Redis (shared.catalog)."""
+        return self._read.defaults
+
+    def refresh(self, defaults: dict[str, str] | None = None) -> bool:
+        """Read `model_dir` again (and take `defaults`, model name -> version, when given);
+        whether the versions found (or their manifests) changed since the last reading."""
+        found, invalid = scan(self.model_dir)
+        if invalid and self.strict:
+            raise ValueError(next(iter(invalid.values())))
+        old = self._current
+        for key, why in invalid.items():
+            if old is None or old.invalid.get(key) != why:
+                log.error("%s; the other models serve", why)
+        if defaults is None:
+            defaults = old.defaults if old is not None else {}
+        self._current = _state(found, invalid, defaults)
+        return old is None or old.manifests != found or old.invalid.keys() != invalid.keys()
+
+    def set_defaults(self, defaults: dict[str, str]) -> None:
+        """Take new defaults (model name -> version) without reading `model_dir` again."""
+        state = self._read
+        self._current = _state(state.manifests, state.invalid, defaults)
+
+    def default_version(self, name: str) -> Manifest | None:
+        """Model `name`'s default version: the one set through Redis while it exists on
+        disk, else its newest; None for an unknown model."""
+        state = self._read
+        pinned = state.defaults.get(name)
+        if pinned and f"{name}:{pinned}" in state.manifests:
+            return state.manifests[f"{name}:{pinned}"]
+        return next((m for m in state.latest if m.name == name), None)
+
+    @property
+    def default_keys(self) -> set[str]:
+        """Every model's default version's key."""
+        state = self._read
+        return {m.key for m in (self.default_version(latest.name) for latest in state.latest) if m is not None}
 
     def resolve(self, ref: str | None) -> Manifest:
-        """'name', 'name:version' or None (the default model) -> its manifest."""
+        """'name' (its default version), 'name:version' or None (the default model) -> its manifest."""
         ref = (ref or self.default_model).strip()
         name, _, version = ref.partition(":")
-        if version:
-            found = self.manifests.get(f"{name}:{version}")
-        else:
-            found = next((m for m in self.latest if m.name == name), None)
+        manifests = self.manifests
+        found = manifests.get(f"{name}:{version}") if version else self.default_version(name)
         if found is None:
-            known = ", ".join(sorted(self.manifests)) or "none"
+            known = ", ".join(sorted(manifests)) or "none"
             raise UnknownModel(f"unknown model {ref!r}; available: {known}")
         return found

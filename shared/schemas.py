@@ -55,6 +55,13 @@ class Prediction(BaseModel):
     top_k: list[LabelScore]
     # Every label's probability, for models with at most FULL_PROBABILITIES_MAX labels.
     probabilities: list[float] | None = None
+    # The top label's probability after the manifest's temperature scaling (shared/calibration.py):
+    # `score` itself for a model without a calibration.
+    calibrated_score: float | None = None
+    # False: the input looks unlike the model's training data (calibrated_score under the
+    # manifest's measured threshold), whatever the label. None: the model has no calibration
+    # (and results stored before calibration existed lack both fields).
+    in_distribution: bool | None = None
 
 
 FULL_PROBABILITIES_MAX = 100
@@ -68,6 +75,8 @@ class ErrorCode(StrEnum):
     model_unavailable = "model_unavailable"  # no worker serves its model
     expired = "expired"  # its deadline (expires_in) passed before it ran
     worker_lost = "worker_lost"  # its worker (or its message) was lost while it ran, too often
+    training_failed = "training_failed"  # a training job could not train, evaluate or write its version
+    time_limit = "time_limit"  # a training job ran past TRAINING_TIME_LIMIT_SECONDS
 
 
 class JobError(BaseModel):
@@ -87,11 +96,40 @@ class WebhookState(BaseModel):
     last_error: str | None = None
 
 
+class TrainingProgress(BaseModel):
+    """Where a running training job is (written after every epoch)."""
+
+    stage: Literal["preparing", "training", "evaluating", "writing"]
+    epoch: int = 0  # epochs done
+    epochs: int = 0  # epochs planned
+    loss: float | None = None
+    accuracy: float | None = None  # on the training images, this epoch
+    images: int = 0  # training images (the held-out ones are not among them)
+
+
+class TrainingResult(BaseModel):
+    """What a training job wrote: MODEL_DIR/<name>/<version>/, and whether it became the default."""
+
+    version: str
+    heldout_accuracy: float  # on the held-out images, never trained on
+    heldout_size: int
+    train_size: int
+    labels: list[str]
+    fine_tuned_from: str | None = None  # 'name:version' it continued from; None: trained from scratch
+    activated: bool  # it is now the model's default version
+    reason: str  # why it was (or was not) activated
+    training_data_sha256: str
+
+
 class Job(BaseModel):
     id: str
+    # "training": POST /models/{name}/versions (its model: the version it writes); else "inference".
+    kind: Literal["inference", "training"] = "inference"
     status: JobStatus
     model: ModelRef
-    result: Prediction | None = None
+    result: Prediction | None = None  # an inference job's answer
+    progress: TrainingProgress | None = None  # training jobs only, once started
+    training: TrainingResult | None = None  # a training job's outcome, once it succeeded
     error: JobError | None = None
     cached: bool = False
     created_at: datetime
@@ -116,16 +154,21 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     # What the model takes: "image" (an upload, resized to input_shape: height, width,
-    # channels) for every model today; a manifest may later declare other kinds.
-    kind: Literal["image"]
-    input_shape: tuple[int, int, int]
+    # channels), or "features" (a JSON body of numbers, one per feature_names entry;
+    # input_shape is then [their count]).
+    kind: Literal["image", "features"]
+    input_shape: list[int]
+    feature_names: list[str] | None = None  # "features" only: the names, in the model's order
     labels: int  # how many (kept a count, as first published); their names: label_names
     label_names: list[str]  # in the model's output order: what a result's `label` can be
-    default: bool
+    default: bool  # the version a request naming no model gets (DEFAULT_MODEL's default version)
     # serving: a live worker has it loaded; failed: it failed to load on a live worker (and
     # none serves it); unavailable: no live worker serves it (scaled to zero, or starting).
     status: Literal["serving", "failed", "unavailable"]
     error: str | None = None
+    # The version a request naming only the model (`name`) gets: the one an admin made its
+    # default (POST /models/{name}/default), else its newest.
+    default_version: bool = False
 
 
 class JobPage(BaseModel):
@@ -166,3 +209,5 @@ class SeedPrediction(BaseModel):
     confidence: float
     probabilities: list[float]
     job_id: str
+    calibrated_score: float | None = None  # as a job result's
+    in_distribution: bool | None = None  # as a job result's

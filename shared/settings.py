@@ -19,6 +19,15 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(REPO_ROOT / "models", description="Folder of <name>/<version>/manifest.json.")
     default_model: str = Field("digits", description="Model used when a request names none.")
+    model_scan_seconds: float = Field(
+        10.0, gt=0, le=30, description="Workers and APIs rescan MODEL_DIR this often for versions added or removed."
+    )
+    model_poll_seconds: float = Field(
+        1.0, gt=0, le=10, description="Workers and APIs check Redis for announced model changes this often."
+    )
+    max_loaded_versions: int = Field(
+        2, ge=1, description="Versions of one model a worker keeps loaded at most (its default always among them)."
+    )
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger uploads get 413.")
     max_image_pixels: int = Field(
@@ -45,7 +54,9 @@ class Settings(BaseSettings):
     )
 
     max_batch_size: int = Field(32, ge=1, description="Largest batch the worker runs at once.")
-    max_delay_ms: int = Field(2, ge=0, description="How long a partial batch waits for more jobs.")
+    max_delay_ms: int = Field(
+        2, ge=0, description="How long the oldest waiting job waits for company when the model is free."
+    )
     prefetch_batches: int = Field(2, ge=1, description="Prefetch = this many batches per worker.")
     job_lease_seconds: float = Field(
         60, gt=0, description="A running job's lease (at most half the visibility timeout), renewed by heartbeats."
@@ -95,6 +106,29 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(36000.0, gt=0, description="Longest delay between attempts.")
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline of one delivery attempt (resolve, connect, send, response)."
+    )
+
+    # Training a new version from a ZIP (POST /models/{name}/versions; worker/training.py).
+    training_queue: str = Field("training", description="Celery queue of training jobs (the training worker's).")
+    training_max_upload_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Largest training ZIP; larger gets 413."
+    )
+    training_max_uncompressed_bytes: int = Field(
+        128 * 1024 * 1024, gt=0, description="Most bytes a training ZIP may expand to, all entries together (413)."
+    )
+    training_max_files: int = Field(10_000, ge=1, description="Most entries in a training ZIP (413).")
+    training_max_ratio: float = Field(
+        100.0, gt=1, description="Largest compression ratio of a training ZIP entry, or of the whole (413)."
+    )
+    training_min_images_per_label: int = Field(
+        5, ge=2, description="Fewest images a label's folder must hold (422); one in five is held out."
+    )
+    training_epochs: int = Field(30, ge=1, le=1000, description="Epochs a training job runs.")
+    training_time_limit_seconds: float = Field(
+        1800, gt=0, description="A training job still training after this long fails with `time_limit`."
+    )
+    training_max_queued_jobs: int = Field(
+        4, ge=1, description="Training jobs queued at once (each holds its ZIP in Redis); beyond, 503."
     )
 
     @property

@@ -3,7 +3,7 @@
     python -m shared.stack [--redis-port 6379] [--api-port 8000] [--ops-port 9000] [--flower-port 5555]
                            [--run-dir .run]
 
-Starts Redis (data as AOF in the run dir), then an inference worker, a webhook worker, the
+Starts Redis (data as AOF in the run dir), then an inference worker, a training worker, a webhook worker, the
 API (its ops port, /metrics and /queue, on 127.0.0.1 too; 0 turns it off) and Flower, with
 REDIS_URL set and the rest of the environment passed through. A child that dies is
 restarted with backoff, so a killed worker shows that nothing is lost. Ctrl-C or SIGTERM
@@ -32,6 +32,7 @@ from shared.processes import (
     flower_argv,
     redis_argv,
     service_env,
+    training_worker_argv,
     worker_argv,
 )
 
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               {**env, **API_ENV, "OPS_PORT": str(args.ops_port), "OPS_HOST": "127.0.0.1"}),
         Child("flower", flower_argv(args.flower_port), env),
         Child("webhook worker", worker_argv("webhooks", "worker.webhooks"), env),
+        Child("training worker", training_worker_argv(), env),  # POST /models/{name}/versions
         Child("inference worker", worker_argv("inference"), env),
     ]
 

@@ -17,7 +17,7 @@ from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from redis.exceptions import RedisError
 
-from shared.queue import celery_config, infer_message
+from shared.queue import celery_config, infer_message, training_message
 from shared.schemas import WebhookEvent
 from shared.settings import get_settings
 from worker import transport  # noqa: F401  (kombu patched: bulk receive, safe when Redis is full)
@@ -141,12 +141,19 @@ class Heartbeat(bootsteps.StartStopStep):
 
 def rescue_lost(serving: "Serving") -> int:
     """Put back a new message for each job queued over a visibility timeout whose message
-    Redis lost in delivery (see shared/jobstore/lua/rescue.lua); how many."""
-    queue = settings.queue_name
-    lost = serving.store.find_lost(queue, settings.visibility_timeout_seconds)
-    return serving.store.requeue(queue, {
-        job.job_id: infer_message(serving.celery, queue, job.job_id, job.model_key, job.created_at) for job in lost
-    })
+    Redis lost in delivery (see shared/jobstore/lua/rescue.lua), inference and training jobs
+    alike (the training worker trains on its consumer's thread: it keeps no heartbeat); how many."""
+    rescued = 0
+    for queue in (settings.queue_name, settings.training_queue):
+        lost = serving.store.find_lost(queue, settings.visibility_timeout_seconds)
+        messages: dict[str, tuple[str, str]]
+        if queue == settings.training_queue:
+            messages = {job.job_id: training_message(serving.celery, queue, job.job_id) for job in lost}
+        else:
+            messages = {job.job_id: infer_message(serving.celery, queue, job.job_id, job.model_key, job.created_at)
+                        for job in lost}
+        rescued += serving.store.requeue(queue, messages)
+    return rescued
 
 
 app.steps["consumer"].add(Heartbeat)

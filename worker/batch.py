@@ -14,9 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from shared.calibration import Calibration, judge
 from shared.jobstore import JobStore
-from shared.preprocessing import scale
-from shared.queue import decode_pixels
 from shared.schemas import (
     FULL_PROBABILITIES_MAX,
     ErrorCode,
@@ -27,7 +26,7 @@ from shared.schemas import (
     WebhookEvent,
 )
 from worker import metrics
-from worker.runtime import LoadedModel
+from worker.runtime import LoadedModel, LoadedModels, ModelUnavailable
 
 log = logging.getLogger(__name__)
 TOP_K = 5
@@ -56,11 +55,13 @@ def parse(args: tuple) -> Item | None:
     return None
 
 
-def to_prediction(probabilities: np.ndarray, labels: list[str]) -> Prediction:
+def to_prediction(probabilities: np.ndarray, labels: list[str], calibration: Calibration | None = None) -> Prediction:
     order = np.argsort(probabilities)[::-1][: min(TOP_K, len(labels))]
     top = [LabelScore(label=labels[i], score=round(float(probabilities[i]), 6)) for i in order]
     full = [round(float(p), 6) for p in probabilities] if len(labels) <= FULL_PROBABILITIES_MAX else None
-    return Prediction(label=top[0].label, score=top[0].score, top_k=top, probabilities=full)
+    calibrated, in_distribution = judge(probabilities, calibration)  # the manifest's, when it has one
+    return Prediction(label=top[0].label, score=top[0].score, top_k=top, probabilities=full,
+                      calibrated_score=round(calibrated, 6), in_distribution=in_distribution)
 
 
 def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> dict:
@@ -68,12 +69,28 @@ def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> di
     outcomes: dict[str, Prediction | JobError] = {}
     for job_id, pixels in items:
         try:
-            probabilities = model.predict(scale(pixels[None], model.manifest.preprocessing))[0]
-            outcomes[job_id] = to_prediction(probabilities, model.manifest.labels)
+            probabilities = model.predict(model.scale(pixels[None]))[0]
+            outcomes[job_id] = to_prediction(probabilities, model.manifest.labels, model.manifest.calibration)
         except Exception as exc:  # any model error fails this job only
             log.exception("job %s failed in the model", job_id)
             outcomes[job_id] = JobError(code=ErrorCode.inference_error, message=f"model failed: {exc}")
     return outcomes
+
+
+def _load_on_demand(models: dict[str, LoadedModel], key: str, failed: dict[str, str],
+                    unavailable: dict[str, str]) -> LoadedModel | None:
+    """A version that is not loaded: loaded now when `models` can (worker.runtime.LoadedModels:
+    a version on disk that was unloaded, or is not yet seen), so a job queued for a version
+    runs on it; else None, with why in `unavailable`."""
+    if isinstance(models, LoadedModels):
+        try:
+            return models.load(key)
+        except ModelUnavailable as exc:
+            unavailable[key] = str(exc)
+            return None
+    why = failed.get(key)
+    unavailable[key] = f"{key} failed to load: {why}" if why else f"no worker serves {key}"
+    return None
 
 
 Hooks = list[tuple[str, WebhookEvent]]
@@ -114,29 +131,31 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             metrics.QUEUE_WAIT.observe(max(0.0, now - item.submitted_at))
     outcomes: dict[str, Prediction | JobError] = {}
     by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    chosen: dict[str, LoadedModel] = {}  # the version each model key runs on in this batch
+    unavailable: dict[str, str] = {}  # model key -> why its jobs fail with model_unavailable
     for item, state in zip(unique, started, strict=True):
         if not state.runs:
             log.info("skipping job %s (%s)", item.job_id, state.ended or state.before or "gone")
             continue
-        model = models.get(item.model_key)
+        model = chosen.get(item.model_key) or models.get(item.model_key)
+        if model is None and item.model_key not in unavailable:
+            model = _load_on_demand(models, item.model_key, failed or {}, unavailable)
         if model is None:
-            why = (failed or {}).get(item.model_key)
-            outcomes[item.job_id] = JobError(
-                code=ErrorCode.model_unavailable,
-                message=f"{item.model_key} failed to load: {why}" if why else f"no worker serves {item.model_key}",
-            )
+            outcomes[item.job_id] = JobError(code=ErrorCode.model_unavailable, message=unavailable[item.model_key])
             continue
+        chosen[item.model_key] = model
+        model.last_used = time.monotonic()  # the runtime unloads the least recently used version first
         try:
-            pixels = decode_pixels(state.input or item.payload or "", model.manifest.input_shape)
+            pixels = model.decode(state.input or item.payload or "")  # by the model's input kind
         except ValueError as exc:
             outcomes[item.job_id] = JobError(code=ErrorCode.invalid_input, message=str(exc))
             continue
         by_model[item.model_key].append((item.job_id, pixels))
 
     for key, jobs in by_model.items():
-        model = models[key]
+        model = chosen[key]
         try:
-            batch = scale(np.stack([pixels for _, pixels in jobs]), model.manifest.preprocessing)
+            batch = model.scale(np.stack([pixels for _, pixels in jobs]))
             with metrics.INFERENCE.labels(key).time():
                 probabilities = model.predict(batch)
         except Exception:  # find the job(s) responsible below; the others still succeed
@@ -144,7 +163,7 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
             outcomes.update(_predict_each(model, jobs))
             continue
         for (job_id, _), row in zip(jobs, probabilities, strict=True):
-            outcomes[job_id] = to_prediction(row, model.manifest.labels)
+            outcomes[job_id] = to_prediction(row, model.manifest.labels, model.manifest.calibration)
 
     due([*ended, *store.finish(outcomes, run)], WebhookEvent.completed)
     for item in unique:

@@ -5,12 +5,18 @@ ever sees a handful of shapes, all traced at start-up: TensorFlow never retraces
 serving.
 """
 
+import gc
+import importlib
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
+from shared.preprocessing import scale
+from shared.queue import decode_features, decode_pixels
 from shared.registry import Manifest, Registry
 
 log = logging.getLogger(__name__)
@@ -33,14 +39,36 @@ def buckets(max_batch_size: int) -> list[int]:
     return sizes
 
 
+def load_keras_model(manifest: Manifest):
+    """The manifest's artifact; when it is missing and the manifest names a `train` module
+    (a model shipped with its data, e.g. models.train_iris), that module trains it now,
+    into memory only (the model folder may be read-only, and several workers may start at
+    once): every start trains again until the artifact is restored."""
+    import keras
+
+    path = manifest.artifact_path
+    if path.exists() or not manifest.train:
+        return keras.saving.load_model(path, compile=False)
+    log.warning("!" * 72)
+    log.warning("%s: ARTIFACT MISSING (%s); TRAINING IT AT START FROM ITS BUNDLED DATA (%s.train)",
+                manifest.key, path, manifest.train)
+    started = time.perf_counter()
+    model, accuracy, size = importlib.import_module(manifest.train).train()
+    log.warning("%s: TRAINED AT START in %.1fs: held-out accuracy %.4f on %d (the committed artifact's: %s); "
+                "serving it from memory, nothing written; restore %s to skip this",
+                manifest.key, time.perf_counter() - started, accuracy, size,
+                manifest.metrics.get("heldout_accuracy", "unknown"), path)
+    log.warning("!" * 72)
+    return model
+
+
 class LoadedModel:
     def __init__(self, manifest: Manifest, max_batch_size: int):
-        import keras
         import tensorflow as tf
 
         self.manifest = manifest
         self.buckets = buckets(max_batch_size)
-        model = keras.saving.load_model(manifest.artifact_path, compile=False)
+        model = load_keras_model(manifest)
         if tuple(model.input_shape[1:]) != tuple(manifest.input_shape):
             raise ValueError(
                 f"{manifest.key}: model input {model.input_shape[1:]} != manifest input_shape "
@@ -56,6 +84,21 @@ class LoadedModel:
         for size, concrete in self._by_size.items():
             concrete(tf.zeros((size, *manifest.input_shape)))
         self.traces = fn.experimental_get_tracing_count()
+        self.last_used = time.monotonic()  # set by each batch (worker.batch): which version to unload first
+
+    def decode(self, payload: str) -> np.ndarray:
+        """A job's stored input (shared.queue) as one row of the model's input, unscaled;
+        ValueError when it does not fit the model."""
+        if self.manifest.input.kind == "features":
+            return decode_features(payload, self.manifest.input_shape)
+        return decode_pixels(payload, self.manifest.input_shape)
+
+    def scale(self, rows: np.ndarray) -> np.ndarray:
+        """Decoded rows -> the model's float32 input: pixels scaled to the manifest's range;
+        features as they are (the model normalizes them itself)."""
+        if self.manifest.input.kind == "features":
+            return rows.astype(np.float32)
+        return scale(rows, self.manifest.preprocessing)
 
     @property
     def traced_sizes(self) -> list[int]:
@@ -80,29 +123,150 @@ class LoadedModel:
         return np.concatenate(outputs)[: len(batch)]
 
 
-class Runtime:
-    """Every model in the registry, loaded in this process. A model that fails to load is
-    recorded with its error (`failed`) and the others still serve."""
+class ModelUnavailable(Exception):
+    """A version this worker cannot serve: not on disk, or it failed to load (the message says why)."""
 
-    def __init__(self, registry: Registry, max_batch_size: int):
+
+class LoadedModels(dict[str, LoadedModel]):
+    """The versions loaded in this process, by key ('name:version'). Published whole: the
+    runtime never changes a mapping it handed out, it assigns a new one (so the model thread
+    may read one while the loader prepares the next). `load(key)`: a version on disk that is
+    not loaded here, loaded now (on demand), or ModelUnavailable."""
+
+    def __init__(self, models: dict[str, LoadedModel] | None = None,
+                 loader: Callable[[str], LoadedModel] | None = None):
+        super().__init__(models or {})
+        self._loader = loader
+
+    def load(self, key: str) -> LoadedModel:
+        if self._loader is None:
+            raise ModelUnavailable(f"no worker serves {key}")
+        return self._loader(key)
+
+
+def _signature(manifest: Manifest) -> tuple:
+    """What tells a version's files changed: its manifest and artifact's size and mtime."""
+    stats: list[tuple[int, int] | None] = []
+    for path in (manifest.directory / "manifest.json", manifest.artifact_path):
+        try:
+            stat = path.stat()
+            stats.append((stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stats.append(None)
+    return tuple(stats)
+
+
+class Runtime:
+    """The model versions this process serves, loaded and warmed. A version that fails to
+    load is recorded with its error (`failed`) and the others still serve.
+
+    What is loaded (`sync`, on the loader thread, worker.versions; and at start): per model
+    its default version (pinned) and every version new on disk since the last sync (so a new
+    version serves at once); a version that failed is tried again once its files change. At
+    most `max_loaded_versions` per model stay loaded: beyond that the least recently used
+    non-default one is unloaded. A job for a version on disk that is not loaded (evicted, or
+    not yet seen) loads it on demand (`models.load`), so jobs queued for a version run on it."""
+
+    def __init__(self, registry: Registry, max_batch_size: int, max_loaded_versions: int = 2):
         self.pid = os.getpid()
         self.devices = configure_devices()
-        self.models: dict[str, LoadedModel] = {}
-        self.failed: dict[str, str] = {}
+        self.registry = registry
+        self.max_batch_size = max_batch_size
+        self.max_loaded_versions = max(1, max_loaded_versions)
+        self.models = LoadedModels(loader=self.load)
+        self.failed: dict[str, str] = {}  # replaced whole, as `models`
         self.load_seconds: dict[str, float] = {}
-        for key, manifest in registry.manifests.items():
-            started = time.perf_counter()
-            try:
-                self.models[key] = LoadedModel(manifest, max_batch_size)
-            except Exception as exc:  # a bad artifact must not take the other models down
-                log.exception("could not load %s; its jobs fail with model_unavailable", key)
-                self.failed[key] = f"{type(exc).__name__}: {exc}"
-                continue
-            self.load_seconds[key] = time.perf_counter() - started
-            log.info(
-                "loaded %s in %.2fs, buckets %s, devices %s",
-                key,
-                self.load_seconds[key],
-                self.models[key].buckets,
-                self.devices or ["CPU"],
-            )
+        self._signatures: dict[str, tuple] = {}  # key -> its files' signature when loaded, or when it failed
+        self._seen: set[str] | None = None  # the versions on disk at the last sync
+        self._lock = threading.RLock()
+        self.sync()
+
+    def refresh(self, defaults: dict[str, str] | None = None) -> bool:
+        """Read MODEL_DIR again (and take `defaults`, from shared.catalog), then `sync`;
+        whether the versions on disk changed."""
+        with self._lock:
+            changed = self.registry.refresh(defaults)
+            self.sync()
+            return changed
+
+    def sync(self) -> None:
+        """Make what is loaded follow the registry as last read."""
+        with self._lock:
+            manifests = self.registry.manifests
+            defaults = self.registry.default_keys
+            # At start: every model's newest version; then the versions new on disk.
+            fresh = {m.key for m in self.registry.latest} if self._seen is None else set(manifests) - self._seen
+            self._seen = set(manifests)
+            for key in sorted(defaults | fresh | set(self.models) | set(self.failed)):
+                if key not in manifests:
+                    continue
+                signature = _signature(manifests[key])
+                if key in self.models and self._signatures.get(key) == signature:
+                    continue  # loaded, files unchanged
+                if key in self.failed and self._signatures.get(key) == signature:
+                    continue  # failed, files unchanged
+                self._load(manifests[key], signature)
+            if set(self.failed) - set(manifests):  # gone from disk: nothing to report
+                self.failed = {k: v for k, v in self.failed.items() if k in manifests}
+            self._trim(manifests, defaults, keep=None)
+
+    def load(self, key: str) -> LoadedModel:
+        """On the model thread: a version not loaded here, loaded now (the registry is read
+        again when it does not know it), or ModelUnavailable."""
+        with self._lock:
+            if key in self.models:
+                return self.models[key]
+            manifest = self.registry.manifests.get(key)
+            if manifest is None:
+                self.registry.refresh()
+                manifest = self.registry.manifests.get(key)
+            if manifest is None:
+                raise ModelUnavailable(f"{key} is not in this worker's MODEL_DIR")
+            signature = _signature(manifest)
+            if key in self.failed and self._signatures.get(key) == signature:
+                raise ModelUnavailable(f"{key} failed to load: {self.failed[key]}")
+            log.info("loading %s on demand (a job asks for it)", key)
+            model = self._load(manifest, signature)
+            if model is None:
+                raise ModelUnavailable(f"{key} failed to load: {self.failed[key]}")
+            self._trim(self.registry.manifests, self.registry.default_keys, keep=key)
+            return model
+
+    def _load(self, manifest: Manifest, signature: tuple) -> LoadedModel | None:
+        """Load and warm `manifest` beside what serves, then publish it; None when it fails."""
+        key = manifest.key
+        started = time.perf_counter()
+        self._signatures[key] = signature
+        try:
+            model = LoadedModel(manifest, self.max_batch_size)
+        except Exception as exc:  # a bad artifact must not take the other models down
+            log.exception("could not load %s; its jobs fail with model_unavailable", key)
+            self.failed = {**self.failed, key: f"{type(exc).__name__}: {exc}"}
+            return None
+        self.load_seconds[key] = time.perf_counter() - started
+        self.models = LoadedModels({**self.models, key: model}, self.load)  # the switch
+        self.failed = {k: v for k, v in self.failed.items() if k != key}
+        log.info("loaded %s in %.2fs, buckets %s, devices %s", key, self.load_seconds[key], model.buckets,
+                 self.devices or ["CPU"])
+        return model
+
+    def _trim(self, manifests: dict[str, Manifest], defaults: set[str], keep: str | None) -> None:
+        """Unload versions gone from disk, and per model the least recently used beyond
+        max_loaded_versions (never its default, nor `keep`)."""
+        by_name: dict[str, list[LoadedModel]] = {}
+        for key, model in self.models.items():
+            if key in manifests:
+                by_name.setdefault(model.manifest.name, []).append(model)
+        kept: dict[str, LoadedModel] = {}
+        for models in by_name.values():
+            models.sort(key=lambda m: (m.manifest.key not in defaults, m.manifest.key != keep, -m.last_used))
+            kept.update((m.manifest.key, m) for m in models[: self.max_loaded_versions])
+        gone = sorted(set(self.models) - set(kept))
+        if not gone:
+            return
+        self.models = LoadedModels(kept, self.load)
+        self.failed = {k: v for k, v in self.failed.items() if k in manifests}
+        for key in gone:
+            self.load_seconds.pop(key, None)
+        log.info("unloaded %s (kept %s)", ", ".join(gone), ", ".join(sorted(kept)) or "none")
+        gc.collect()  # Keras models hold cycles; those loaded at start were frozen (worker.serving)

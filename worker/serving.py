@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from celery import Celery
 from prometheus_client import REGISTRY, start_http_server
+from redis.exceptions import RedisError
 
+from shared import catalog
 from shared.backlog import BacklogCollector
 from shared.jobstore import JobStore
 from shared.queue import webhook_message
@@ -17,6 +19,7 @@ from shared.schemas import Serves, WebhookEvent
 from shared.settings import Settings
 from worker import metrics
 from worker.runtime import Runtime
+from worker.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,28 @@ class Serving:
     pid: int
     # Run token -> the jobs that run is running: the heartbeat renews their leases.
     in_flight: dict[str, list[str]] = field(default_factory=dict)
+    watcher: VersionWatcher | None = None
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> "Serving":
-        """Connect, load and warm every model, and serve this process's metrics."""
+        """Connect, load and warm the models (worker.runtime), follow model changes
+        (worker.versions), and serve this process's metrics."""
         store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                  retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds,
                                  finished_ttl_seconds=settings.finished_job_ttl_seconds)
-        runtime = Runtime(Registry(settings.model_dir, settings.default_model), settings.max_batch_size)
+        # The versions on disk and the defaults announced through Redis (shared.catalog); a
+        # manifest that is invalid is reported, and the other models serve.
+        registry = Registry(settings.model_dir, settings.default_model, strict=False)
+        client = catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
+        epoch = None
+        try:
+            epoch = catalog.epoch(client)
+            registry.refresh(catalog.defaults(client))
+        except RedisError as exc:  # the watcher reads them once Redis answers
+            log.warning("cannot read the model defaults yet: %s", exc)
+        runtime = Runtime(registry, settings.max_batch_size, settings.max_loaded_versions)
+        watcher = VersionWatcher(runtime, client, settings.model_poll_seconds, settings.model_scan_seconds)
+        watcher.epoch = epoch
         for key, seconds in runtime.load_seconds.items():
             metrics.MODEL_LOAD.labels(key).set(seconds)
         if settings.worker_metrics_port:
@@ -46,7 +63,8 @@ class Serving:
         # TensorFlow and Keras leave millions of long-lived objects: take them out of the
         # cyclic GC, so full collections while serving (and the one at exit, ~2 s) skip them.
         gc.freeze()
-        return cls(settings, celery, store, runtime, os.getpid())
+        watcher.start()  # loads, switches and unloads versions from now on (worker.versions)
+        return cls(settings, celery, store, runtime, os.getpid(), watcher=watcher)
 
     @property
     def serves(self) -> Serves:

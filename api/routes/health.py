@@ -5,6 +5,7 @@ from pydantic import BaseModel
 
 from api.deps import ServicesDep
 from api.openapi import problems
+from api.routes.models import ModelState, model_states
 from shared.schemas import WorkerInfo
 
 router = APIRouter(tags=["health"])
@@ -21,6 +22,9 @@ class Readiness(Health):
     workers: int
     worker_names: list[str]
     serving: list[WorkerInfo]  # each live worker's loaded models, and those that failed, with why
+    # Per model and version in MODEL_DIR (an invalid manifest too): whether a live worker has
+    # it loaded (which), or why not.
+    models: list[ModelState]
 
 
 @router.get("/healthz")
@@ -36,4 +40,5 @@ async def readyz(svc: ServicesDep) -> Readiness:
     full = await svc.store.full()
     workers = await svc.store.workers()
     return Readiness(status="ok", redis="full" if full else "ok", workers=len(workers),
-                     worker_names=[w.name for w in workers], serving=workers)
+                     worker_names=[w.name for w in workers], serving=workers,
+                     models=model_states(svc.registry, workers))

@@ -1,15 +1,30 @@
 import re
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
 
-from api.auth import CallerDep, admit, caller
-from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep, check_webhook_url
+from api.auth import Caller, CallerDep, admit, caller
+from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep, check_webhook_url, options_of
+from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
+from api.services import Services
 from api.submit import notify, submit
-from api.uploads import read_upload
+from api.uploads import read_upload, resolve_model
 from shared.jobstore import new_job_id
 from shared.queue import batch_webhook_message
 from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
@@ -22,8 +37,10 @@ CURSOR_PATTERN = r"^-?[0-9]{1,17}(\.[0-9]{1,24})?(e[+-]?[0-9]{1,2})?$"
 _NO_JOB = {404: "No such job (unknown, or expired)"}
 _SUBMIT = problems(400, 404, 408, 409, 413, 415, 422, 429, 503, described={
     404: "Unknown model", 503: BUSY, 409: "The job of this Idempotency-Key has expired; use a new key",
-    422: "A field failed validation (`errors` names each); the image is empty, truncated or corrupt; "
-         "or the Idempotency-Key was used with a different request"})
+    415: "Not an image in an accepted format, or an input of the wrong kind for the model (an image for a "
+         "features model, features for an image model)",
+    422: "A field failed validation (`errors` names each: a missing or unknown feature too); the image is "
+         "empty, truncated or corrupt; or the Idempotency-Key was used with a different request"})
 _BATCH = {**problems(400, 404, 408, 413, 429, 503, described={404: "Unknown model", 503: BUSY}), 422: {
     "model": BatchResponse, "content": problem_content(),
     "description": "No file was accepted (the items say why), or a field failed validation (a problem)"}}
@@ -43,6 +60,45 @@ def _no_job(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r} (unknown, or expired)")
 
 
+async def _answer(job: Job, created: bool, prefer: str | None, response: Response, svc: Services,
+                  caller: Caller) -> Job:
+    """A submission's answer: Location, and the job after `Prefer: wait`; 200 when final."""
+    response.headers["Location"] = f"/jobs/{job.id}"
+    wait = _prefer_wait(prefer)
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
+        job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id) or job
+    if not created or job.status.terminal:
+        response.status_code = status.HTTP_200_OK
+    return job
+
+
+def _prefer_header() -> Any:
+    return Header(description=("RFC 7240: `wait=S` answers when the job is done or after S s (at most 60); "
+                               "other preferences are ignored"))
+
+
+async def submit_features_job(request: Request, response: Response, idempotency_key: IdempotencyKeyDep,
+                              svc: ServicesDep, caller: CallerDep,
+                              prefer: Annotated[str | None, _prefer_header()] = None) -> Job:
+    """POST /jobs with a JSON body (api.features): a features model's job, as the form's."""
+    body = parse(await request.body(), FeaturesJob, NamedFeaturesJob)
+    manifest = resolve_model(svc.registry, body.model)
+    options = options_of(svc.settings, body.model, body.webhook_url, body.webhook_events, body.expires_in)
+    values = feature_vector(body, manifest)
+    await admit(caller, svc, response)
+    job, created = await submit(values, options, svc, caller, idempotency_key)
+    return await _answer(job, created, prefer, response, svc, caller)
+
+
+def add_json_routes(app: FastAPI) -> None:
+    """POST /jobs with a JSON body, added to the app itself before this router, so that JSON
+    requests match it first (api.features.JsonBodyRoute); the form's route takes the others."""
+    app.router.add_api_route("/jobs", submit_features_job, methods=["POST"], status_code=status.HTTP_202_ACCEPTED,
+                             response_model=Job, include_in_schema=False, dependencies=[Depends(caller)],
+                             route_class_override=json_route(JobBody))
+
+
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Job, **ONE_FILE,
              responses={200: _FINAL, 202: _QUEUED, **_SUBMIT})
 async def submit_job(
@@ -52,25 +108,20 @@ async def submit_job(
     idempotency_key: IdempotencyKeyDep,
     svc: ServicesDep,
     caller: CallerDep,
-    prefer: Annotated[str | None, Header(description=(
-        "RFC 7240: `wait=S` answers when the job is done or after S s (at most 60); "
-        "other preferences are ignored"))] = None,
+    prefer: Annotated[str | None, _prefer_header()] = None,
 ) -> Job:
     """Validate and preprocess the image, record the job, enqueue it: 202 and the job.
+
+    A model of kind `features` (GET /models) takes a JSON body instead (application/json):
+    `{"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}`, or the numbers by name in
+    `inputs`, with this form's options as fields.
 
     200 instead when the answer is already final: a cached result, a replayed
     Idempotency-Key, or a job that finished within `Prefer: wait=S`."""
     await admit(caller, svc, response)
     job, created = await submit(read_upload(file, svc.settings.max_upload_bytes), options, svc, caller,
                                 idempotency_key)
-    response.headers["Location"] = f"/jobs/{job.id}"
-    wait = _prefer_wait(prefer)
-    if wait:
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
-        job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id) or job
-    if not created or job.status.terminal:
-        response.status_code = status.HTTP_200_OK
-    return job
+    return await _answer(job, created, prefer, response, svc, caller)
 
 
 @router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse, **MANY_FILES,

@@ -2,17 +2,19 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.auth import Caller, CallerDep, admit, caller
 from api.deps import BatchFilesDep, ServicesDep
+from api.features import FeaturesPrediction, NamedFeaturesPrediction, PredictBody, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, problems
 from api.services import Services
 from api.submit import SubmitOptions, submit
-from api.uploads import read_upload
+from api.uploads import read_upload, resolve_model
+from shared.registry import UnknownModel
 from shared.schemas import ErrorCode, Job, JobStatus, Prediction, SeedPrediction
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(caller)])
@@ -24,14 +26,18 @@ def _as_prediction(job_id: str, result: Prediction, labels: list[str]) -> SeedPr
         scores = {item.label: item.score for item in result.top_k}
         probabilities = [scores.get(label, 0.0) for label in labels]
     return SeedPrediction(class_label=result.label, confidence=result.score,
-                          probabilities=probabilities, job_id=job_id)
+                          probabilities=probabilities, job_id=job_id,
+                          calibrated_score=result.calibrated_score, in_distribution=result.in_distribution)
 
 
 async def _finish(job: Job, svc: Services, caller: Caller) -> SeedPrediction:
     """Wait for the job, then its prediction, or the HTTP error that says why not."""
     job = await svc.waiter.wait_for_job(svc.store, job.id, svc.settings.predict_timeout_seconds, caller.key_id) or job
     if job.status == JobStatus.succeeded and job.result is not None:
-        labels = svc.registry.resolve(f"{job.model.name}:{job.model.version}").labels
+        try:
+            labels = svc.registry.resolve(f"{job.model.name}:{job.model.version}").labels
+        except UnknownModel:  # the version was removed since it ran: its top labels, in score order
+            labels = [item.label for item in job.result.top_k]
         return _as_prediction(job.id, job.result, labels)
     if not job.status.terminal:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT,
@@ -57,16 +63,40 @@ class BatchPredictions(BaseModel):
     predictions: list[SeedPrediction | FailedPrediction]
 
 
-_WHY = {422: "A field failed validation (`errors` names each), the image is empty, truncated or corrupt, "
-             "or the job failed on invalid input",
+_WHY = {404: "Unknown model (a JSON body's `model`)",
+        415: "Not an image in an accepted format; or a JSON body for a model that takes images",
+        422: "A field failed validation (`errors` names each: a missing or unknown feature too), the image is "
+             "empty, truncated or corrupt, or the job failed on invalid input",
         500: "Unexpected server error (logged), or the model failed on the image", 503: BUSY}
 
 
+async def predict_features(request: Request, svc: ServicesDep, caller: CallerDep,
+                           response: Response) -> SeedPrediction:
+    """POST /predict with a JSON body (api.features): a features model's answer."""
+    body = parse(await request.body(), FeaturesPrediction, NamedFeaturesPrediction)
+    values = feature_vector(body, resolve_model(svc.registry, body.model))
+    await admit(caller, svc, response)
+    job, _ = await submit(values, SubmitOptions(model=body.model), svc, caller)
+    return await _finish(job, svc, caller)
+
+
+def add_json_routes(app: FastAPI) -> None:
+    """POST /predict with a JSON body, added to the app itself before this router, so that
+    JSON requests match it first (api.features.JsonBodyRoute); the form's route takes the others."""
+    app.router.add_api_route("/predict", predict_features, methods=["POST"], response_model=SeedPrediction,
+                             include_in_schema=False, dependencies=[Depends(caller)],
+                             route_class_override=json_route(PredictBody))
+
+
 @router.post("/predict", response_model=SeedPrediction, **ONE_FILE,
-             responses=problems(400, 408, 413, 415, 422, 429, 503, 504, described=_WHY))
+             responses=problems(400, 404, 408, 413, 415, 422, 429, 503, 504, described=_WHY))
 async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep, caller: CallerDep,
                   response: Response) -> SeedPrediction:
-    """The default model's answer for one image, synchronously (up to PREDICT_TIMEOUT_SECONDS)."""
+    """The default model's answer for one image, synchronously (up to PREDICT_TIMEOUT_SECONDS).
+
+    A model of kind `features` (GET /models) takes a JSON body instead (application/json):
+    `{"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}`, or the numbers by name in
+    `inputs`."""
     await admit(caller, svc, response)
     job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(), svc, caller)
     return await _finish(job, svc, caller)

@@ -72,7 +72,8 @@ $("change-key").addEventListener("click", () => {
 let models = [];
 
 async function loadModels() {
-  models = await api("/models");
+  // The page uploads pictures: models that take a JSON body of features are left out.
+  models = (await api("/models")).filter((m) => m.kind === "image");
   const select = $("model");
   select.replaceChildren(...models.map((m) => {
     const option = new Option(`${m.name}:${m.version}${m.default ? " (default)" : ""}`, `${m.name}:${m.version}`);

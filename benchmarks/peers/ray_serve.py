@@ -78,7 +78,8 @@ class Classifier:
         # Off the event loop, as the worker's model thread: uploads keep arriving (and being
         # decoded) while a batch runs, so the next one fills meanwhile.
         probabilities = await asyncio.to_thread(self.model.predict, batch)
-        return [to_prediction(row, self.manifest.labels).model_dump() for row in probabilities]
+        manifest = self.manifest
+        return [to_prediction(row, manifest.labels, manifest.calibration).model_dump() for row in probabilities]
 
     async def __call__(self, request: Request) -> JSONResponse:
         path = request.url.path.rstrip("/")

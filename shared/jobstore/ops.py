@@ -7,6 +7,7 @@ function that turns the reply into Python values. `JobStore` (worker, redis-py) 
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,8 @@ from shared.schemas import (
     JobStatus,
     Prediction,
     Serves,
+    TrainingProgress,
+    TrainingResult,
     WebhookEvent,
     WebhookState,
     WorkerInfo,
@@ -109,10 +112,10 @@ class JobOps:
 
         return Op(args, parse, "start", tuple(self.keys.job(j) for j in job_ids))
 
-    def finish(self, outcomes: dict[str, Prediction | JobError], run: str) -> Op[list[str]]:
+    def finish(self, outcomes: Mapping[str, Prediction | TrainingResult | JobError], run: str) -> Op[list[str]]:
         """Terminal outcomes of one run's jobs; the reply is every id this run finished,
         also when the call is a retry (see lua/finish.lua)."""
-        statuses = [JobStatus.succeeded if isinstance(o, Prediction) else JobStatus.failed for o in outcomes.values()]
+        statuses = [JobStatus.failed if isinstance(o, JobError) else JobStatus.succeeded for o in outcomes.values()]
         args = (self.keys.finished_channel, self.cache_ttl, self.keys.job_prefix, self.keys.running, run,
                 self.finished_ttl, self.keys.active_prefix, *statuses,
                 *(o.model_dump_json() for o in outcomes.values()))
@@ -122,6 +125,15 @@ class JobOps:
         """Extend the leases of jobs `run` still runs (see lua/renew.lua)."""
         args = (self.keys.running, self.keys.job_prefix, run, lease_seconds)
         return Op(args, int, "renew", tuple(self.keys.job(j) for j in job_ids))
+
+    def progress(self, job_id: str, run: str, progress: TrainingProgress) -> Op[bool]:
+        """A training job's progress, written by the run that holds it (see lua/progress.lua)."""
+        return Op((run, progress.model_dump_json()), bool, "progress", (self.keys.job(job_id),))
+
+    def reserve_version(self, name: str, highest_on_disk: int) -> Op[str]:
+        """The next version of model `name` for a training job (see lua/reserve_version.lua)."""
+        return Op((name, highest_on_disk), lambda reply: str(int(reply)), "reserve_version",
+                  (self.keys.model_versions,))
 
     def sweep_lost(self, grace_seconds: float, limit: int) -> Op[dict[str, list[WebhookEvent]]]:
         """Fail running jobs nobody took over long after their lease ended (see
@@ -228,6 +240,10 @@ class JobOps:
 
     def cached_result(self, cache_key: str) -> Op[str | None]:
         return Op(("GET", cache_key), lambda value: value)
+
+    def queue_length(self, queue: str) -> Op[int]:
+        """Messages waiting in a queue (not those delivered)."""
+        return Op(("LLEN", queue), int)
 
     def push(self, queue: str, messages: list[str]) -> Op[int]:
         return Op(("LPUSH", queue, *messages), int)

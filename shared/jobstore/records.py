@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from shared.registry import Manifest
-from shared.schemas import Job, JobStatus, ModelRef, WebhookEvent, WebhookState
+from shared.schemas import Job, JobStatus, ModelRef, TrainingProgress, WebhookEvent, WebhookState
 
 # The record fields a `Job` is read from. 'status' comes first: recent.lua filters on it.
 JOB_FIELDS = (
     "status", "id", "model_name", "model_version", "result", "error", "cached",
-    "created_at", "started_at", "finished_at", "deadline", "webhook",
+    "created_at", "started_at", "finished_at", "deadline", "webhook", "kind", "progress",
 )
 # Where a job's webhook goes and for which events (not part of the public record).
 WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
@@ -118,6 +118,12 @@ class Keyspace:
         """String: one API key's submission rate state (see lua/rate.lua)."""
         return f"{self.prefix}rate:{key_id}"
 
+    @property
+    def model_versions(self) -> str:
+        """Hash: model name -> the last version number a training job reserved (see
+        lua/reserve_version.lua)."""
+        return f"{self.prefix}models:reserved"
+
     def webhook_retries(self, queue: str) -> str:
         """Sorted set of webhook deliveries waiting to be retried (task message -> when it is
         due, Redis' clock), for the webhook queue `queue`."""
@@ -147,7 +153,7 @@ class NewJob(NamedTuple):
 
 
 def new_record(
-    manifest: Manifest,
+    manifest: Manifest | ModelRef,
     job_id: str,
     *,
     webhook_url: str | None = None,
@@ -157,11 +163,13 @@ def new_record(
     input: str | None = None,
     tag: str | None = None,
     owner: str | None = None,
+    kind: str | None = None,
 ) -> dict[str, str]:
     """A new record's fields; create.lua stamps its times (created_at, deadline, and for a
     cached result started_at and finished_at) with Redis' clock. `input`: the job's encoded
     pixels, stored here only (the task message names the job); `tag`: its message's delivery
-    tag. Both go once the job has finished (finish.lua compacts the record)."""
+    tag. Both go once the job has finished (finish.lua compacts the record). `kind`:
+    "training" for a training job (absent: inference)."""
     fields = {
         "id": job_id,
         "status": JobStatus.queued.value,
@@ -174,6 +182,8 @@ def new_record(
         fields["webhook"] = WebhookState().model_dump_json()
     if cache_key:
         fields["cache_key"] = cache_key
+    if kind:
+        fields["kind"] = kind
     if owner:
         fields["owner"] = owner  # the API key id that submitted it
     if input is not None:
@@ -205,12 +215,16 @@ def read_job(fields: dict[str, str]) -> Job | None:
 
 
 def to_job(fields: dict[str, str]) -> Job:
-    """The record as a client sees it."""
+    """The record as a client sees it (a training job's stored result is its `training`)."""
+    training = fields.get("kind") == "training"
+    result = json.loads(fields["result"]) if fields.get("result") else None
     return Job(
         id=fields["id"],
+        kind="training" if training else "inference",
         status=JobStatus(fields["status"]),
         model=ModelRef(name=fields["model_name"], version=fields["model_version"]),
-        result=json.loads(fields["result"]) if fields.get("result") else None,
+        result=None if training else result,
+        training=result if training else None,
         error=json.loads(fields["error"]) if fields.get("error") else None,
         cached=bool(fields.get("cached")),
         created_at=datetime.fromtimestamp(float(fields["created_at"]), tz=UTC),
@@ -218,6 +232,7 @@ def to_job(fields: dict[str, str]) -> Job:
         finished_at=_when(fields.get("finished_at")),
         expires_at=_when(fields.get("deadline")),
         webhook=json.loads(fields["webhook"]) if fields.get("webhook") else None,
+        progress=TrainingProgress.model_validate_json(fields["progress"]) if fields.get("progress") else None,
     )
 
 

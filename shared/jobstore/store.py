@@ -2,6 +2,7 @@
 `AsyncJobStore` for the API (redis.asyncio: no thread hop). Each method sends one op from
 shared.jobstore.ops, where all the logic is; nothing outside reaches the Redis client."""
 
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import redis
@@ -14,7 +15,19 @@ from redis.retry import Retry
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
 from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Lost, Op, Started
-from shared.schemas import Batch, Job, JobError, JobStatus, Prediction, Serves, WebhookEvent, WebhookState, WorkerInfo
+from shared.schemas import (
+    Batch,
+    Job,
+    JobError,
+    JobStatus,
+    Prediction,
+    Serves,
+    TrainingProgress,
+    TrainingResult,
+    WebhookEvent,
+    WebhookState,
+    WorkerInfo,
+)
 
 T = TypeVar("T")
 C = TypeVar("C", redis.Redis, aioredis.Redis)
@@ -64,13 +77,17 @@ class JobStore(_Face[redis.Redis]):
         (deadline passed, or lost too often); each job's state before the call."""
         return self._run(self.ops.start(job_ids, run, lease_seconds, max_runs)) if job_ids else []
 
-    def finish(self, outcomes: dict[str, Prediction | JobError], run: str) -> list[str]:
+    def finish(self, outcomes: Mapping[str, Prediction | TrainingResult | JobError], run: str) -> list[str]:
         """Record the terminal outcomes of `run`'s jobs in one round trip; every id this run
         finished (a retried call reports them again)."""
         return self._run(self.ops.finish(outcomes, run)) if outcomes else []
 
     def renew(self, job_ids: list[str], run: str, lease_seconds: float) -> int:
         return self._run(self.ops.renew(job_ids, run, lease_seconds)) if job_ids else 0
+
+    def progress(self, job_id: str, run: str, progress: TrainingProgress) -> bool:
+        """Record a training job's progress; False when `run` no longer holds the job."""
+        return self._run(self.ops.progress(job_id, run, progress))
 
     def sweep_lost(self, grace_seconds: float, limit: int = 100) -> dict[str, list[WebhookEvent]]:
         return self._run(self.ops.sweep_lost(grace_seconds, limit))
@@ -181,6 +198,13 @@ class AsyncJobStore(_Face[aioredis.Redis]):
 
     async def backlog(self, queue: str) -> dict[str, int]:
         return await self._run(self.ops.backlog(queue))
+
+    async def reserve_version(self, name: str, highest_on_disk: int) -> str:
+        """The next version of model `name`, for a training job; never handed out twice."""
+        return await self._run(self.ops.reserve_version(name, highest_on_disk))
+
+    async def queue_length(self, queue: str) -> int:
+        return await self._run(self.ops.queue_length(queue))
 
     async def workers(self) -> list[WorkerInfo]:
         return await self._run(self.ops.workers())

@@ -14,14 +14,21 @@ def test_readyz_reports_consuming_workers(api, worker):
     assert body["redis"] == "ok"
     assert body["workers"] >= 1
     assert any(name.startswith(worker.name + "@") for name in body["worker_names"])
+    # Per model and version: whether a live worker has it loaded, and which.
+    digits = next(m for m in body["models"] if (m["name"], m["version"]) == ("digits", "1"))
+    assert digits["status"] == "serving"
+    assert digits["default_version"]
+    assert digits["error"] is None
+    assert any(name.startswith(worker.name + "@") for name in digits["workers"])
 
 
 def test_models_lists_the_default_model(api, worker):
-    assert api.http.get("/models").json() == [
-        {"name": "digits", "version": "1", "kind": "image", "input_shape": [8, 8, 1], "labels": 10,
-         "label_names": [str(d) for d in range(10)], "default": True,
-         "status": "serving", "error": None}
-    ]
+    models = api.http.get("/models").json()
+    assert [(m["name"], m["default"]) for m in models] == [("digits", True), ("iris", False)]
+    assert models[0] == {"name": "digits", "version": "1", "kind": "image", "input_shape": [8, 8, 1],
+                         "feature_names": None, "labels": 10, "label_names": [str(d) for d in range(10)],
+                         "default": True, "status": "serving", "error": None,
+                         "default_version": True}
 
 
 def test_openapi_docs(api):

@@ -32,7 +32,9 @@ NOT_FAILING_WARNINGS = {
     "missing_auth": "the coverage phase's requests without the key rightly answer 401 (the ignored_auth and "
                     "missing_required_header checks, which do fail the run, test that); with random job ids "
                     "answering 404 besides, a busy run sometimes saw only those 401s for DELETE /jobs/{id} and "
-                    "warned that authentication might be failing, which it is not",
+                    "warned that authentication might be failing, which it is not; and the admin-only routes "
+                    "(POST /models/reload, /models/{name}/default, training) rightly answer the run's ordinary "
+                    "key with 403 (tests/api/test_model_versions.py and test_training.py drive them as admin)",
 }
 PROBLEM_JSON = "application/problem+json"
 
@@ -48,7 +50,10 @@ def run_schemathesis(url: str, workdir: Path, key: str) -> subprocess.CompletedP
                       f'[auth.openapi.HTTPBearer]\nbearer = "{key}"\n')
     argv = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", f"{url}/openapi.json",
             "--checks", "all", "--exclude-checks", ",".join(EXCLUDED_CHECKS),
-            "--max-examples", str(EXAMPLES), "--seed", SEED, "--workers", "2", "--request-timeout", "30",
+            "--max-examples", str(EXAMPLES), "--seed", SEED,
+            # One worker thread: CPython 3.11's ast.parse is not thread-safe ("AST constructor
+            # recursion depth mismatch", fixed in 3.12), and Hypothesis parses lambdas with it.
+            "--workers", "1", "--request-timeout", "30",
             "--generation-database", "none", "--no-color", "--report-dir", str(workdir / "report")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.utils.schemathesis_hooks"}
     return subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
@@ -80,17 +85,18 @@ def test_forms_take_only_their_fields_and_files_are_images(api):
     document = api.http.get("/openapi.json").json()
     forms = [operation["requestBody"]["content"]["multipart/form-data"]
              for operations in document["paths"].values() for operation in operations.values()
-             if "requestBody" in operation]
-    assert len(forms) == 4
+             if "multipart/form-data" in operation.get("requestBody", {}).get("content", {})]
+    assert len(forms) == 6  # POST /jobs, /jobs/batch, /predict, /predict/batch; the training ZIP's two
     webhooks = []
     for form in forms:
         schema = document["components"]["schemas"][form["schema"]["$ref"].rsplit("/", 1)[1]]
         assert schema["additionalProperties"] is False
         webhooks.append("webhook_url" in schema["properties"])
         assert all("null" not in str(field) for field in schema["properties"].values())
-        assert {encoding["contentType"] for encoding in form["encoding"].values()} == {
-            "image/png, image/jpeg, image/webp, image/bmp, image/gif, image/tiff"}
-    assert sum(webhooks) == 2, "POST /jobs and /jobs/batch take webhooks: auth is on, each key has a secret"
+        assert {encoding["contentType"] for encoding in form["encoding"].values()} in (
+            {"image/png, image/jpeg, image/webp, image/bmp, image/gif, image/tiff"}, {"application/zip"})
+    assert sum(webhooks) == 4, ("POST /jobs, /jobs/batch and the two training routes take webhooks: auth is on, "
+                                "each key has a secret")
     response = api.http.post("/jobs", files={"file": ("a.png", b"x")}, data={"modle": "digits"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "modle"

@@ -113,3 +113,13 @@ def test_dashboard_queries_only_metrics_that_exist():
         for target in panel["targets"]:
             for name in re.findall(r"\b((?:inference|http)_[a-z_]+?)(?:_bucket|_sum|_count|_total)?\b", target["expr"]):
                 assert name in ours or name.removesuffix("_total") in ours, (panel["title"], name)
+
+
+def test_api_workers_and_training_share_the_model_store(compose):
+    services = compose["services"]
+    for name in ("api", "worker", "training"):
+        mounts = services[name]["volumes"]
+        assert any((m.get("source") if isinstance(m, dict) else m.split(":")[0]) == "models" for m in mounts), name
+        assert services[name]["environment"]["MODEL_DIR"] == "/models", name
+    assert "worker.training" in services["training"]["entrypoint"]
+    assert "training" in services["training"]["entrypoint"]

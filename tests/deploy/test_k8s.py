@@ -138,7 +138,7 @@ def test_flower_bounds_its_tasks_as_make_run_does(base):
 def test_only_our_workloads_reach_redis(base):
     policy = by_kind(base, "NetworkPolicy")["redis-clients-only"]
     allowed = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
-    redis_clients = {"api", "worker", "webhooks", "flower"}
+    redis_clients = {"api", "worker", "webhooks", "flower", "training"}
     assert set(allowed) == redis_clients
     deployments = set(by_kind(base, "Deployment"))
     assert redis_clients <= deployments
@@ -189,3 +189,24 @@ def test_flux_deploys_an_existing_path():
     source = yaml.safe_load((K8S / "flux" / "source.yaml").read_text())
     assert sync["spec"]["sourceRef"]["name"] == source["metadata"]["name"]
     assert (K8S.parent / sync["spec"]["path"] / "kustomization.yaml").is_file()
+
+
+def test_one_model_store_shared_by_api_workers_and_training(base):
+    """Versions written by the training worker are read by the API and loaded by the workers
+    on other nodes: one ReadWriteMany claim, mounted at MODEL_DIR by all three, writable only
+    by the training worker; a fresh claim is seeded from the worker image."""
+    claim = by_kind(base, "PersistentVolumeClaim")["models"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    model_dir = by_kind(base, "ConfigMap")["inference-config"]["data"]["MODEL_DIR"]
+    deployments = by_kind(base, "Deployment")
+    for name, writable in (("api", False), ("worker", False), ("training", True)):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        volume = next(v["name"] for v in pod["volumes"]
+                      if v.get("persistentVolumeClaim", {}).get("claimName") == "models")
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume)
+        assert mount["mountPath"] == model_dir, name
+        assert mount.get("readOnly", False) is not writable, name
+        assert all(var["name"] != "MODEL_DIR" for var in pod["containers"][0].get("env", [])), name
+    for name in ("worker", "training"):
+        seed = deployments[name]["spec"]["template"]["spec"]["initContainers"][0]
+        assert "cp -Rn /models/." in seed["command"][-1], name

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from shared.preprocessing import scale
-from shared.queue import celery_config, decode_pixels, encode_pixels
+from shared.queue import celery_config, decode_features, decode_pixels, encode_features, encode_pixels
 from shared.registry import Preprocessing
 from shared.settings import Settings
 
@@ -16,6 +16,17 @@ def test_pixels_round_trip_as_uint8_and_rejections():
         decode_pixels(encode_pixels(pixels), (4, 4, 1))
     with pytest.raises(ValueError, match="base64"):
         decode_pixels("not base64!", (8, 8, 1))
+
+
+def test_features_round_trip_as_float32_and_rejections():
+    values = np.array([5.1, 3.5, 1.4, 0.2], dtype=np.float32)
+    decoded = decode_features(encode_features(values), (4,))
+    assert decoded.dtype == np.float32
+    np.testing.assert_array_equal(decoded, values)
+    with pytest.raises(ValueError, match="bytes"):
+        decode_features(encode_features(values), (3,))
+    with pytest.raises(ValueError, match="finite"):
+        decode_features(encode_features(np.array([1, np.nan, 2, 3])), (4,))
 
 
 def test_scale_maps_pixels_onto_the_manifest_range():

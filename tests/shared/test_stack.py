@@ -76,7 +76,7 @@ def test_launcher_restarts_a_killed_worker_and_stops_on_sigterm(tmp_path):
         assert backlog.keys() == {"queued", "in_flight", "total"}
         wait_for(lambda: api.get("/readyz").json()["workers"] >= 1, 60, "the worker's heartbeat")
         sessions |= set(children(launcher.pid))
-        assert len(sessions) == 5, children(launcher.pid)  # Redis, 2 workers, API, Flower
+        assert len(sessions) == 6, children(launcher.pid)  # Redis, 3 workers, API, Flower
 
         killed, ready = inference_worker(launcher.pid), workers_ready()
         assert killed is not None

@@ -35,3 +35,12 @@ def test_no_retrace_after_warm_up(digits):
         digits.predict(np.zeros((n, 8, 8, 1), dtype=np.float32))
     assert digits.traces == traced
     assert digits.traced_sizes == digits.buckets
+
+
+def test_features_models_take_rows_of_numbers():
+    iris = Runtime(REGISTRY, max_batch_size=8).models["iris:1"]
+    assert iris.traces == len(iris.buckets)
+    rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
+    probabilities = iris.predict(iris.scale(rows))  # unscaled: the model normalizes them itself
+    assert probabilities.argmax(axis=1).tolist() == [0, 2, 1]
+    assert iris.traces == len(iris.buckets)

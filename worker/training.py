@@ -1,0 +1,282 @@
+"""The training worker: its own Celery app, consuming TRAINING_QUEUE only, one job at a time.
+
+    celery -A worker.training worker -Q training --pool solo --concurrency 1
+
+Never on the inference workers (they consume QUEUE_NAME only). A training job (api/routes/
+training.py) is started like any job (lua/start.lua: leased to this run, its input handed
+over: the ZIP and the request's choices), its lease renewed by a thread while it trains (so
+no sweep takes it for lost), and finished like any job (lua/finish.lua: compacted, webhooks
+due). In between (models/train_images.py): the archive read again (shared.archive), every
+image preprocessed as the base version's manifest says, a stratified, seeded split (a fifth
+of each label held out), training (fine-tuned from the current default when the labels are
+exactly its labels, else from scratch), the held-out accuracy measured, the version written
+to MODEL_DIR/<name>/<version>/ atomically (a folder renamed into place), announced
+(shared.catalog), and made the default if it is at least as accurate on its held-out images
+as the current default on its own (or if the request said `activate=always`).
+
+Progress (stage, epoch, loss, accuracy) goes on the job (`progress`, lua/progress.lua) and
+to Flower as a `task-progress` event after every epoch. TensorFlow is imported in the task,
+in this process only. Time limit: TRAINING_TIME_LIMIT_SECONDS, checked after every batch
+(Celery's own time limits need the prefork pool); past it the job fails with `time_limit`.
+"""
+
+import base64
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from celery import Celery, Task
+from redis.exceptions import RedisError
+
+from shared import catalog
+from shared.archive import ArchiveRefused, Limits, read_archive
+from shared.jobstore import JobStore
+from shared.preprocessing import InvalidImage, preprocess
+from shared.queue import TRAIN_TASK, celery_config, webhook_message
+from shared.registry import Manifest, Registry
+from shared.schemas import (
+    ErrorCode,
+    JobError,
+    JobStatus,
+    TrainingProgress,
+    TrainingResult,
+    WebhookEvent,
+)
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+STAGING = ".training"  # MODEL_DIR/.training/<job id>/<version>/: written, then renamed into place
+
+app = Celery("training")
+app.conf.update(celery_config(settings))
+app.conf.update(
+    task_default_queue=settings.training_queue,
+    worker_pool="solo",
+    worker_concurrency=1,
+    worker_prefetch_multiplier=1,  # one job at a time; the rest wait in Redis
+    worker_send_task_events=True,  # Flower sees the job, and its task-progress events
+    task_acks_late=True,  # a worker lost mid-training: redelivered, then start.lua decides
+)
+
+
+class TrainingFailed(Exception):
+    """Why a training job failed (its message goes on the job)."""
+
+
+class Lease(threading.Thread):
+    """Renews the job's lease while it trains (a third of a lease apart)."""
+
+    def __init__(self, store: JobStore, job_id: str, run: str):
+        super().__init__(name="training-lease", daemon=True)
+        self.store, self.job_id, self.run_token = store, job_id, run
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(settings.lease_seconds / 3):
+            try:
+                self.store.renew([self.job_id], self.run_token, settings.lease_seconds)
+            except RedisError as exc:
+                log.warning("cannot renew the lease of training job %s: %s", self.job_id, exc)
+
+    def __enter__(self) -> "Lease":
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.join()
+
+
+_store: JobStore | None = None
+
+
+def store() -> JobStore:
+    global _store
+    if _store is None:
+        _store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
+                                  retries=8, finished_ttl_seconds=settings.finished_job_ttl_seconds)
+    return _store
+
+
+def notify(job_id: str, event: WebhookEvent) -> None:
+    queue = settings.webhook_queue
+    store().push(queue, [webhook_message(app, queue, job_id, event)])
+
+
+@app.task(name=TRAIN_TASK, bind=True, acks_late=True)
+def train(self: Task, job_id: str) -> None:
+    run_job(job_id, self)
+
+
+def run_job(job_id: str, task: Task | None = None) -> None:
+    jobs = store()
+    run = uuid.uuid4().hex
+    [started] = jobs.start([job_id], run, settings.lease_seconds, settings.max_job_runs)
+    if not started.runs:
+        log.info("skipping training job %s (%s)", job_id, started.ended or started.before or "gone")
+        if started.ended and WebhookEvent.completed in started.webhook_events:
+            notify(job_id, WebhookEvent.completed)
+        return
+    if started.before == JobStatus.queued and WebhookEvent.running in started.webhook_events:
+        notify(job_id, WebhookEvent.running)
+    outcome: TrainingResult | JobError
+    with Lease(jobs, job_id, run):
+        try:
+            outcome = Training(jobs, job_id, run, task).run(started.input or "")
+        except TrainingFailed as exc:
+            outcome = JobError(code=ErrorCode.training_failed, message=str(exc))
+        except Exception as exc:
+            if type(exc).__name__ == "TimeLimit":  # models.train_images.TimeLimit
+                outcome = JobError(code=ErrorCode.time_limit, message=(
+                    f"training ran past TRAINING_TIME_LIMIT_SECONDS ({settings.training_time_limit_seconds:g} s)"))
+            else:
+                log.exception("training job %s failed", job_id)
+                outcome = JobError(code=ErrorCode.training_failed, message=f"training failed: {exc}")
+    log.info("training job %s: %s", job_id, outcome.model_dump_json())
+    if job_id in jobs.finish({job_id: outcome}, run) and WebhookEvent.completed in started.webhook_events:
+        notify(job_id, WebhookEvent.completed)
+
+
+class Training:
+    """One training job's run."""
+
+    def __init__(self, jobs: JobStore, job_id: str, run: str, task: Task | None):
+        self.jobs, self.job_id, self.run_token, self.task = jobs, job_id, run, task
+        self.client = catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
+
+    def report(self, progress: TrainingProgress) -> None:
+        try:
+            self.jobs.progress(self.job_id, self.run_token, progress)
+        except RedisError as exc:  # progress is news, not state: training goes on
+            log.warning("cannot record the progress of training job %s: %s", self.job_id, exc)
+        if self.task is not None and self.task.request.id:
+            try:
+                self.task.send_event("task-progress", job_id=self.job_id, **progress.model_dump())
+            except Exception as exc:  # events are best effort
+                log.warning("cannot send a progress event: %s", exc)
+
+    def run(self, job_input: str) -> TrainingResult:
+        from models import train_images  # TensorFlow: imported here, in the training worker only
+
+        try:
+            request = json.loads(job_input)
+            name, version, archive = request["name"], request["version"], base64.b64decode(request["zip"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrainingFailed(f"the job's input is unreadable ({exc})") from exc
+        self.report(TrainingProgress(stage="preparing"))
+        registry = Registry(settings.model_dir, settings.default_model, strict=False)
+        registry.refresh(catalog.defaults(self.client))
+        template = registry.manifests.get(request["template"])
+        if template is None:
+            raise TrainingFailed(f"{request['template']}, whose input and preprocessing it takes, is gone from "
+                                 "MODEL_DIR")
+        try:
+            found = read_archive(archive, Limits.of(settings), keep_bytes=True)
+        except ArchiveRefused as exc:
+            raise TrainingFailed(f"the archive is refused: {exc}") from exc
+        base = registry.manifests.get(request["base"]) if request.get("base") else None
+        labels = list(found.labels)
+        fine_tune = base is not None and sorted(base.labels) == labels and base.artifact_path.is_file()
+        if fine_tune:
+            assert base is not None
+            labels = list(base.labels)  # the base model's output order
+        x, y = self.tensors(found.labels, found.images, labels, template)
+        train_at, heldout_at = train_images.split(y)
+        epochs = settings.training_epochs
+
+        def on_epoch(epoch: int, loss: float, accuracy: float) -> None:
+            self.report(TrainingProgress(stage="training", epoch=epoch, epochs=epochs, loss=round(loss, 6),
+                                         accuracy=round(accuracy, 6), images=len(train_at)))
+
+        self.report(TrainingProgress(stage="training", epochs=epochs, images=len(train_at)))
+        deadline = time.monotonic() + settings.training_time_limit_seconds
+        model = train_images.train(x[train_at], y[train_at], len(labels), template.input_shape,
+                                   template.preprocessing.scale, base.artifact_path if fine_tune and base else None,
+                                   epochs, on_epoch, deadline)
+        self.report(TrainingProgress(stage="evaluating", epoch=epochs, epochs=epochs, images=len(train_at)))
+        accuracy = round(train_images.accuracy(model, x[heldout_at], y[heldout_at]), 4)
+        self.report(TrainingProgress(stage="writing", epoch=epochs, epochs=epochs, images=len(train_at)))
+        manifest = {
+            "name": name, "version": version, "artifact": "model.keras",
+            "input": template.input.model_dump(exclude_none=True), "input_shape": list(template.input_shape),
+            "labels": labels, "preprocessing": template.preprocessing.model_dump(mode="json"),
+            "metrics": {"heldout_accuracy": accuracy, "heldout_size": len(heldout_at), "train_size": len(train_at)},
+            "training": {"job_id": self.job_id, "data_sha256": found.sha256, "epochs": epochs,
+                         "fine_tuned_from": base.key if fine_tune and base else None,
+                         "images_per_label": {label: len(found.labels[label]) for label in labels},
+                         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        }
+        self.write(name, version, model, manifest)
+        catalog.announce(self.client)
+        activated, reason = self.activate(registry, name, version, accuracy, request.get("activate", "if_better"))
+        return TrainingResult(version=version, heldout_accuracy=accuracy, heldout_size=len(heldout_at),
+                              train_size=len(train_at), labels=labels,
+                              fine_tuned_from=base.key if fine_tune and base else None,
+                              activated=activated, reason=reason, training_data_sha256=found.sha256)
+
+    def tensors(self, by_label: dict[str, list[str]], images: dict[str, bytes], labels: list[str],
+                template: Manifest) -> tuple[np.ndarray, np.ndarray]:
+        """Every image through the template's preprocessing, and its label's index."""
+        x, y = [], []
+        for index, label in enumerate(labels):
+            for entry in by_label[label]:
+                try:
+                    x.append(preprocess(images[entry], template, settings.max_image_pixels))
+                except (InvalidImage, ValueError) as exc:
+                    raise TrainingFailed(f"entry {entry!r} could not be decoded: {exc}") from exc
+                y.append(index)
+        return np.stack(x).astype(np.float32), np.array(y, dtype=np.int64)
+
+    def write(self, name: str, version: str, model: Any, manifest: dict) -> Path:
+        """MODEL_DIR/<name>/<version>/ with model.keras and manifest.json, renamed into place
+        whole from a staging folder on the same volume (no process sees it half written)."""
+        Manifest.model_validate(manifest)  # what every reader will check
+        model_dir = Path(settings.model_dir)
+        final = model_dir / name / version
+        if final.exists():
+            raise TrainingFailed(f"{final} exists already; it was not overwritten")
+        staging = model_dir / STAGING / self.job_id / version  # three deep: no scan reads it
+        shutil.rmtree(staging.parent, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            model.save(staging / "model.keras")
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, final)
+        finally:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+        log.info("wrote %s", final)
+        return final
+
+    def activate(self, registry: Registry, name: str, version: str, accuracy: float,
+                 mode: str) -> tuple[bool, str]:
+        """Make the new version the default, or keep the current one (pinned, so that the
+        newest version does not take the name by itself); whether it did, and why."""
+        current = registry.default_version(name)  # as read before the new version was written
+        current_accuracy = current.metrics.get("heldout_accuracy") if current is not None else None
+        if mode == "always":
+            activated, reason = True, "activate=always"
+        elif current is None:
+            activated, reason = True, "the model's first version"
+        elif current_accuracy is None:
+            activated, reason = False, (f"the current default {current.key} records no held-out accuracy to "
+                                        f"compare with; POST /models/{name}/default makes {version} the default")
+        elif accuracy >= current_accuracy:
+            activated, reason = True, (f"held-out accuracy {accuracy:.4f} is at least the current default "
+                                       f"{current.key}'s {current_accuracy:.4f}")
+        else:
+            activated, reason = False, (f"held-out accuracy {accuracy:.4f} is below the current default "
+                                        f"{current.key}'s {current_accuracy:.4f}")
+        if activated:
+            catalog.set_default(self.client, name, version)
+        elif current is not None:
+            catalog.set_default(self.client, name, current.version)
+        return activated, reason
