@@ -44,6 +44,36 @@ def set_default(client: redis.Redis, name: str, version: str) -> int:
     return announce(client)
 
 
+def pin_default(client: redis.Redis, name: str, version: str) -> bool:
+    """Make `version` the default of `name` only if none is set (so that a newer version does
+    not take the name by being newest); whether it did. Announced when it did."""
+    if client.hsetnx(DEFAULTS_KEY, name, version):
+        announce(client)
+        return True
+    return False
+
+
+def set_default_if(client: redis.Redis, name: str, expected: str | None, version: str) -> bool:
+    """Make `version` the default of `name` if the default is still `expected` (None: none
+    set); whether it did. Announced when it did. A compare-and-set: a default changed in
+    between (an admin's POST /models/{name}/default) is never undone."""
+    for _ in range(5):  # the watch also trips on other models' defaults: read again
+        with client.pipeline() as pipe:
+            try:
+                pipe.watch(DEFAULTS_KEY)
+                current = pipe.hget(DEFAULTS_KEY, name)
+                if (_text(current) if current is not None else None) != expected:
+                    return False
+                pipe.multi()
+                pipe.hset(DEFAULTS_KEY, name, version)
+                pipe.execute()
+            except redis.WatchError:
+                continue
+        announce(client)
+        return True
+    return False
+
+
 def defaults(client: redis.Redis) -> dict[str, str]:
     """Model name -> default version, for the models an admin or a training job set."""
     return {_text(k): _text(v) for k, v in client.hgetall(DEFAULTS_KEY).items()}

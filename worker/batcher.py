@@ -38,9 +38,12 @@ class Batcher(Generic[T, R]):
         self.running: list[T] = []  # the batch the model is running
 
     def start(self) -> None:
+        """Start the model thread; one that outlived its stop's timeout serves on (never two)."""
+        with self._changed:
+            self._stopping = False
+            self._changed.notify()
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="model", daemon=True)
         self._thread.start()
 
@@ -61,9 +64,10 @@ class Batcher(Generic[T, R]):
             self._changed.notify()
         if self._thread is not None:
             self._thread.join(timeout)
-            if self._thread.is_alive():
+            if self._thread.is_alive():  # kept: start() lets it serve on rather than add a second
                 log.warning("a batch of %d is still running after %.0f s", len(self.running), timeout)
-            self._thread = None
+            else:
+                self._thread = None
         with self._changed:
             left = [item for _, item in self._waiting]
             self._waiting.clear()

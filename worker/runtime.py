@@ -259,8 +259,11 @@ class Runtime:
                 by_name.setdefault(model.manifest.name, []).append(model)
         kept: dict[str, LoadedModel] = {}
         for models in by_name.values():
-            models.sort(key=lambda m: (m.manifest.key not in defaults, m.manifest.key != keep, -m.last_used))
-            kept.update((m.manifest.key, m) for m in models[: self.max_loaded_versions])
+            # Never the default nor `keep` (the version a batch is about to run on), even when the
+            # two alone exceed max_loaded_versions; then the most recently used.
+            models.sort(key=lambda m: (m.manifest.key not in defaults and m.manifest.key != keep, -m.last_used))
+            protected = sum(1 for m in models if m.manifest.key in defaults or m.manifest.key == keep)
+            kept.update((m.manifest.key, m) for m in models[: max(self.max_loaded_versions, protected)])
         gone = sorted(set(self.models) - set(kept))
         if not gone:
             return

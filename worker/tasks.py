@@ -98,8 +98,11 @@ class ServingBatches(Batches):
         """On the loop's thread: acknowledge finished batches and send their events."""
         while self._finished:
             requests, outcome, started = self._finished.popleft()
-            acknowledge(requests)
-            self._report(requests, outcome, started)
+            try:
+                acknowledge(requests)
+                self._report(requests, outcome, started)
+            except Exception:  # the next batches are still settled
+                log.exception("could not settle a batch of %d", len(requests))
 
     def _report(self, requests, outcome: "Ran | Exception", started: float) -> None:
         runtime = time.time() - started
@@ -135,16 +138,19 @@ class ServingBatches(Batches):
 
 def acknowledge(requests) -> None:
     """Acknowledge a batch's messages: one round trip per channel (kombu takes one per
-    message), then Celery's and kombu's local bookkeeping."""
+    message), then Celery's and kombu's local bookkeeping. Messages of a channel closed
+    meanwhile (a reconnect) are left alone: kombu put them back when it closed it."""
+    open_requests = [r for r in requests
+                     if not getattr(r.message.channel, "closed", False) and r.message.channel.connection is not None]
     tags = defaultdict(list)
-    for request in requests:
+    for request in open_requests:
         tags[request.message.channel.qos].append(request.message.delivery_tag)
     for qos, delivery_tags in tags.items():
         try:
             qos.ack_many(delivery_tags)
         except RedisError as exc:  # each ack then tries on its own, and logs its failure
             log.warning("could not acknowledge a batch at once: %s", exc)
-    for request in requests:
+    for request in open_requests:
         request.acknowledge()
 
 
@@ -164,9 +170,10 @@ def infer(self, requests):
 
 
 class ModelThread(bootsteps.StartStopStep):
-    """When the consumer stops (shutdown, or a reconnect): the running batch finishes and is
-    acknowledged while the connection is still open; what waited is left unacknowledged,
-    and kombu puts it back in the queue."""
+    """When the consumer stops: the running batch finishes and, at a warm shutdown, is
+    acknowledged while the connection is still open; what waited is left unacknowledged, and
+    kombu puts it back in the queue. (At a reconnect Celery closes the channel first, which
+    puts back everything it held; the job store then skips what already ran.)"""
 
     requires = frozenset({"celery.worker.consumer.tasks:Tasks"})
 

@@ -40,7 +40,7 @@ from shared.archive import ArchiveRefused, Limits, read_archive
 from shared.jobstore import JobStore
 from shared.preprocessing import InvalidImage, preprocess
 from shared.queue import TRAIN_TASK, celery_config, webhook_message
-from shared.registry import Manifest, Registry
+from shared.registry import Manifest, Registry, _version_order
 from shared.schemas import (
     ErrorCode,
     JobError,
@@ -50,6 +50,7 @@ from shared.schemas import (
     WebhookEvent,
 )
 from shared.settings import get_settings
+from worker import transport  # noqa: F401  (kombu patched: safe when Redis is full)
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -214,8 +215,14 @@ class Training:
                          "images_per_label": {label: len(found.labels[label]) for label in labels},
                          "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         }
+        # Pin the default before the new version is visible: for a model without a pinned
+        # default, "newest" would otherwise make the unvetted version serve at once.
+        before = registry.default_version(name)
+        if before is not None:
+            catalog.pin_default(self.client, name, before.version)
         self.write(name, version, model, manifest)
         catalog.announce(self.client)
+        registry.refresh(catalog.defaults(self.client))  # the default as it is now, not at the start
         activated, reason = self.activate(registry, name, version, accuracy, request.get("activate", "if_better"))
         return TrainingResult(version=version, heldout_accuracy=accuracy, heldout_size=len(heldout_at),
                               train_size=len(train_at), labels=labels,
@@ -260,7 +267,12 @@ class Training:
                  mode: str) -> tuple[bool, str]:
         """Make the new version the default, or keep the current one (pinned, so that the
         newest version does not take the name by itself); whether it did, and why."""
-        current = registry.default_version(name)  # as read before the new version was written
+        pinned = catalog.defaults(self.client).get(name)
+        current = registry.manifests.get(f"{name}:{pinned}") if pinned else None
+        if current is None or current.version == version:  # no other default: the newest before this one
+            current = next((m for m in sorted(
+                (m for m in registry.manifests.values() if m.name == name and m.version != version),
+                key=lambda m: _version_order(m.version), reverse=True)), None)
         current_accuracy = current.metrics.get("heldout_accuracy") if current is not None else None
         if mode == "always":
             activated, reason = True, "activate=always"
@@ -275,8 +287,11 @@ class Training:
         else:
             activated, reason = False, (f"held-out accuracy {accuracy:.4f} is below the current default "
                                         f"{current.key}'s {current_accuracy:.4f}")
+        # Compare-and-set: a default an admin (or another job) set meanwhile is never undone.
+        expected = current.version if current is not None else None
         if activated:
-            catalog.set_default(self.client, name, version)
-        elif current is not None:
-            catalog.set_default(self.client, name, current.version)
+            if not catalog.set_default_if(self.client, name, expected=pinned, version=version):
+                activated, reason = False, "the default changed while this version trained; it was left as set"
+        elif expected is not None:
+            catalog.pin_default(self.client, name, expected)
         return activated, reason

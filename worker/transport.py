@@ -111,11 +111,12 @@ class QoS(kombu_redis.QoS):
                 _RECORD(client, [self.unacked_index_key, self.unacked_key], [delivery_tag, time.time(), record])
         virtual.QoS.append(self, message, delivery_tag)
 
-    def take(self, queue_key: bytes, message: bytes) -> list[dict]:
+    def take(self, queue_key: bytes, message: bytes, more_allowed: bool = True) -> list[dict]:
         """The message BRPOP took from `queue_key`, and as many more as prefetch allows (up
         to prefetch_count - delivered), all recorded as unacknowledged, oldest first."""
         room = self.can_consume_max_estimate()
-        more = max(room - 1, 0) if room is not None else 0  # no prefetch limit: kombu's one
+        # No prefetch limit, or a channel closing (it would hand them all back): kombu's one.
+        more = max(room - 1, 0) if room is not None and more_allowed else 0
         with self.channel.conn_or_acquire() as client:
             taken = _TAKE(client, [self.unacked_index_key, self.unacked_key, queue_key], [time.time(), more, message])
         payloads = []
@@ -186,7 +187,7 @@ def _brpop_read(self, **options):
             dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             try:
-                payloads = self.qos.take(key, item)
+                payloads = self.qos.take(key, item, more_allowed=not self._closing)
             except RedisError as exc:  # this message alone, recorded as kombu does (or not at all)
                 log.warning("could not take more messages: %s", exc)
                 payloads = [loads(bytes_to_str(item))]

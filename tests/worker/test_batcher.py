@@ -101,3 +101,18 @@ def test_stop_lets_the_running_batch_finish_and_returns_what_waited():
     left = b.stop(5)
     assert model.done == [([0, 1], 2)], "the running batch finished and was reported"
     assert left == [2, 3, 4], "no other batch started"
+
+
+def test_a_thread_that_outlived_its_stop_serves_on_and_no_second_one_starts():
+    model = Model(hold=True)
+    b = batcher(model, max_batch_size=1, max_delay_s=0.001)
+    b.submit([0])
+    assert model.started.wait(5)
+    b.stop(0.05)  # times out: the batch is still in the model
+    b.start()  # the consumer restarts
+    assert [t.name for t in threading.enumerate()].count("model") == 1
+    model.release.set()
+    b.submit([1])
+    model.wait_batches(2)
+    assert model.batches == [[0], [1]]
+    b.stop(5)
