@@ -154,10 +154,16 @@ class Training:
         self.client = catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
 
     def report(self, progress: TrainingProgress) -> None:
+        """Record progress (every epoch, and before the version is written). A run that no
+        longer holds the job (cancelled, or its lease ended and another run took it) stops:
+        it must not write a version beside the run that now owns the job."""
         try:
-            self.jobs.progress(self.job_id, self.run_token, progress)
+            held = self.jobs.progress(self.job_id, self.run_token, progress)
         except RedisError as exc:  # progress is news, not state: training goes on
             log.warning("cannot record the progress of training job %s: %s", self.job_id, exc)
+            return
+        if not held:
+            raise TrainingFailed("this run no longer holds the job (cancelled, or its lease ended); it stopped")
         if self.task is not None and self.task.request.id:
             try:
                 self.task.send_event("task-progress", job_id=self.job_id, **progress.model_dump())
