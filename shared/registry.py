@@ -88,7 +88,8 @@ class UnknownModel(LookupError):
     pass
 
 
-def _version_order(version: str) -> tuple:
+def version_order(version: str) -> tuple:
+    """Sort key of a version string: numeric parts numerically (10 after 9), others after."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
 
 
@@ -123,7 +124,7 @@ class _State:
 def _state(manifests: dict[str, Manifest], invalid: dict[str, str], defaults: dict[str, str]) -> _State:
     newest: dict[str, Manifest] = {}
     for m in manifests.values():
-        if m.name not in newest or _version_order(m.version) > _version_order(newest[m.name].version):
+        if m.name not in newest or version_order(m.version) > version_order(newest[m.name].version):
             newest[m.name] = m
     return _State(manifests, invalid, dict(defaults), sorted(newest.values(), key=lambda m: m.name))
 

@@ -40,7 +40,7 @@ from shared.archive import ArchiveRefused, Limits, read_archive
 from shared.jobstore import JobStore
 from shared.preprocessing import InvalidImage, preprocess
 from shared.queue import TRAIN_TASK, celery_config, webhook_message
-from shared.registry import Manifest, Registry, _version_order
+from shared.registry import Manifest, Registry, version_order
 from shared.schemas import (
     ErrorCode,
     JobError,
@@ -278,7 +278,7 @@ class Training:
         if current is None or current.version == version:  # no other default: the newest before this one
             current = next((m for m in sorted(
                 (m for m in registry.manifests.values() if m.name == name and m.version != version),
-                key=lambda m: _version_order(m.version), reverse=True)), None)
+                key=lambda m: version_order(m.version), reverse=True)), None)
         current_accuracy = current.metrics.get("heldout_accuracy") if current is not None else None
         if mode == "always":
             activated, reason = True, "activate=always"
