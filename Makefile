@@ -16,7 +16,8 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog bench-auth bench-bombs bench-flower openapi-check clean
+.PHONY: run test venv train bench bench-backlog bench-auth bench-bombs bench-flower openapi-check clean \
+	base-images images compose-check
 
 venv: $(STAMP)
 
@@ -27,7 +28,12 @@ endif
 $(STAMP): pyproject.toml constraints.txt
 	@$(call is_311,$(PY)) || { $(call is_311,$(PYTHON)) || { echo "make: $(NEEDS)" >&2; exit 1; }; \
 		echo "creating $(VENV) with $(PYTHON)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@echo "installing the pinned dependencies into $(VENV) (the first time: a few minutes, ~1.5 GB with TensorFlow)"
+	@set -o pipefail; $(PY) -m pip install --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 \
+		| awk '/^Collecting /{n++; printf "\r  %d packages found", n; fflush()} \
+			/^Installing collected/{printf "\n  installing ...\n"; fflush()} \
+			/^Successfully installed/{printf "  done: %d packages installed\n", NF-2} \
+			/^(ERROR|error:)/{print; err=1} END{if (n) print ""}'
 	touch $@
 
 # Redis, an inference worker, a webhook worker, the API (its ops port, /metrics and /queue, on
@@ -79,6 +85,20 @@ bench-bombs: $(STAMP)
 # its --max_tasks (ARGS="--max-tasks 100000" for Flower's own default, to compare).
 bench-flower: $(STAMP)
 	$(PY) -m benchmarks.flower_soak $(ARGS)
+
+# Containers (tests/containers/): podman where installed (its settings in
+# tests/containers/containers.conf), else docker. base-images: stand-ins for the FROM images
+# (python:3.11-slim, redis:7.4-alpine) built from Debian's packages with mmdebstrap, for
+# machines that reach no registry. images: the API and CPU worker images from the real
+# Dockerfiles. compose-check: docker-compose.yml up for real, used from the host, torn down.
+base-images: $(STAMP)
+	$(PY) -m tests.containers.base_images $(ARGS)
+
+images: $(STAMP)
+	$(PY) -m tests.containers.images $(ARGS)
+
+compose-check: $(STAMP)
+	$(PY) -m tests.containers.compose_check $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -12,13 +12,16 @@ stops the services, then Redis last; the exit status is 0.
 
 import argparse
 import ctypes
+import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,6 +150,51 @@ def wait_for_redis(child: Child, port: int, timeout: float = 30) -> bool:
     return False
 
 
+def quieted(argv: list[str]) -> list[str]:
+    """A Celery command line without its start banner (`celery --quiet`): three workers' banners
+    were ~80 lines that scrolled the start-up block away. LOG_LEVEL=DEBUG keeps them."""
+    at = argv.index("celery") + 1
+    return [*argv[:at], "--quiet", *argv[at:]]
+
+
+class Readiness:
+    """Prints what to try next, once: when the API answers /readyz with an inference worker
+    up (its heartbeat), the moment `qi submit` would work."""
+
+    def __init__(self, api_port: int, key_file: Path):
+        self.api_port, self.key_file = api_port, key_file
+        self.started = time.monotonic()
+        self.next_poll = 0.0
+        self.done = False
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        if self.done or now < self.next_poll:
+            return
+        self.next_poll = now + 1.0
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=0.5) as response:
+                workers = json.loads(response.read()).get("workers", 0)
+        except (OSError, ValueError):
+            return
+        if workers:
+            self.done = True
+            print(self.block(now - self.started), flush=True)
+
+    def block(self, seconds: float) -> str:
+        url = f"http://127.0.0.1:{self.api_port}"
+        qi = Path(sys.executable).parent / "qi"
+        qi_cmd = "qi" if shutil.which("qi") == str(qi) else os.path.relpath(qi, ROOT)
+        return "\n".join([
+            f"ready in {seconds:.0f} s: the API answers and a worker serves. Try, in another terminal:",
+            f"  {qi_cmd} submit models/digits/examples      ten pictures, ten results",
+            f"  {url}/                            drop a picture on the page (key: {self.key_file})",
+            f"  curl -H \"Authorization: Bearer $(cat {self.key_file})\" -F file=@models/digits/examples/7.png "
+            f"{url}/jobs",
+            "Ctrl-C stops all. LOG_LEVEL=DEBUG shows the workers' start banners.",
+        ])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,15 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = service_env(f"redis://127.0.0.1:{args.redis_port}/0")
     store = Child("redis", redis_argv(args.redis_port, run_dir), env)
+    quiet = quieted if env.get("LOG_LEVEL", "INFO").upper() != "DEBUG" else (lambda argv: argv)
     # In stopping order: the API first (no new jobs), the inference worker last.
     services = [
         # The ops port on loopback, whatever OPS_HOST the environment has.
         Child("api", api_argv(args.api_port),
               {**env, **API_ENV, "OPS_PORT": str(args.ops_port), "OPS_HOST": "127.0.0.1"}),
-        Child("flower", flower_argv(args.flower_port), env),
-        Child("webhook worker", worker_argv("webhooks", "worker.webhooks"), env),
-        Child("training worker", training_worker_argv(), env),  # POST /models/{name}/versions
-        Child("inference worker", worker_argv("inference"), env),
+        Child("flower", quiet(flower_argv(args.flower_port)), env),
+        Child("webhook worker", quiet(worker_argv("webhooks", "worker.webhooks")), env),
+        Child("training worker", quiet(training_worker_argv()), env),  # POST /models/{name}/versions
+        Child("inference worker", quiet(worker_argv("inference")), env),
     ]
 
     store.start()
@@ -210,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"API key in {key_file}{' (new)' if new_key else ''}: curl -H \"{header}\" "
               f"http://127.0.0.1:{args.api_port}/jobs", flush=True)
 
+    ready = Readiness(args.api_port, key_file)
     while not stopping:
         for child in (store, *services):
             child.supervise()
+        ready.poll()
         time.sleep(0.2)
 
     log.info("stopping: services, then Redis (it flushes its AOF)")

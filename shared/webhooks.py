@@ -70,6 +70,10 @@ def _allowed(host: str, port: int, allowed_hosts: list[str]) -> bool:
     return host in allowed_hosts or f"{host}:{port}" in allowed_hosts
 
 
+# Named in every refusal a local receiver meets, so that a developer finds the setting.
+ALLOW_HINT = "; set WEBHOOK_ALLOWED_HOSTS=host:port to allow a receiver there (e.g. one on localhost)"
+
+
 def _check_port(port: int) -> None:
     if port not in WEB_PORTS:
         raise WebhookRefused(f"webhook_url port {port} is not allowed (80 and 443 are; "
@@ -100,10 +104,10 @@ def validate_url(url: str, allowed_hosts: list[str]) -> str:
         return url
     literal = _literal(host)
     if literal is not None and blocked(literal):
-        raise WebhookRefused(f"webhook_url points to a private or reserved address ({literal})")
+        raise WebhookRefused(f"webhook_url points to a private or reserved address ({literal}){ALLOW_HINT}")
     name = host.removesuffix(".")
     if name == "localhost" or name.endswith(".localhost"):
-        raise WebhookRefused(f"webhook_url points to a loopback name ({host})")
+        raise WebhookRefused(f"webhook_url points to a loopback name ({host}){ALLOW_HINT}")
     _check_port(port)
     return url
 

@@ -222,7 +222,9 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
     if event == WebhookEvent.running:
         # The record as it was at that moment, though the job may have finished since.
         job = job.model_copy(update={"status": JobStatus.running, "result": None, "error": None, "finished_at": None})
-    body = job.model_dump_json()
+    # Without `webhook`: the record's delivery state ("pending", 0 attempts) while this very
+    # delivery is under way would tell the receiver nothing true.
+    body = job.model_dump_json(exclude={"webhook"})
     secrets, unsigned = signing_secrets(owner)
     if unsigned:  # nobody could verify it: no attempt, no retry
         state.status, state.last_status_code, state.last_error = "failed", None, unsigned

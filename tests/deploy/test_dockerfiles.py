@@ -43,7 +43,7 @@ def test_worker_variants_and_baked_models():
     assert '".[worker,${VARIANT}]"' in text
     assert any(d.startswith("tensorflow-cpu==") for d in extras["cpu"])
     assert any(d.startswith("tensorflow[and-cuda]==") for d in extras["gpu"])
-    assert "COPY models/digits /models/digits" in text
+    assert "COPY --chown=10001:10001 models/digits /models/digits" in text
     assert "MODEL_DIR=/models" in text
     assert 'ENTRYPOINT ["python", "-m", "worker.launch"]' in text
 

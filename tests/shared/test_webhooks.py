@@ -182,3 +182,9 @@ def test_due_retries_move_in_bounded_batches(store, redis_server):
         store.schedule_webhook_retry(queue, job.id, f"m{n}", delay=0, keep=60)
     assert [store.move_due_webhooks(queue, limit=2) for _ in range(4)] == [2, 2, 1, 0]
     assert sorted(r.lrange(queue, 0, -1)) == [f"m{n}" for n in range(5)]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/in", "http://localhost:8080/in", "http://10.0.0.5/in"])
+def test_a_refused_local_receiver_is_told_which_setting_allows_it(url):
+    with pytest.raises(WebhookRefused, match="WEBHOOK_ALLOWED_HOSTS=host:port"):
+        validate_url(url, [])

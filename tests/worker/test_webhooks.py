@@ -178,6 +178,7 @@ def test_signed_delivery_of_running_and_completed(hooks, digit_png):
     done = next(b for b in bodies if b["status"] == "succeeded")
     assert done["id"] == job["id"]
     assert done["result"]["label"] == "7"
+    assert all("webhook" not in b for b in bodies), "the delivery state is the record's, not the body's"
     assert final["webhook"]["attempts"] == 2
     assert final["webhook"]["last_status_code"] == 200
 
