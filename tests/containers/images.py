@@ -51,8 +51,11 @@ def build(target: str, quiet: bool = False) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="*", choices=[*TARGETS, []], default=list(TARGETS))
+    parser.add_argument("targets", nargs="*", help="api, worker (default: both)")
     args = parser.parse_args(argv)
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown image {', '.join(sorted(unknown))}: choose from {', '.join(TARGETS)}")
     if engine.engine() is None:
         print("make images needs podman or docker (apt-get install podman buildah)", file=sys.stderr)
         return 1

@@ -52,3 +52,12 @@ def test_dockerignore_keeps_the_context_small():
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     for path in (".venv", ".git", "tests", "benchmarks"):
         assert path in ignored
+
+
+def test_the_gpu_variant_differs_from_the_cpu_one_only_by_the_extra():
+    """VARIANT is used in one place, the pip line's extra: the GPU image is the CPU one with
+    tensorflow[and-cuda] for tensorflow-cpu (it is not built here: no GPU, several GB)."""
+    lines = [line for line in (REPO_ROOT / "Dockerfile.worker").read_text().splitlines()
+             if "VARIANT" in line and not line.lstrip().startswith("#")]
+    assert lines == ["ARG VARIANT=cpu", "ARG VARIANT",
+                     '    && /opt/venv/bin/pip install -c constraints.txt ".[worker,${VARIANT}]" \\'], lines
