@@ -27,13 +27,16 @@ def test_get_with_wait_returns_promptly_when_the_job_finishes(api, store):
     def finish_later():
         time.sleep(0.5)
         store.start([job.id], "test")
-        store.finish({job.id: JobError(code=ErrorCode.inference_error, message="done by test")}, "test")
+        # Taken before the finish: the woken GET may answer before this thread runs again.
         finished_at["t"] = time.monotonic()
+        store.finish({job.id: JobError(code=ErrorCode.inference_error, message="done by test")}, "test")
 
-    threading.Thread(target=finish_later).start()
+    finisher = threading.Thread(target=finish_later)
+    finisher.start()
     started = time.monotonic()
     response = api.http.get(f"/jobs/{job.id}", params={"wait": 20})
     answered = time.monotonic()
+    finisher.join()
     assert response.json()["status"] == "failed"
     assert answered - started < 5
     # Typically a few ms; the margin is for a loaded CI machine, not for a polling loop.
