@@ -17,10 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
-from models.digits_data import split, varied_renderings
 from shared import catalog
 from shared.processes import ROOT, RedisServer, Worker, training_worker_argv, wait_for
 from tests.utils.processes import new_key, start_api
+from tests.utils.samples import digit_files, make_zip
 
 EPOCHS = 8
 MIN_HELDOUT_ACCURACY = 0.85
@@ -45,25 +45,6 @@ def stack(tmp_path_factory, logdir):
     trainer.stop()
     api.stop()
     server.stop()
-
-
-def make_zip(files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-def digit_files(digits: list[int], per_label: int, prefix: str = "", seed: int = 1) -> dict[str, bytes]:
-    """`per_label` renderings (random size, polarity, colour, format) of training digits."""
-    images, _, labels, _ = split()
-    rng = np.random.default_rng(seed)
-    files = {}
-    for digit in digits:
-        for i, index in enumerate(np.flatnonzero(labels == digit)[:per_label]):
-            files[f"{prefix}{digit}/{i}.png"] = varied_renderings(images[index], rng)
-    return files
 
 
 def post_version(api, data: bytes, name: str = "digits", **form: str) -> httpx.Response:

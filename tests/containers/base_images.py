@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{tag}: building from Debian bookworm (mmdebstrap) ...", flush=True)
         seconds = build(tag, spec)
-        size = engine.run("image", "inspect", "--format", "{{.Size}}", tag, capture=True).stdout.strip()
-        print(f"{tag}: built in {seconds:.0f} s, {int(size) / 1e6:.0f} MB")
+        print(f"{tag}: built in {seconds:.0f} s, {engine.size_mb(tag):.0f} MB")
     return 0
 
 

@@ -17,7 +17,6 @@ check failed. Ports 8000 and 5555 on the host must be free.
 """
 
 import argparse
-import io
 import json
 import os
 import secrets
@@ -28,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 import httpx
 
 from tests.containers import engine
+from tests.utils.samples import digit_files, make_zip
 
 PROJECT = "qi-check"
 API = "http://127.0.0.1:8000"
@@ -206,24 +205,9 @@ def check_webhook(stack: Stack, receiver: Receiver) -> str:
     return f"signed delivery of job {job_id[:8]} ({job.result.label}) to host:{receiver.port}"
 
 
-def training_zip() -> bytes:
-    import numpy as np
-
-    from models.digits_data import split, varied_renderings
-
-    images, _, labels, _ = split()
-    rng = np.random.default_rng(1)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for digit in range(10):
-            for i, index in enumerate(np.flatnonzero(labels == digit)[:12]):
-                archive.writestr(f"{digit}/{i}.png", varied_renderings(images[index], rng))
-    return out.getvalue()
-
-
 def check_training(stack: Stack) -> str:
     with stack.http() as http:
-        archive = {"file": ("train.zip", training_zip(), "application/zip")}
+        archive = {"file": ("train.zip", make_zip(digit_files(list(range(10)), 12)), "application/zip")}
         response = http.post("/models/digits/versions", files=archive)
         if response.status_code != 202:
             raise RuntimeError(f"{response.status_code} {response.text}")
@@ -326,9 +310,7 @@ def check_image_security(stack: Stack) -> str:
         for marker in ("BEGIN CERTIFICATE", "PRIVATE KEY", "REDIS_PASSWORD=", "FLOWER_PASSWORD="):
             if marker in history:
                 raise RuntimeError(f"{image}'s history holds {marker}")
-        listing = subprocess.run(f"{engine.engine()} image save {image} | tar -xO --wildcards '*.tar' 2>/dev/null"
-                                 " | tar -ti 2>/dev/null", shell=True, capture_output=True, text=True,
-                                 env=engine.env()).stdout
+        listing = engine.image_files(image)
         if "opt/venv/bin/python" not in listing:
             raise RuntimeError(f"could not list {image}'s files")
         for path in ("run/secrets/ca-bundle", "usr/bin/gcc", "site-packages/tests/"):

@@ -42,6 +42,16 @@ def image_exists(ref: str) -> bool:
     return run("image", "inspect", ref, check=False, capture=True).returncode == 0
 
 
+def size_mb(ref: str) -> float:
+    return int(run("image", "inspect", "--format", "{{.Size}}", ref, capture=True).stdout.strip()) / 1e6
+
+
+def image_files(ref: str) -> str:
+    """Every path in the image's layers, one a line (`image save`, each layer's tar listed)."""
+    pipeline = f"{engine()} image save {ref} | tar -xO --wildcards '*.tar' 2>/dev/null | tar -ti 2>/dev/null"
+    return subprocess.run(pipeline, shell=True, capture_output=True, text=True, env=env()).stdout
+
+
 def ca_bundle() -> str | None:
     """The host's CA bundle, passed to builds as a secret (never a layer) so that pip works
     behind an intercepting HTTPS proxy; None when the host names none."""

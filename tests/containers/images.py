@@ -31,10 +31,6 @@ def build_args(dockerfile: str, tag: str, extra: list[str]) -> list[str]:
     return [*args, "."]
 
 
-def size_mb(tag: str) -> float:
-    return int(engine.run("image", "inspect", "--format", "{{.Size}}", tag, capture=True).stdout.strip()) / 1e6
-
-
 def build(target: str, quiet: bool = False) -> tuple[float, float]:
     """Build one image; (seconds, size in MB)."""
     tag, dockerfile, extra = TARGETS[target]
@@ -46,7 +42,7 @@ def build(target: str, quiet: bool = False) -> tuple[float, float]:
             raise RuntimeError(f"building {tag} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     else:
         engine.run(*argv)
-    return time.monotonic() - started, size_mb(tag)
+    return time.monotonic() - started, engine.size_mb(tag)
 
 
 def main(argv: list[str] | None = None) -> int:
