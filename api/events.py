@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from shared.queue import INFER_TASK
+from shared.broker import INFER_TASK
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from api.metrics import HttpMetrics
 from api.openapi import App
 from api.routes import health, jobs, models, predict, training, webhooks
 from api.services import Services
-from shared.backlog import BacklogCollector
+from shared.broker.backlog import BacklogCollector
 from shared.jobstore import JobStore
 from shared.registry import Registry
 from shared.settings import get_settings

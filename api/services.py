@@ -9,8 +9,8 @@ from api.events import TaskEvents
 from api.versions import Versions
 from api.waiter import Waiter
 from shared import catalog
+from shared.broker import make_celery
 from shared.jobstore import AsyncJobStore
-from shared.queue import make_celery
 from shared.registry import Registry
 from shared.settings import Settings
 
@@ -20,7 +20,7 @@ class Services:
     settings: Settings
     registry: Registry
     store: AsyncJobStore
-    # Builds task messages (see shared.queue.redis_message); connects only to send events.
+    # Builds task messages (see shared.broker.redis_message); connects only to send events.
     celery: Celery
     events: TaskEvents
     waiter: Waiter

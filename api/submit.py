@@ -13,8 +13,9 @@ from api.decoding import INLINE_PIXELS
 from api.metrics import SUBMITTED
 from api.services import Services
 from api.uploads import open_upload, reject, resolve_model, takes, upload_pixels
+from shared.broker import infer_message
+from shared.codec import FEATURE_DTYPE, encode_features, encode_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
-from shared.queue import FEATURE_DTYPE, encode_features, encode_pixels, infer_message, webhook_message
 from shared.schemas import Job, WebhookEvent
 
 QUEUE_FULL_RETRY_AFTER_SECONDS = 5
@@ -96,5 +97,4 @@ async def _replay(replay: Replay, fingerprint: str, svc: Services) -> Job:
 
 async def notify(job_id: str, event: WebhookEvent, svc: Services) -> None:
     """Queue one webhook delivery (the worker does the same for jobs it runs)."""
-    queue = svc.settings.webhook_queue
-    await svc.store.push(queue, [webhook_message(svc.celery, queue, job_id, event)])
+    await svc.store.notify(svc.celery, svc.settings.webhook_queue, [(job_id, event)])

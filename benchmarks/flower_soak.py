@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
+from shared.broker import INFER_TASK, make_celery
 from shared.jobstore import new_job_id
 from shared.processes import FLOWER_MAX_TASKS, Flower, RedisServer, wait_for
-from shared.queue import INFER_TASK, make_celery
 from shared.settings import Settings
 
 SAMPLE_EVERY = 5_000  # jobs between two samples
@@ -35,7 +35,7 @@ HOSTNAME = "soak@bench"  # the worker the events come from
 
 
 def send_jobs(dispatcher, ids: list[str]) -> None:
-    """The events a worker sends for these jobs (worker/tasks.py), a batch at a time."""
+    """The events a worker sends for these jobs (worker/inference/tasks.py), a batch at a time."""
     for start in range(0, len(ids), BATCH):
         batch = ids[start:start + BATCH]
         for job_id in batch:

@@ -4,7 +4,7 @@ settings (acks_late, prefetch) as the inference worker, one solo process.
     celery -A benchmarks.noop worker
 """
 
-from shared.queue import make_celery
+from shared.broker import make_celery
 from shared.settings import get_settings
 
 NOOP_TASK = "benchmarks.noop"

@@ -38,10 +38,11 @@ from benchmarks.mobilenet import write_model_dir as write_mobilenet
 from benchmarks.noop import NOOP_TASK
 from models.digits_data import split, varied_renderings
 from shared.apikeys import create_key
+from shared.broker import infer_message, make_celery
+from shared.codec import encode_pixels
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.preprocessing import pixels_of
 from shared.processes import Api, Flower, RedisServer, Worker, free_port, sample, wait_for
-from shared.queue import encode_pixels, infer_message, make_celery
 from shared.registry import Registry
 from shared.settings import Settings
 
@@ -51,7 +52,7 @@ QUEUE = Settings().queue_name
 
 def offline_ceiling(model_dir: Path, name: str, max_batch: int, seconds: float = 1.0) -> dict:
     """The model alone, on ready tensors: images/s per bucket, best bucket, batch-1 latency."""
-    from worker.runtime import LoadedModel
+    from worker.inference.runtime import LoadedModel
 
     model = LoadedModel(Registry(model_dir, name).resolve(None), max_batch)
     shape = model.manifest.input_shape
@@ -114,7 +115,7 @@ class Bench:
         started: list = []
         try:
             started.append(worker := Worker(self.redis.url, self.workdir, **env, **worker_settings))
-            started.append(webhooks := Worker(self.redis.url, self.workdir, app="worker.webhooks"))
+            started.append(webhooks := Worker(self.redis.url, self.workdir, app="worker.webhooks.app"))
             started.append(api := Api(self.redis.url, self.workdir, **env))
             started.append(flower := Flower(self.redis.url, self.workdir))
             key = create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0)[0]

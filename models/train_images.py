@@ -1,5 +1,5 @@
 """Train an image classifier from labelled pictures: what a training job runs
-(worker/training.py), on tensors already preprocessed by the base manifest's preprocessing
+(worker/training/app.py), on tensors already preprocessed by the base manifest's preprocessing
 (shared/preprocessing.py), so training sees what serving sees.
 
 Fine-tuning continues the current version's own model (same labels, same input) at a low

@@ -8,7 +8,7 @@ Reproducible (fixed seeds, deterministic ops). A small MLP that normalizes its o
 measurements. Prints held-out accuracy and writes the artifact and its manifest.
 
 The manifest names this module (`"train": "models.train_iris"`): a worker that finds the
-artifact missing calls `train` at start instead of failing (worker/runtime.py).
+artifact missing calls `train` at start instead of failing (worker/inference/runtime.py).
 """
 
 import json

@@ -12,7 +12,7 @@ Redis adds:
 - `models:changed`, a pub/sub channel carrying the new epoch, for processes that would
   rather be told than poll (a missed message is caught by the next poll).
 
-Who follows: every worker (worker.versions, polling the epoch every second and rescanning
+Who follows: every worker (worker.inference.versions, polling the epoch every second and rescanning
 MODEL_DIR every MODEL_SCAN_SECONDS) and every API process (api.versions, the same on its
 event loop). Whoever first finds the folder set changed on a scan announces it.
 

@@ -50,17 +50,17 @@ def celery_argv(app: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", app, *args]
 
 
-def worker_argv(name: str, app: str = "worker.app") -> list[str]:
+def worker_argv(name: str, app: str = "worker.inference.app") -> list[str]:
     """As worker/launch.py starts it in a container (no mingle or gossip: see there)."""
     return celery_argv(app, "worker", "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle",
                        "--without-gossip")
 
 
 def training_worker_argv(name: str = "training") -> list[str]:
-    """The training worker (worker/training.py): its own queue, one job at a time, solo pool."""
+    """The training worker (worker/training/app.py): its own queue, one job at a time, solo pool."""
     from shared.settings import get_settings
 
-    return celery_argv("worker.training", "worker", "-n", f"{name}@%h", "-Q", get_settings().training_queue,
+    return celery_argv("worker.training.app", "worker", "-n", f"{name}@%h", "-Q", get_settings().training_queue,
                        "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-mingle",
                        "--without-gossip")
 
@@ -88,7 +88,7 @@ FLOWER_MAX_TASKS = 10_000
 
 
 def flower_argv(port: int, max_tasks: int = FLOWER_MAX_TASKS) -> list[str]:
-    return celery_argv("worker.app", "flower", "--address=127.0.0.1", f"--port={port}",
+    return celery_argv("worker.inference.app", "flower", "--address=127.0.0.1", f"--port={port}",
                        f"--max_tasks={max_tasks}")
 
 
@@ -176,7 +176,7 @@ class Worker:
 
     count: ClassVar[int] = 0
 
-    def __init__(self, redis_url: str, logdir: Path, app: str = "worker.app", argv: list[str] | None = None,
+    def __init__(self, redis_url: str, logdir: Path, app: str = "worker.inference.app", argv: list[str] | None = None,
                  **settings: object):
         """`argv`: another command line than worker_argv's (training_worker_argv)."""
         settings.setdefault("worker_metrics_port", free_port())

@@ -46,7 +46,7 @@ class Manifest(BaseModel):
     labels: list[str] = Field(min_length=1)
     preprocessing: Preprocessing = Preprocessing()
     # A module of models/ whose `train()` rebuilds the model from data shipped with the
-    # code: a worker that finds the artifact missing trains it at start (worker/runtime.py).
+    # code: a worker that finds the artifact missing trains it at start (worker/inference/runtime.py).
     train: str | None = Field(None, pattern=r"^models\.[a-z_][a-z0-9_]*$")
     metrics: dict[str, float] = {}
     # Temperature and out-of-distribution threshold measured on held-out data

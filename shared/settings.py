@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Deadline of one delivery attempt (resolve, connect, send, response)."
     )
 
-    # Training a new version from a ZIP (POST /models/{name}/versions; worker/training.py).
+    # Training a new version from a ZIP (POST /models/{name}/versions; worker/training/app.py).
     training_queue: str = Field("training", description="Celery queue of training jobs (the training worker's).")
     training_max_upload_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Largest training ZIP; larger gets 413."

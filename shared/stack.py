@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         Child("api", api_argv(args.api_port),
               {**env, **API_ENV, "OPS_PORT": str(args.ops_port), "OPS_HOST": "127.0.0.1"}),
         Child("flower", quiet(flower_argv(args.flower_port)), env),
-        Child("webhook worker", quiet(worker_argv("webhooks", "worker.webhooks")), env),
+        Child("webhook worker", quiet(worker_argv("webhooks", "worker.webhooks.app")), env),
         Child("training worker", quiet(training_worker_argv()), env),  # POST /models/{name}/versions
         Child("inference worker", quiet(worker_argv("inference")), env),
     ]

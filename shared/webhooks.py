@@ -16,8 +16,6 @@ from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
 
-DELIVER_TASK = "webhooks.deliver"
-DELIVER_BATCH_TASK = "webhooks.deliver_batch"  # a batch's one event, once all its jobs ended
 WEB_PORTS = frozenset({80, 443})  # other ports need a host:port entry in WEBHOOK_ALLOWED_HOSTS
 # Cloud metadata endpoints beyond the link-local range.
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}

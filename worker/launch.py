@@ -31,7 +31,7 @@ def plan(environ: dict[str, str], extra: list[str]) -> list[tuple[list[str], dic
     base_port = int(environ.get("WORKER_METRICS_PORT", "9100"))
     # No mingle or gossip: jobs are cancelled in the job store, not by Celery revokes, so
     # there is nothing to sync with other workers (mingle waits 1 s for them at every start).
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--loglevel",
+    celery = [sys.executable, "-m", "celery", "-A", "worker.inference.app", "worker", "--loglevel",
               environ.get("LOG_LEVEL", "INFO"), "--without-mingle", "--without-gossip"]
     gpus = visible_gpus(environ)
     if not gpus:

@@ -25,8 +25,8 @@ from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, 
 from api.services import Services
 from api.submit import notify, submit
 from api.uploads import read_upload, resolve_model
+from shared.broker import batch_webhook_message
 from shared.jobstore import new_job_id
-from shared.queue import batch_webhook_message
 from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])

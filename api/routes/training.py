@@ -1,7 +1,7 @@
 """Training a new version from a ZIP of images, one folder per label (README: Training a new
 version). The archive is checked here (shared.archive: a refusal is a 4xx and nothing is
 recorded or queued); then one job of kind `training` is recorded and its message queued on
-TRAINING_QUEUE, in one script (create.lua), for the training worker (worker/training.py).
+TRAINING_QUEUE, in one script (create.lua), for the training worker (worker/training/app.py).
 
 Admin keys only: a training job writes a version every key's requests may get."""
 
@@ -21,8 +21,8 @@ from api.routes.models import NAME_PATTERN, admin
 from api.services import Services
 from api.uploads import read_upload, reject, resolve_model
 from shared.archive import ArchiveRefused, Limits, read_archive
+from shared.broker import training_message
 from shared.jobstore import NewJob, new_job_id, new_record, to_job
-from shared.queue import training_message
 from shared.registry import Manifest
 from shared.schemas import Job, ModelRef
 

@@ -1,4 +1,4 @@
-"""The caller's webhook secret: what its jobs' deliveries are signed with (worker/webhooks.py)."""
+"""The caller's webhook secret: what its jobs' deliveries are signed with (worker/webhooks/app.py)."""
 
 from datetime import UTC, datetime
 

@@ -57,7 +57,7 @@ BATCH_WAIT_S = 0.002
 @serve.deployment(name="classifier", num_replicas=1)
 class Classifier:
     def __init__(self, model_dir: str, model: str, max_batch_size: int, wait_s: float, max_pixels: int):
-        from worker.runtime import LoadedModel, configure_devices
+        from worker.inference.runtime import LoadedModel, configure_devices
 
         configure_devices()
         self.manifest = Registry(Path(model_dir), model).resolve(None)
@@ -70,7 +70,7 @@ class Classifier:
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
     async def infer(self, pixels: list[np.ndarray]) -> list[dict]:
-        from worker.batch import to_prediction
+        from worker.inference.batch import to_prediction
 
         self.batches += 1
         self.items += len(pixels)

@@ -23,10 +23,10 @@ finished channel, which wakes the API's long-polls.
 
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import Keyspace, NewJob, new_job_id, new_record, to_job
-from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Lost, Replay, Started
+from shared.jobstore.replies import Cancelled, Created, Lost, Replay, Started
 from shared.jobstore.store import AsyncJobStore, JobStore
 
 __all__ = [
-    "UNACKED_HASH", "AsyncJobStore", "Cancelled", "Created", "JobOps", "JobStore", "Keyspace", "Lost", "NewJob",
+    "AsyncJobStore", "Cancelled", "Created", "JobOps", "JobStore", "Keyspace", "Lost", "NewJob",
     "Replay", "Started", "new_job_id", "new_record", "to_job",
 ]

@@ -7,10 +7,14 @@ function that turns the reply into Python values. `JobStore` (worker, redis-py) 
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from celery import Celery
+
+from shared.broker.envelopes import webhook_messages
+from shared.broker.layout import UNACKED_HASH
 from shared.jobstore.records import (
     JOB_FIELDS,
     WEBHOOK_FIELDS,
@@ -20,7 +24,7 @@ from shared.jobstore.records import (
     read_job,
     split_events,
 )
-from shared.jobstore.replies import UNACKED_HASH, Cancelled, Created, Lost, Op, Replay, Started
+from shared.jobstore.replies import Cancelled, Created, Lost, Op, Replay, Started
 from shared.schemas import (
     Batch,
     ErrorCode,
@@ -247,6 +251,10 @@ class JobOps:
 
     def push(self, queue: str, messages: list[str]) -> Op[int]:
         return Op(("LPUSH", queue, *messages), int)
+
+    def notify(self, app: Celery, queue: str, hooks: Iterable[tuple[str, WebhookEvent]]) -> Op[int]:
+        """Queue webhook deliveries, one per (job id, event), for the webhook worker."""
+        return self.push(queue, webhook_messages(app, queue, hooks))
 
     def backlog(self, queue: str) -> Op[dict[str, int]]:
         """Jobs waiting in the queue, and delivered but not yet acknowledged."""

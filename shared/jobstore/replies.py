@@ -9,7 +9,6 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from shared.schemas import ErrorCode, Job, JobStatus, WebhookEvent
 
 T = TypeVar("T")
-UNACKED_HASH = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
 _LUA = {path.name.removesuffix(".lua"): path.read_text()
         for path in resources.files("shared.jobstore").joinpath("lua").iterdir() if path.name.endswith(".lua")}
 # A script that ends jobs calls batch_ended() from _batch.lua, prepended (EVAL has no imports).

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
+from celery import Celery
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -113,6 +114,10 @@ class JobStore(_Face[redis.Redis]):
     def push(self, queue: str, messages: list[str]) -> int:
         return self._run(self.ops.push(queue, messages))
 
+    def notify(self, app: Celery, queue: str, hooks: list[tuple[str, WebhookEvent]]) -> int:
+        """Queue webhook deliveries for the webhook worker, in one round trip."""
+        return self._run(self.ops.notify(app, queue, hooks)) if hooks else 0
+
     def backlog(self, queue: str) -> dict[str, int]:
         return self._run(self.ops.backlog(queue))
 
@@ -186,6 +191,10 @@ class AsyncJobStore(_Face[aioredis.Redis]):
 
     async def push(self, queue: str, messages: list[str]) -> int:
         return await self._run(self.ops.push(queue, messages))
+
+    async def notify(self, app: Celery, queue: str, hooks: list[tuple[str, WebhookEvent]]) -> int:
+        """Queue webhook deliveries for the webhook worker, in one round trip."""
+        return await self._run(self.ops.notify(app, queue, hooks)) if hooks else 0
 
     async def recent(self, limit: int, before: float | None, status: JobStatus | None,
                      scan_limit: int = 1000, owner: str | None = None) -> tuple[list[Job], float | None]:

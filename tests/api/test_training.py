@@ -1,5 +1,5 @@
 """Training as a job (POST /models/{name}/versions, POST /models): a real Redis, API and
-training worker (worker/training.py) on a MODEL_DIR of their own (a copy of digits/1).
+training worker (worker/training/app.py) on a MODEL_DIR of their own (a copy of digits/1).
 
 A ZIP of rendered digits fine-tunes digits into version 2, which passes its own held-out
 check (held-out accuracy >= 0.85, on a fifth of each label's pictures it never trained on)

@@ -7,7 +7,7 @@ from api import metrics as api_metrics
 from shared.processes import FLOWER_MAX_TASKS, flower_argv
 from shared.settings import REPO_ROOT, Settings
 from tests.utils.deploy import SETTINGS_ENV, flower_max_tasks, maxmemory_share
-from worker import metrics as worker_metrics
+from worker.inference import metrics as worker_metrics
 
 MONITORING = REPO_ROOT / "k8s" / "monitoring"
 NOT_SETTINGS = {"API_WORKERS", "FLOWER_BASIC_AUTH", "NVIDIA_VISIBLE_DEVICES", "REDISCLI_AUTH",
@@ -104,7 +104,7 @@ def test_only_the_api_is_published_beyond_loopback(compose):
 def test_dashboard_queries_only_metrics_that_exist():
     ours = {family.name for module in (api_metrics, worker_metrics) for metric in vars(module).values()
             if isinstance(metric, MetricWrapperBase) for family in metric.describe()}
-    ours.add("inference_queue_backlog_jobs")  # shared.backlog's collector, read at scrape time
+    ours.add("inference_queue_backlog_jobs")  # shared.broker.backlog's collector, read at scrape time
     dashboard = json.loads((MONITORING / "grafana" / "dashboards" / "inference.json").read_text())
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for topic in ("throughput", "latency", "batch", "backlog", "error", "workers"):
@@ -121,5 +121,5 @@ def test_api_workers_and_training_share_the_model_store(compose):
         mounts = services[name]["volumes"]
         assert any((m.get("source") if isinstance(m, dict) else m.split(":")[0]) == "models" for m in mounts), name
         assert services[name]["environment"]["MODEL_DIR"] == "/models", name
-    assert "worker.training" in services["training"]["entrypoint"]
+    assert "worker.training.app" in services["training"]["entrypoint"]
     assert "training" in services["training"]["entrypoint"]

@@ -1,5 +1,5 @@
 """Temperature scaling and the out-of-distribution flag (shared/calibration.py), and how a
-manifest's calibration reaches a result (worker.batch.to_prediction)."""
+manifest's calibration reaches a result (worker.inference.batch.to_prediction)."""
 
 import json
 
@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from shared.calibration import Calibration, OodRule, fit_temperature, judge, msp, nll, scaled, threshold_for
 from shared.registry import Manifest
 from tests.utils.samples import DIGITS
-from worker.batch import to_prediction
+from worker.inference.batch import to_prediction
 
 LABELS = [str(d) for d in range(10)]
 

@@ -4,7 +4,7 @@ import contextlib
 import threading
 import time
 
-from shared.queue import make_celery
+from shared.broker import make_celery
 from shared.settings import Settings
 
 

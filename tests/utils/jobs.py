@@ -3,8 +3,8 @@ the store by hand."""
 
 import time
 
+from shared.broker import InferMessage, infer_message, make_celery
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
-from shared.queue import InferMessage, infer_message, make_celery
 from shared.registry import Manifest
 from shared.settings import Settings
 from tests.utils.samples import DIGITS

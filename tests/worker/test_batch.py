@@ -5,13 +5,13 @@ import time
 import numpy as np
 import pytest
 
+from shared.codec import encode_pixels
 from shared.preprocessing import pixels_of
-from shared.queue import encode_pixels
 from shared.schemas import JobStatus
 from tests.utils.jobs import make_job
 from tests.utils.samples import REGISTRY
-from worker.batch import Item, parse, run_batch
-from worker.runtime import Runtime
+from worker.inference.batch import Item, parse, run_batch
+from worker.inference.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ batch runs form the next one."""
 import threading
 import time
 
-from worker.batcher import Batcher
+from worker.inference.batcher import Batcher
 
 
 class Model:

@@ -6,10 +6,10 @@ import time
 
 import httpx
 
+from shared.codec import encode_pixels
 from shared.jobstore import JobStore
 from shared.preprocessing import pixels_of
 from shared.processes import Worker, sample, wait_for
-from shared.queue import encode_pixels
 from shared.settings import Settings
 from tests.utils.events import EventCapture
 from tests.utils.jobs import make_job, task_message
@@ -49,7 +49,7 @@ def test_batches_form_and_fill_up_to_the_maximum(private_stack, logdir):
 def test_full_batches_form_under_a_backlog(private_stack, logdir, digit_png):
     """256 jobs queued before the worker starts (8 x MAX_BATCH_SIZE): it takes messages in
     bursts while the model runs, so batches are full, not the ones and twos that one
-    message per round trip gave (mean 1.0 before worker/transport.py and worker/batcher.py)."""
+    message per round trip gave (mean 1.0 before shared/broker/patch.py and worker/inference/batcher.py)."""
     server, _ = private_stack
     store = JobStore.connect(server.url, ttl_seconds=600, timeout=2)
     payload = encode_pixels(pixels_of(digit_png, DIGITS, 10**7))
@@ -126,7 +126,7 @@ def test_expired_and_cancelled_jobs_end_in_flower_too(api, worker, redis_server,
 
 def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir):
     """celery-batches 0.11 stops flushing after a reconnect (upstream #99): jobs after the
-    restart, fewer than a batch, would wait forever without the fix in worker/tasks.py."""
+    restart, fewer than a batch, would wait forever without the fix in worker/inference/tasks.py."""
     server, api = private_stack
     # Redelivery must not be what rescues a stuck buffer (each redelivery advances
     # celery-batches' count-based flush): nothing is redelivered within the 10 s the last

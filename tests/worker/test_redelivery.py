@@ -11,7 +11,7 @@ VISIBILITY = 3
 
 
 def test_sigkilled_worker_jobs_are_redelivered_and_complete(private_stack, logdir):
-    """The worker takes messages in bursts (worker/transport.py): every one it holds is
+    """The worker takes messages in bursts (shared/broker/patch.py): every one it holds is
     recorded as unacknowledged, so a SIGKILL loses none of them."""
     redis_server, api = private_stack
     client = redis_server.client()
@@ -73,7 +73,7 @@ def test_job_whose_message_was_lost_in_delivery_is_requeued(private_stack, logdi
 
 
 def rescue(store, queue: str, limit: int = 100) -> list[str]:
-    """What the worker's heartbeat does (worker.app.rescue_lost): find the jobs whose message
+    """What the worker's heartbeat does (shared.broker.rescue.rescue_lost): find the jobs whose message
     was lost, put back a new one for each; their ids."""
     lost = store.find_lost(queue, older_than=-1, limit=limit)
     assert store.requeue(queue, {job.job_id: task_message(job.job_id, queue) for job in lost}) == len(lost)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.utils.samples import REGISTRY
-from worker.runtime import LoadedModel, Runtime, buckets
+from worker.inference.runtime import LoadedModel, Runtime, buckets
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+import worker.webhooks.app as webhook_worker
 from shared.apikeys import KeyStore
+from shared.broker import make_celery, webhook_message
 from shared.jobstore import JobStore, Keyspace
 from shared.processes import Api, RedisServer, Worker, free_port, wait_for
-from shared.queue import make_celery, webhook_message
 from shared.settings import Settings
 from tests.utils.jobs import make_job
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png
-from worker import webhooks as webhook_worker
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 QUEUE = "webhooks"
@@ -89,7 +89,7 @@ class Stack:
     inference: Worker | None = None  # the inference worker (a test stops and restarts it)
 
     def start_sender(self) -> None:
-        self.sender = Worker(self.server.url, self.logdir, app="worker.webhooks", **self.env)
+        self.sender = Worker(self.server.url, self.logdir, app="worker.webhooks.app", **self.env)
 
     def store(self) -> JobStore:
         return JobStore.connect(self.server.url, ttl_seconds=600, timeout=2)

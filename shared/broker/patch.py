@@ -25,14 +25,17 @@ memory only. Here:
 
 Finishing jobs then frees memory (shared/jobstore/lua/finish.lua compacts records).
 
-Installed by importing this module (worker.app and worker.webhooks do). Written against
-kombu 5.7.0 (pinned): `_brpop_read` is kombu's own with one addition. Not for a transport
-with `global_keyprefix` (the scripts' keys would not be prefixed): we set none.
+Installed by `install()` (every worker's app module calls it; the API never does). Written
+against kombu 5.7.0 (shared/broker/compat.py refuses another): `_brpop_read` is kombu's own
+with one addition, and tests/shared/test_broker.py fails when kombu's own differs from
+KOMBU_BRPOP_READ_SHA256, the source it was copied from. Not for a transport with
+`global_keyprefix` (the scripts' keys would not be prefixed): we set none.
 """
 
 import hashlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 
 from kombu.transport import redis as kombu_redis
@@ -41,7 +44,12 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import ExecAbortError, NoScriptError, OutOfMemoryError, RedisError
 
+from shared.broker.compat import require
+
+require("kombu")
 log = logging.getLogger(__name__)
+# sha256 of the source of kombu 5.7.0's Channel._brpop_read (from its file, as tests/shared/test_broker.py reads it).
+KOMBU_BRPOP_READ_SHA256 = "c2e423dfeda85f81747d360bd741f1416c8f616323a8bd19a32bebf318ee82a4"
 
 
 class _Script:
@@ -60,7 +68,7 @@ class _Script:
 
 # One delivered message's record, as kombu writes it (the index scores it by delivery time).
 _RECORD = _Script("""
-redis.call('ZREM', KEYS[1], ARGV[1])  -- a deletion first (a no-op): see worker/transport.py
+redis.call('ZREM', KEYS[1], ARGV[1])  -- a deletion first (a no-op): see shared/broker/patch.py
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 """)
@@ -72,7 +80,7 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 # kept verbatim. A message that is not kombu's JSON is returned unrecorded, as kombu's own
 # path would leave it (its delivery fails in Python, not here half-way).
 _TAKE = _Script("""
-redis.call('ZREM', KEYS[1], '')  -- a deletion first (a no-op): see worker/transport.py
+redis.call('ZREM', KEYS[1], '')  -- a deletion first (a no-op): see shared/broker/patch.py
 local taken = {ARGV[3]}
 if tonumber(ARGV[2]) > 0 then
   local more = redis.call('RPOP', KEYS[3], ARGV[2])
@@ -200,5 +208,26 @@ def _brpop_read(self, **options):
         self._flush_brpop_reauth()
 
 
-kombu_redis.Channel.QoS = QoS
-kombu_redis.Channel._brpop_read = _brpop_read  # type: ignore[method-assign]
+def install() -> None:
+    """Patch kombu's Redis channel (idempotent): bulk receive, safe when Redis is full."""
+    kombu_redis.Channel.QoS = QoS
+    kombu_redis.Channel._brpop_read = _brpop_read  # type: ignore[method-assign]
+
+
+def acknowledge(requests) -> None:
+    """Acknowledge a batch's messages (Celery requests): one round trip per channel (kombu
+    takes one per message), then Celery's and kombu's local bookkeeping. Messages of a
+    channel closed meanwhile (a reconnect) are left alone: kombu put them back when it
+    closed it."""
+    open_requests = [r for r in requests
+                     if not getattr(r.message.channel, "closed", False) and r.message.channel.connection is not None]
+    tags = defaultdict(list)
+    for request in open_requests:
+        tags[request.message.channel.qos].append(request.message.delivery_tag)
+    for qos, delivery_tags in tags.items():
+        try:
+            qos.ack_many(delivery_tags)
+        except RedisError as exc:  # each ack then tries on its own, and logs its failure
+            log.warning("could not acknowledge a batch at once: %s", exc)
+    for request in open_requests:
+        request.acknowledge()

@@ -7,7 +7,7 @@ under a backlog the next batch is waiting, full, when the model is free (Triton'
 batcher and Ray Serve's @serve.batch work the same way). What a batch did goes back to the
 consumer (`done`), which acknowledges its messages: kombu's objects stay on its thread.
 
-No TensorFlow here: `run` is given (worker/tasks.py runs worker.batch.run_batch).
+No TensorFlow here: `run` is given (worker/inference/tasks.py runs worker.inference.batch.run_batch).
 """
 
 import logging

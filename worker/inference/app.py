@@ -1,6 +1,6 @@
 """The worker's Celery app.
 
-    celery -A worker.app worker
+    celery -A worker.inference.app worker
 
 One process per GPU (or one for the CPU) on the solo pool: TensorFlow is not fork-safe,
 so the model is loaded in the process that serves it, never in a parent that forks.
@@ -10,21 +10,22 @@ import contextlib
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from celery import Celery, bootsteps, signals
 from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from redis.exceptions import RedisError
 
-from shared.queue import celery_config, infer_message, training_message
+from shared.broker import make_celery, patch
+from shared.broker.rescue import rescue_lost
 from shared.schemas import WebhookEvent
 from shared.settings import get_settings
-from worker import transport  # noqa: F401  (kombu patched: bulk receive, safe when Redis is full)
 
 if TYPE_CHECKING:
-    from worker.serving import Serving
+    from worker.inference.serving import Serving
 
+patch.install()  # kombu: bulk receive, safe when Redis is full
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 
@@ -37,29 +38,28 @@ class WorkerApp(Celery):
     @property
     def serving(self) -> "Serving":
         if self._serving is None:
-            raise RuntimeError("the serving state is not built in this process (see worker.app)")
+            raise RuntimeError("the serving state is not built in this process (see worker.inference.app)")
         return self._serving
 
     def serve(self) -> None:
         """Build the serving state in this process, unless it has it already."""
         if self._serving is not None and self._serving.pid == os.getpid():
             return
-        from worker.serving import Serving  # TensorFlow is imported here, after any fork
+        from worker.inference.serving import Serving  # TensorFlow is imported here, after any fork
 
         self._serving = Serving.build(get_settings(), self)
 
 
 settings = get_settings()
-app = WorkerApp("worker")
-app.conf.update(celery_config(settings))
-app.conf.update(
-    include=["worker.tasks"],
+app = cast(WorkerApp, make_celery(
+    settings, "worker", cls=WorkerApp,
+    include=["worker.inference.tasks"],
     worker_pool="solo",
     worker_concurrency=1,
     worker_send_task_events=True,
     # Prefork children, if someone insists, need time to load and warm the model.
     worker_proc_alive_timeout=120,
-)
+))
 
 
 def _serve_or_exit() -> None:
@@ -132,28 +132,11 @@ class Heartbeat(bootsteps.StartStopStep):
                 serving.notify_webhooks([(job_id, WebhookEvent.completed) for job_id, events in lost.items()
                                          if WebhookEvent.completed in events])
             # Last: with Redis full, putting messages back is refused (and waits a beat).
-            rescued = rescue_lost(serving)
+            rescued = rescue_lost(store, serving.celery, settings)
             if rescued:
                 log.warning("re-queued %d job(s) whose message was lost in delivery", rescued)
         except RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
-
-
-def rescue_lost(serving: "Serving") -> int:
-    """Put back a new message for each job queued over a visibility timeout whose message
-    Redis lost in delivery (see shared/jobstore/lua/rescue.lua), inference and training jobs
-    alike (the training worker trains on its consumer's thread: it keeps no heartbeat); how many."""
-    rescued = 0
-    for queue in (settings.queue_name, settings.training_queue):
-        lost = serving.store.find_lost(queue, settings.visibility_timeout_seconds)
-        messages: dict[str, tuple[str, str]]
-        if queue == settings.training_queue:
-            messages = {job.job_id: training_message(serving.celery, queue, job.job_id) for job in lost}
-        else:
-            messages = {job.job_id: infer_message(serving.celery, queue, job.job_id, job.model_key, job.created_at)
-                        for job in lost}
-        rescued += serving.store.requeue(queue, messages)
-    return rescued
 
 
 app.steps["consumer"].add(Heartbeat)

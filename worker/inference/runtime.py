@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from shared.codec import decode_features, decode_pixels
 from shared.preprocessing import scale
-from shared.queue import decode_features, decode_pixels
 from shared.registry import Manifest, Registry
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,10 @@ class LoadedModel:
         for size, concrete in self._by_size.items():
             concrete(tf.zeros((size, *manifest.input_shape)))
         self.traces = fn.experimental_get_tracing_count()
-        self.last_used = time.monotonic()  # set by each batch (worker.batch): which version to unload first
+        self.last_used = time.monotonic()  # set by each batch (worker.inference.batch): which version to unload first
 
     def decode(self, payload: str) -> np.ndarray:
-        """A job's stored input (shared.queue) as one row of the model's input, unscaled;
+        """A job's stored input (shared.codec) as one row of the model's input, unscaled;
         ValueError when it does not fit the model."""
         if self.manifest.input.kind == "features":
             return decode_features(payload, self.manifest.input_shape)
@@ -160,7 +160,7 @@ class Runtime:
     """The model versions this process serves, loaded and warmed. A version that fails to
     load is recorded with its error (`failed`) and the others still serve.
 
-    What is loaded (`sync`, on the loader thread, worker.versions; and at start): per model
+    What is loaded (`sync`, on the loader thread, worker.inference.versions; and at start): per model
     its default version (pinned) and every version new on disk since the last sync (so a new
     version serves at once); a version that failed is tried again once its files change. At
     most `max_loaded_versions` per model stay loaded: beyond that the least recently used
@@ -272,4 +272,4 @@ class Runtime:
         for key in gone:
             self.load_seconds.pop(key, None)
         log.info("unloaded %s (kept %s)", ", ".join(gone), ", ".join(sorted(kept)) or "none")
-        gc.collect()  # Keras models hold cycles; those loaded at start were frozen (worker.serving)
+        gc.collect()  # Keras models hold cycles; those loaded at start were frozen (worker.inference.serving)

@@ -1,8 +1,8 @@
 """The batched inference task: celery-batches receives, the batcher's model thread runs.
 
-Celery's event loop receives (worker/transport.py takes a burst of messages per round trip)
+Celery's event loop receives (shared/broker/patch.py takes a burst of messages per round trip)
 and celery-batches turns each message into a request (holding back any with an ETA); each
-burst is handed to the batcher (worker/batcher.py), whose model thread runs a batch as soon
+burst is handed to the batcher (worker/inference/batcher.py), whose model thread runs a batch as soon
 as the model is free, while the loop keeps receiving. A finished batch comes back to the
 loop's thread, which acknowledges its messages in one round trip and sends Flower's events:
 kombu's and Celery's objects are only ever used on that thread.
@@ -11,18 +11,20 @@ kombu's and Celery's objects are only ever used on that thread.
 import logging
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import deque
 
 from celery import bootsteps
 from celery_batches import Batches
-from redis.exceptions import RedisError
 
-from shared.queue import INFER_TASK
+from shared.broker import INFER_TASK
+from shared.broker.compat import require
+from shared.broker.patch import acknowledge
 from shared.schemas import Prediction
-from worker.app import app, settings
-from worker.batch import Ran, parse, run_batch
-from worker.batcher import Batcher
+from worker.inference.app import app, settings
+from worker.inference.batch import Ran, parse, run_batch
+from worker.inference.batcher import Batcher
 
+require("celery-batches")
 log = logging.getLogger(__name__)
 
 
@@ -134,24 +136,6 @@ class ServingBatches(Batches):
                 eventer.send(kind, uuid=job_id, **fields)
             except Exception as exc:  # monitoring must never stop serving
                 log.warning("could not send %s event: %s", kind, exc)
-
-
-def acknowledge(requests) -> None:
-    """Acknowledge a batch's messages: one round trip per channel (kombu takes one per
-    message), then Celery's and kombu's local bookkeeping. Messages of a channel closed
-    meanwhile (a reconnect) are left alone: kombu put them back when it closed it."""
-    open_requests = [r for r in requests
-                     if not getattr(r.message.channel, "closed", False) and r.message.channel.connection is not None]
-    tags = defaultdict(list)
-    for request in open_requests:
-        tags[request.message.channel.qos].append(request.message.delivery_tag)
-    for qos, delivery_tags in tags.items():
-        try:
-            qos.ack_many(delivery_tags)
-        except RedisError as exc:  # each ack then tries on its own, and logs its failure
-            log.warning("could not acknowledge a batch at once: %s", exc)
-    for request in open_requests:
-        request.acknowledge()
 
 
 @app.task(

@@ -4,7 +4,7 @@ unload versions accordingly, while the model thread goes on serving.
 
 Every MODEL_POLL_SECONDS it reads `models:epoch`; every MODEL_SCAN_SECONDS it rescans
 MODEL_DIR. On a new epoch or a scan that finds the folder set changed, it reads the
-defaults and MODEL_DIR again and syncs the runtime (worker.runtime.Runtime.refresh). A
+defaults and MODEL_DIR again and syncs the runtime (worker.inference.runtime.Runtime.refresh). A
 change it is the first to find on disk it announces, so the API processes follow at once.
 """
 
@@ -16,8 +16,8 @@ import redis
 from redis.exceptions import RedisError
 
 from shared import catalog
-from worker import metrics
-from worker.runtime import Runtime
+from worker.inference import metrics
+from worker.inference.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

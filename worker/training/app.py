@@ -1,6 +1,6 @@
 """The training worker: its own Celery app, consuming TRAINING_QUEUE only, one job at a time.
 
-    celery -A worker.training worker -Q training --pool solo --concurrency 1
+    celery -A worker.training.app worker -Q training --pool solo --concurrency 1
 
 Never on the inference workers (they consume QUEUE_NAME only). A training job (api/routes/
 training.py) is started like any job (lua/start.lua: leased to this run, its input handed
@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from celery import Celery, Task
+from celery import Task
 from redis.exceptions import RedisError
 
 from shared import catalog
 from shared.archive import ArchiveRefused, Limits, read_archive
+from shared.broker import TRAIN_TASK, make_celery, patch
 from shared.jobstore import JobStore
 from shared.preprocessing import InvalidImage, preprocess
-from shared.queue import TRAIN_TASK, celery_config, webhook_message
 from shared.registry import Manifest, Registry, version_order
 from shared.schemas import (
     ErrorCode,
@@ -50,16 +50,14 @@ from shared.schemas import (
     WebhookEvent,
 )
 from shared.settings import get_settings
-from worker import transport  # noqa: F401  (kombu patched: safe when Redis is full)
 
+patch.install()  # kombu: safe when Redis is full
 log = logging.getLogger(__name__)
 settings = get_settings()
 STAGING = ".training"  # MODEL_DIR/.training/<job id>/<version>/: written, then renamed into place
 
-app = Celery("training")
-app.conf.update(celery_config(settings))
-app.conf.update(
-    task_default_queue=settings.training_queue,
+app = make_celery(
+    settings, "training", settings.training_queue,
     worker_pool="solo",
     worker_concurrency=1,
     worker_prefetch_multiplier=1,  # one job at a time; the rest wait in Redis
@@ -108,8 +106,7 @@ def store() -> JobStore:
 
 
 def notify(job_id: str, event: WebhookEvent) -> None:
-    queue = settings.webhook_queue
-    store().push(queue, [webhook_message(app, queue, job_id, event)])
+    store().notify(app, settings.webhook_queue, [(job_id, event)])
 
 
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True)

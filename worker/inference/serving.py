@@ -11,15 +11,14 @@ from prometheus_client import REGISTRY, start_http_server
 from redis.exceptions import RedisError
 
 from shared import catalog
-from shared.backlog import BacklogCollector
+from shared.broker.backlog import BacklogCollector
 from shared.jobstore import JobStore
-from shared.queue import webhook_message
 from shared.registry import Registry
 from shared.schemas import Serves, WebhookEvent
 from shared.settings import Settings
-from worker import metrics
-from worker.runtime import Runtime
-from worker.versions import VersionWatcher
+from worker.inference import metrics
+from worker.inference.runtime import Runtime
+from worker.inference.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,8 @@ class Serving:
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> "Serving":
-        """Connect, load and warm the models (worker.runtime), follow model changes
-        (worker.versions), and serve this process's metrics."""
+        """Connect, load and warm the models (worker.inference.runtime), follow model changes
+        (worker.inference.versions), and serve this process's metrics."""
         store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                  retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds,
                                  finished_ttl_seconds=settings.finished_job_ttl_seconds)
@@ -63,7 +62,7 @@ class Serving:
         # TensorFlow and Keras leave millions of long-lived objects: take them out of the
         # cyclic GC, so full collections while serving (and the one at exit, ~2 s) skip them.
         gc.freeze()
-        watcher.start()  # loads, switches and unloads versions from now on (worker.versions)
+        watcher.start()  # loads, switches and unloads versions from now on (worker.inference.versions)
         return cls(settings, celery, store, runtime, os.getpid(), watcher=watcher)
 
     @property
@@ -74,5 +73,4 @@ class Serving:
         """Queue webhook deliveries for the webhook worker, in one round trip."""
         if not hooks:
             return
-        queue = self.settings.webhook_queue
-        self.store.push(queue, [webhook_message(self.celery, queue, job_id, event) for job_id, event in hooks])
+        self.store.notify(self.celery, self.settings.webhook_queue, hooks)

@@ -1,7 +1,7 @@
 """Webhook deliveries: a Celery app of its own, on its own queue, never importing TensorFlow,
 so a slow receiver never delays the model.
 
-    celery -A worker.webhooks worker
+    celery -A worker.webhooks.app worker
 
 Deliveries are at least once: `webhook-id` is stable across retries for receivers to dedupe.
 Each attempt resolves the receiver's host once, vets every address (shared.webhooks) and
@@ -30,13 +30,11 @@ from celery import Celery, bootsteps
 from redis.exceptions import RedisError
 
 from shared.apikeys import KeyOps
+from shared.broker import DELIVER_BATCH_TASK, DELIVER_TASK, batch_webhook_message, make_celery, patch, redis_message
 from shared.jobstore import JobStore
-from shared.queue import batch_webhook_message, make_celery, redis_message
 from shared.schemas import JobStatus, WebhookEvent, WebhookState
 from shared.settings import get_settings
 from shared.webhooks import (
-    DELIVER_BATCH_TASK,
-    DELIVER_TASK,
     Destination,
     Resolver,
     WebhookRefused,
@@ -46,13 +44,12 @@ from shared.webhooks import (
     retry_after_seconds,
     signed_headers,
 )
-from worker import transport  # noqa: F401  (kombu patched: bulk receive, safe when Redis is full)
 
+patch.install()  # kombu: bulk receive, safe when Redis is full
 log = logging.getLogger(__name__)
 settings = get_settings()
-app: Celery = make_celery(settings, "webhooks")
-app.conf.update(
-    task_default_queue=settings.webhook_queue,
+app: Celery = make_celery(
+    settings, "webhooks", settings.webhook_queue,
     # Deliveries wait on the network, not the CPU: many threads, small prefetch.
     worker_pool="threads",
     worker_concurrency=16,

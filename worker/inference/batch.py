@@ -25,8 +25,8 @@ from shared.schemas import (
     Prediction,
     WebhookEvent,
 )
-from worker import metrics
-from worker.runtime import LoadedModel, LoadedModels, ModelUnavailable
+from worker.inference import metrics
+from worker.inference.runtime import LoadedModel, LoadedModels, ModelUnavailable
 
 log = logging.getLogger(__name__)
 TOP_K = 5
@@ -79,7 +79,7 @@ def _predict_each(model: LoadedModel, items: list[tuple[str, np.ndarray]]) -> di
 
 def _load_on_demand(models: dict[str, LoadedModel], key: str, failed: dict[str, str],
                     unavailable: dict[str, str]) -> LoadedModel | None:
-    """A version that is not loaded: loaded now when `models` can (worker.runtime.LoadedModels:
+    """A version that is not loaded: loaded now when `models` can (worker.inference.runtime.LoadedModels:
     a version on disk that was unloaded, or is not yet seen), so a job queued for a version
     runs on it; else None, with why in `unavailable`."""
     if isinstance(models, LoadedModels):

@@ -1,0 +1,75 @@
+"""Task messages exactly as kombu's Redis transport stores them, so a message can be written
+in the same Redis round trip as its job's record (the API's create, the rescue's requeue,
+the webhook pushes)."""
+
+import base64
+import json
+import uuid
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from celery import Celery
+
+from shared.broker.layout import DELIVER_BATCH_TASK, DELIVER_TASK, INFER_TASK, TRAIN_TASK
+
+
+def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str = INFER_TASK,
+                  delivery_tag: str | None = None) -> str:
+    """The Celery task message exactly as kombu's Redis transport stores it in the queue list.
+
+    Celery builds the message (protocol 2 headers, properties, body); only kombu's Redis
+    envelope is assembled here, so the API can write the job record and its message in one
+    MULTI/EXEC round trip (no record without a message, none of the producer's per-call
+    overhead). tests/shared/test_broker.py pins this against what kombu itself writes.
+    """
+    message = app.amqp.as_task_v2(task_id, task, args=args, kwargs={}, argsrepr=f"[{task_id!r}, ...]")
+    body = base64.b64encode(json.dumps(message.body).encode()).decode("ascii")
+    properties = {
+        **message.properties,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": "", "routing_key": queue},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": delivery_tag or str(uuid.uuid4()),
+    }
+    return json.dumps({
+        "body": body,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": message.headers,
+        "properties": properties,
+    })
+
+
+class InferMessage(NamedTuple):
+    tag: str  # kombu's delivery tag: the job's record keeps it (see jobstore/lua/rescue.lua)
+    message: str
+
+
+def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float) -> InferMessage:
+    """The inference task's message for one job. It names the job only: the job's input is
+    stored once, in the job's record, and the worker gets it when it starts the job."""
+    tag = str(uuid.uuid4())
+    return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag))
+
+
+def training_message(app: Celery, queue: str, job_id: str) -> InferMessage:
+    """The training task's message: it names the job; the archive and the request's choices
+    are in the job's record (`input`), handed to the worker when it starts the job."""
+    tag = str(uuid.uuid4())
+    return InferMessage(tag, redis_message(app, queue, job_id, [job_id], task=TRAIN_TASK, delivery_tag=tag))
+
+
+def webhook_message(app: Celery, queue: str, job_id: str, event: str) -> str:
+    """The message asking the webhook worker to deliver one event of one job."""
+    return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
+
+
+def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1) -> str:
+    """The message asking the webhook worker to deliver a batch's one event (attempt n)."""
+    return redis_message(app, queue, f"{batch_id}-batch-{attempt}", [batch_id, attempt], task=DELIVER_BATCH_TASK)
+
+
+def webhook_messages(app: Celery, queue: str, hooks: Iterable[tuple[str, str]]) -> list[str]:
+    """One delivery message per (job id, event): what every webhook push sends."""
+    return [webhook_message(app, queue, job_id, event) for job_id, event in hooks]

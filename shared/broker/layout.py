@@ -1,0 +1,17 @@
+"""What kombu's Redis transport keeps in Redis, and the task names a message carries.
+
+kombu 5.7.0 (see shared/broker/compat.py): a queue is a list named after the queue, whose
+tail is the oldest message; a delivered message that is not yet acknowledged is a field of
+the `unacked` hash (delivery tag -> [message, exchange, routing key]) and a member of the
+`unacked_index` sorted set (scored by delivery time), which kombu's restore sweep reads.
+Both are shared by every queue on the Redis. Our Lua scripts that touch them (create,
+rescue, requeue, backlog in shared/jobstore/lua) are given these names in KEYS.
+"""
+
+UNACKED_HASH = "unacked"
+UNACKED_INDEX = "unacked_index"
+
+INFER_TASK = "worker.infer"  # worker/inference, on QUEUE_NAME
+TRAIN_TASK = "worker.train"  # worker/training, on TRAINING_QUEUE
+DELIVER_TASK = "webhooks.deliver"  # worker/webhooks, on WEBHOOK_QUEUE
+DELIVER_BATCH_TASK = "webhooks.deliver_batch"  # a batch's one event, once all its jobs ended
