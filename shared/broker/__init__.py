@@ -14,7 +14,7 @@ transport keeps in Redis. The rest of the code calls this interface, so a change
     layout        layout: kombu's key names (queue list, unacked hash and index), task names
     app           app.make_celery: the one Celery app factory (API and the three workers)
 
-Written for kombu 5.7.0 and celery-batches 0.11 (compat.py refuses others at import).
+Written for kombu 5.7.0 (compat.py refuses another at import).
 """
 
 from shared.broker.compat import require

@@ -1,16 +1,15 @@
 """The library versions the broker seam was written against, checked at import.
 
 shared/broker/patch.py replaces two pieces of kombu's Redis transport and reaches private
-attributes; shared/broker/envelopes.py writes kombu's message format by hand; the inference
-worker subclasses celery-batches. A different version may still import and then lose or
-repeat messages quietly, so refuse to start instead, naming both versions (the pins are in
-pyproject.toml; tests/shared/test_broker.py checks kombu's own `_brpop_read` against the
-copy the patch was made from).
+attributes; shared/broker/envelopes.py writes kombu's message format by hand. A different
+version may still import and then lose or repeat messages quietly, so refuse to start
+instead, naming both versions. The pin is in pyproject.toml; tests/shared/test_broker.py
+checks kombu's own `_brpop_read` against the copy the patch was made from.
 """
 
 from importlib.metadata import version
 
-WRITTEN_FOR = {"kombu": "5.7.0", "celery-batches": "0.11"}
+WRITTEN_FOR = {"kombu": "5.7.0"}
 
 
 class IncompatibleLibrary(ImportError):

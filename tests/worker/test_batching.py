@@ -125,12 +125,12 @@ def test_expired_and_cancelled_jobs_end_in_flower_too(api, worker, redis_server,
 
 
 def test_worker_recovers_from_redis_restarts_under_load(private_stack, logdir):
-    """celery-batches 0.11 stops flushing after a reconnect (upstream #99): jobs after the
-    restart, fewer than a batch, would wait forever without the fix in worker/inference/tasks.py."""
+    """After a reconnect the strategy is rebuilt and must go on handing bursts over (what
+    celery-batches 0.11 stopped doing, upstream #99): jobs after the restart, fewer than a
+    batch, would wait forever."""
     server, api = private_stack
-    # Redelivery must not be what rescues a stuck buffer (each redelivery advances
-    # celery-batches' count-based flush): nothing is redelivered within the 10 s the last
-    # jobs get. A message caught mid-delivery by a restart is redelivered after 30 s.
+    # Redelivery must not be what rescues a stuck buffer: nothing is redelivered within the
+    # 10 s the last jobs get. A message caught mid-delivery by a restart is redelivered after 30 s.
     worker = Worker(server.url, logdir, max_batch_size=32, max_delay_ms=20, visibility_timeout_seconds=30)
     submitted: list[str] = []
     stop = threading.Event()

@@ -1,0 +1,59 @@
+"""What settles a batch: runs it under a lease the heartbeat renews, then, back on the
+loop's thread, acknowledges its messages (one round trip: shared.broker.patch.acknowledge)
+and has it reported to Flower. kombu's and Celery's objects are only used on that thread;
+the model thread only appends to `_finished` and asks the loop to call `settle`."""
+
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+
+from shared.broker.patch import acknowledge
+from worker.inference.batch import Ran, parse, run_batch
+from worker.inference.reporting import FlowerReport
+
+log = logging.getLogger(__name__)
+
+
+class Settling:
+    def __init__(self, app, settings, report: FlowerReport):
+        self.app, self.settings, self.report = app, settings, report
+        self.call_soon: Callable[[Callable[[], None]], object] | None = None  # the loop's hub; None: at once
+        self._finished: deque = deque()
+
+    def run(self, requests) -> Ran:
+        """On the model thread: run the jobs, record their outcomes (before any ack)."""
+        items = [item for item in (parse(r.args) for r in requests) if item is not None]
+        serving, settings = self.app.serving, self.settings
+        run = uuid.uuid4().hex
+        serving.in_flight[run] = [item.job_id for item in items]  # the heartbeat renews their leases
+        try:
+            return run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks, run=run,
+                             lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs,
+                             failed=serving.runtime.failed)
+        finally:
+            del serving.in_flight[run]
+
+    def ran(self, requests, outcome: "Ran | Exception", started: float) -> None:
+        """On the model thread: hand the finished batch back to the loop's thread."""
+        self._finished.append((requests, outcome, started))
+        if self.call_soon is not None:
+            self.call_soon(self.settle)
+        else:
+            self.settle()
+
+    def settle(self) -> None:
+        """On the loop's thread: acknowledge finished batches and send their events."""
+        while self._finished:
+            requests, outcome, started = self._finished.popleft()
+            try:
+                acknowledge(requests)
+                self.report.ran([r.id for r in requests], outcome, started)
+            except Exception:  # the next batches are still settled
+                log.exception("could not settle a batch of %d", len(requests))
+
+    def run_now(self, requests) -> None:
+        """Eager and direct calls (no loop): run and report on this thread; no messages."""
+        started = time.time()
+        self.report.ran([r.id for r in requests], self.run(requests), started)
