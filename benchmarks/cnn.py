@@ -7,7 +7,7 @@ At batch 1 its hundreds of small layers leave the CPU mostly idle: per-op overhe
 work per op to spread over the cores. A batch of 32 gives every op 32 times the work for the
 same overhead, so the time per image drops several fold. A CNN with more work per op is
 compute-bound from batch 1 and gains little (this one with a stride-1 stem, convolving at
-64x64: batch 32 no faster per image than batch 1). Measured with `worker.inference.runtime.LoadedModel.predict`:
+64x64: batch 32 no faster per image than batch 1). Measured with `worker.inference.model.LoadedModel.predict`:
 `python -m benchmarks.cnn`.
 """
 
@@ -85,7 +85,7 @@ def main() -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from shared.registry import Registry
-    from worker.inference.runtime import LoadedModel
+    from worker.inference.model import LoadedModel
 
     with tempfile.TemporaryDirectory() as tmp:
         model = LoadedModel(Registry(write_model_dir(Path(tmp)), NAME).resolve(None), 32)

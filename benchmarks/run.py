@@ -52,7 +52,7 @@ QUEUE = Settings().queue_name
 
 def offline_ceiling(model_dir: Path, name: str, max_batch: int, seconds: float = 1.0) -> dict:
     """The model alone, on ready tensors: images/s per bucket, best bucket, batch-1 latency."""
-    from worker.inference.runtime import LoadedModel
+    from worker.inference.model import LoadedModel
 
     model = LoadedModel(Registry(model_dir, name).resolve(None), max_batch)
     shape = model.manifest.input_shape

@@ -57,7 +57,7 @@ BATCH_WAIT_S = 0.002
 @serve.deployment(name="classifier", num_replicas=1)
 class Classifier:
     def __init__(self, model_dir: str, model: str, max_batch_size: int, wait_s: float, max_pixels: int):
-        from worker.inference.runtime import LoadedModel, configure_devices
+        from worker.inference.model import LoadedModel, configure_devices
 
         configure_devices()
         self.manifest = Registry(Path(model_dir), model).resolve(None)

@@ -60,9 +60,11 @@ def training_message(app: Celery, queue: str, job_id: str) -> InferMessage:
     return InferMessage(tag, redis_message(app, queue, job_id, [job_id], task=TRAIN_TASK, delivery_tag=tag))
 
 
-def webhook_message(app: Celery, queue: str, job_id: str, event: str) -> str:
-    """The message asking the webhook worker to deliver one event of one job."""
-    return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
+def webhook_message(app: Celery, queue: str, job_id: str, event: str, attempt: int = 1) -> str:
+    """The message asking the webhook worker to deliver one event of one job (attempt n)."""
+    if attempt == 1:
+        return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
+    return redis_message(app, queue, f"{job_id}-{event}-{attempt}", [job_id, event, attempt], task=DELIVER_TASK)
 
 
 def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1) -> str:

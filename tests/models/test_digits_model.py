@@ -10,7 +10,7 @@ from models.nondigits import nondigits
 from shared.calibration import msp
 from shared.preprocessing import preprocess
 from tests.utils.samples import DIGITS
-from worker.inference.runtime import LoadedModel
+from worker.inference.model import LoadedModel
 
 
 def test_heldout_accuracy_matches_the_manifest(heldout):

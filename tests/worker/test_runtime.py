@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tests.utils.samples import REGISTRY
-from worker.inference.runtime import LoadedModel, Runtime, buckets
+from worker.inference.model import LoadedModel, buckets
+from worker.inference.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

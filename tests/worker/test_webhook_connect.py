@@ -1,4 +1,4 @@
-"""One delivery attempt in-process (worker.webhooks.app.post), against servers on loopback, with
+"""One delivery attempt in-process (worker.webhooks.delivery.post), against servers on loopback, with
 name resolution stubbed: where it connects, what TLS checks, how long it may take."""
 
 import shutil
@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import shared.webhooks
-from worker.webhooks.app import post
+from worker.webhooks.delivery import post
 
 
 class Server:

@@ -26,7 +26,8 @@ from shared.schemas import (
     WebhookEvent,
 )
 from worker.inference import metrics
-from worker.inference.runtime import LoadedModel, LoadedModels, ModelUnavailable
+from worker.inference.model import LoadedModel
+from worker.inference.runtime import LoadedModels, ModelUnavailable
 
 log = logging.getLogger(__name__)
 TOP_K = 5
