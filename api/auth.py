@@ -16,8 +16,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.errors import reject
 from api.services import Services
-from api.uploads import reject
 from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps
 from shared.settings import Settings
 

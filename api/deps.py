@@ -13,9 +13,9 @@ from fastapi import Depends, File, Form, Header, Request, UploadFile, status
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 
+from api.errors import reject
 from api.services import Services
 from api.submit import SubmitOptions
-from api.uploads import reject
 from shared.schemas import WebhookEvent
 from shared.settings import Settings, get_settings
 from shared.webhooks import WebhookRefused, validate_url

@@ -10,9 +10,10 @@ from fastapi import HTTPException, status
 
 from api.auth import Caller, over_quota
 from api.decoding import INLINE_PIXELS
+from api.errors import reject
 from api.metrics import SUBMITTED
 from api.services import Services
-from api.uploads import open_upload, reject, resolve_model, takes, upload_pixels
+from api.uploads import open_upload, resolve_model, takes, upload_pixels
 from shared.broker import infer_message
 from shared.codec import FEATURE_DTYPE, encode_features, encode_pixels
 from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job

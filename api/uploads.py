@@ -4,11 +4,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from fastapi import HTTPException, UploadFile, status
+from fastapi import UploadFile, status
 from PIL import Image
 
+from api.errors import reject
 from api.limits import too_big
-from api.metrics import REJECTED
 from shared.preprocessing import (
     ImageTooLarge,
     InvalidImage,
@@ -17,15 +17,6 @@ from shared.preprocessing import (
     to_pixels,
 )
 from shared.registry import Manifest, Registry, UnknownModel
-
-
-def reject(status_code: int, reason: str, detail: str, retry_after: int | None = None,
-           headers: dict[str, str] | None = None) -> HTTPException:
-    """The error for a refused submission, counted by `reason`; `retry_after` (seconds) for
-    a refusal that passes (a busy decoder, a full queue, a rate limit)."""
-    REJECTED.labels(reason).inc()
-    headers = {**(headers or {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
-    return HTTPException(status_code, detail, headers=headers or None)
 
 
 def resolve_model(registry: Registry, ref: str | None) -> Manifest:
