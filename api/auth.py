@@ -16,8 +16,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.services import Services
-from api.uploads import reject
+from api.errors import reject
+from api.services import Services, ServicesDep
 from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps
 from shared.settings import Settings
 
@@ -78,9 +78,8 @@ def _unauthorized(why: str) -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
-async def caller(request: Request,
+async def caller(request: Request, svc: ServicesDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
-    svc: Services = request.app.state.services  # not api.deps.ServicesDep: api.deps imports this module
     if svc.settings.auth_disabled:
         return ANONYMOUS
     if credentials is None or credentials.scheme.lower() != "bearer":

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from fastapi import status
 
-from api.uploads import reject
+from api.errors import reject
 
 T = TypeVar("T")
 # Fewer pixels than this decode in a few ms: quicker inline than a thread hop.

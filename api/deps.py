@@ -1,6 +1,6 @@
-"""FastAPI dependencies, named for what routes take: `svc: ServicesDep`,
-`options: SubmitOptionsDep`, `files: BatchFilesDep`, `idempotency_key: IdempotencyKeyDep`;
-and `declared_fields_only`, which every route runs.
+"""FastAPI dependencies, named for what routes take: `options: SubmitOptionsDep`,
+`files: BatchFilesDep`, `idempotency_key: IdempotencyKeyDep` (`svc: ServicesDep` is in
+api.services); and `declared_fields_only`, which every route runs.
 
 Constraints are declared on the parameters, so FastAPI enforces them (422) and the OpenAPI
 document states them. All async: FastAPI runs a sync dependency in its threadpool, a thread
@@ -13,9 +13,9 @@ from fastapi import Depends, File, Form, Header, Request, UploadFile, status
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 
-from api.services import Services
+from api.errors import reject
+from api.services import ServicesDep
 from api.submit import SubmitOptions
-from api.uploads import reject
 from shared.schemas import WebhookEvent
 from shared.settings import Settings, get_settings
 from shared.webhooks import WebhookRefused, validate_url
@@ -28,14 +28,6 @@ MAX_BATCH_FILES = get_settings().max_batch_files
 # An empty value is as good as absent (FastAPI reads an empty form field as its default).
 _EVENT = f"(?:{'|'.join(WebhookEvent)})"
 EVENTS_PATTERN = f"^(?:(?: *,)* *{_EVENT} *(?:, *(?:{_EVENT} *)?)*)?$"
-
-
-async def services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(services)]
 
 
 def takes_webhooks(settings: Settings) -> bool:

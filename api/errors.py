@@ -4,6 +4,7 @@ validation errors (list-shaped by default) are reshaped too, with the fields in 
 
 import logging
 
+import fastapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
+from api.metrics import REJECTED
 from shared.schemas import FieldError, Problem
 
 log = logging.getLogger("api")
@@ -28,6 +30,15 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None,
             errors: list[FieldError] | None = None) -> JSONResponse:
     body = Problem.of(status, detail, errors)
     return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def reject(status_code: int, reason: str, detail: str, retry_after: int | None = None,
+           headers: dict[str, str] | None = None) -> fastapi.HTTPException:
+    """The error for a refused submission, counted by `reason`; `retry_after` (seconds) for
+    a refusal that passes (a busy decoder, a full queue, a rate limit)."""
+    REJECTED.labels(reason).inc()
+    headers = {**(headers or {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
+    return fastapi.HTTPException(status_code, detail, headers=headers or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

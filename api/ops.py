@@ -19,10 +19,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from api import errors
-from api.deps import ServicesDep
 from api.metrics import metrics_response
 from api.routes.health import healthz
-from api.services import Services
+from api.services import Services, ServicesDep
 from shared.settings import Settings
 
 log = logging.getLogger("api.ops")

@@ -1,8 +1,10 @@
 """The objects routes share, built once per process at start-up (see api.main.lifespan)."""
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from celery import Celery
+from fastapi import Depends, Request
 
 from api.decoding import DecodePool
 from api.events import TaskEvents
@@ -47,3 +49,12 @@ class Services:
             versions=Versions(registry, catalog.connect_async(settings.redis_url, settings.redis_timeout_seconds),
                               settings.model_poll_seconds, settings.model_scan_seconds),
         )
+
+
+async def services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+# How a route or a dependency (api.auth, api.deps) takes them: `svc: ServicesDep`.
+ServicesDep = Annotated[Services, Depends(services)]

@@ -1,21 +1,25 @@
 """One submission, whichever route it came by: reuse a cached result or an idempotent
-earlier job, else preprocess and record + enqueue atomically."""
+earlier job, else prepare its input (api.inputs) and record + enqueue atomically. `submit`
+takes the steps below in order."""
 
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from fastapi import HTTPException, status
 
 from api.auth import Caller, over_quota
-from api.decoding import INLINE_PIXELS
+from api.errors import reject
+from api.inputs import stored_input
 from api.metrics import SUBMITTED
 from api.services import Services
-from api.uploads import open_upload, reject, resolve_model, takes, upload_pixels
+from api.uploads import resolve_model, takes
 from shared.broker import infer_message
-from shared.codec import FEATURE_DTYPE, encode_features, encode_pixels
-from shared.jobstore import NewJob, Replay, new_job_id, new_record, to_job
+from shared.codec import FEATURE_DTYPE
+from shared.jobstore import Created, NewJob, Replay, new_job_id, new_record, to_job
+from shared.registry import Manifest
 from shared.schemas import Job, WebhookEvent
 
 QUEUE_FULL_RETRY_AFTER_SECONDS = 5
@@ -31,41 +35,83 @@ class SubmitOptions:
     expires_in: float | None = None
 
 
+class _Cache(NamedTuple):
+    """Where the result of this input, model and key is cached (None: caching is off), and
+    the result found there (None: none yet)."""
+
+    key: str | None
+    result: str | None
+
+
+class _Run(NamedTuple):
+    """What a job that runs records and enqueues (nothing, for one answered from the cache)."""
+
+    input: str | None = None
+    tag: str | None = None
+    message: str = ""
+
+
 async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller,
                  idempotency_key: str | None = None) -> tuple[Job, bool]:
     """(the job, whether this call created it), owned by the caller's key. `data`: an
     image's bytes, or a features model's checked values (api.features.feature_vector)."""
-    settings, store = svc.settings, svc.store
     manifest = resolve_model(svc.registry, options.model)
+    data, digest = _identify(data, manifest)
+    cache = await _look_up(digest, manifest, caller, svc)
+    job_id = new_job_id()
+    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, svc)
+    fingerprint = _fingerprint(digest, manifest, options)
+    new = NewJob(_record(job_id, manifest, cache, run, options, caller), run.message, idempotency_key, fingerprint,
+                 options.expires_in)
+    created = await svc.store.create(new, svc.settings.queue_name, svc.settings.max_queued_jobs, caller.max_active)
+    job, is_new = await _outcome(created, fingerprint, caller, svc)
+    if is_new:
+        await _count_and_notify(job, manifest, cache, options, svc)
+    return job, is_new
+
+
+def _identify(data: bytes | np.ndarray, manifest: Manifest) -> tuple[bytes | np.ndarray, str]:
+    """The input as it is stored, and its digest (the cache's and the fingerprint's); 415
+    for an image sent to a features model."""
     if isinstance(data, np.ndarray):  # the same numbers, however sent, are the same input
         features = np.ascontiguousarray(data, dtype=FEATURE_DTYPE)
-        digest = hashlib.sha256(b"features:" + features.tobytes()).hexdigest()
-    else:
-        takes(manifest, "image")
-        digest = hashlib.sha256(data).hexdigest()
-    cache_key = store.keys.cache(caller.key_id, manifest.key, digest) if settings.result_cache_ttl_seconds else None
-    job_id = new_job_id()
-    cached = await store.cached_result(cache_key) if cache_key else None
-    message, job_input, tag = "", None, None
-    if cached is None and isinstance(data, np.ndarray):
-        job_input = encode_features(features)
-        tag, message = infer_message(svc.celery, settings.queue_name, job_id, manifest.key, time.time())
-    elif cached is None and not isinstance(data, np.ndarray):
-        image = open_upload(data, settings.max_image_pixels)
-        if image.width * image.height > INLINE_PIXELS:  # the pixels, not the bytes: PNG compresses
-            pixels = await svc.decoder.run(upload_pixels, image, manifest)
-        else:
-            pixels = upload_pixels(image, manifest)
-        job_input = encode_pixels(pixels)
-        tag, message = infer_message(svc.celery, settings.queue_name, job_id, manifest.key, time.time())
-    fields = new_record(manifest, job_id, cached_result=cached, cache_key=cache_key, input=job_input, tag=tag,
-                        owner=caller.key_id, webhook_url=options.webhook_url, webhook_events=options.webhook_events)
+        return features, hashlib.sha256(b"features:" + features.tobytes()).hexdigest()
+    takes(manifest, "image")
+    return data, hashlib.sha256(data).hexdigest()
+
+
+async def _look_up(digest: str, manifest: Manifest, caller: Caller, svc: Services) -> _Cache:
+    """A result cached for this input (per key and model: results are not shared)."""
+    if not svc.settings.result_cache_ttl_seconds:
+        return _Cache(None, None)
+    key = svc.store.keys.cache(caller.key_id, manifest.key, digest)
+    return _Cache(key, await svc.store.cached_result(key))
+
+
+async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, svc: Services) -> _Run:
+    """The input prepared (4xx when it is bad) and the task message that runs it."""
+    job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder)
+    tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time())
+    return _Run(job_input, tag, message)
+
+
+def _fingerprint(digest: str, manifest: Manifest, options: SubmitOptions) -> str:
+    """Of the whole request: an Idempotency-Key sent again with another is refused."""
     events = [str(event) for event in options.webhook_events]
-    fingerprint = hashlib.sha256(
+    return hashlib.sha256(
         f"{digest}|{manifest.key}|{options.webhook_url}|{events}|{options.expires_in}".encode()
     ).hexdigest()
-    new = NewJob(fields, message, idempotency_key, fingerprint, options.expires_in)
-    created = await store.create(new, settings.queue_name, settings.max_queued_jobs, caller.max_active)
+
+
+def _record(job_id: str, manifest: Manifest, cache: _Cache, run: _Run, options: SubmitOptions,
+            caller: Caller) -> dict[str, str]:
+    return new_record(manifest, job_id, cached_result=cache.result, cache_key=cache.key, input=run.input, tag=run.tag,
+                      owner=caller.key_id, webhook_url=options.webhook_url, webhook_events=options.webhook_events)
+
+
+async def _outcome(created: Created, fingerprint: str, caller: Caller, svc: Services) -> tuple[Job, bool]:
+    """What `create` did, as submit's answer: the job recorded now, or the earlier one of
+    this Idempotency-Key; or the refusal: the key's quota (429), a full queue (503)."""
     if created.replay is not None:
         return await _replay(created.replay, fingerprint, svc), False
     if created.active is not None:
@@ -73,14 +119,20 @@ async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services
     if created.fields is None:
         raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "queue_full",
                      f"the queue is full ({created.backlog} jobs queued or running; MAX_QUEUED_JOBS is "
-                     f"{settings.max_queued_jobs}); retry later", QUEUE_FULL_RETRY_AFTER_SECONDS)
+                     f"{svc.settings.max_queued_jobs}); retry later", QUEUE_FULL_RETRY_AFTER_SECONDS)
+    return to_job(created.fields), True
+
+
+async def _count_and_notify(job: Job, manifest: Manifest, cache: _Cache, options: SubmitOptions,
+                            svc: Services) -> None:
+    """A new job is counted; one answered from the cache is done already, so its events and
+    its `completed` webhook go now (the worker sends them for the jobs it runs)."""
     SUBMITTED.labels(manifest.key).inc()
-    job = to_job(created.fields)
-    if cached is not None:
-        svc.events.cached(job_id, job.result.label if job.result else "")
-        if options.webhook_url and WebhookEvent.completed in options.webhook_events:
-            await notify(job_id, WebhookEvent.completed, svc)
-    return job, True
+    if cache.result is None:
+        return
+    svc.events.cached(job.id, job.result.label if job.result else "")
+    if options.webhook_url and WebhookEvent.completed in options.webhook_events:
+        await notify(job.id, WebhookEvent.completed, svc)
 
 
 async def _replay(replay: Replay, fingerprint: str, svc: Services) -> Job:

@@ -1,31 +1,12 @@
-"""Upload validation: everything a client can get wrong is refused here, before the queue."""
+"""A submission's checks before its input is prepared: the model it names, the kind of
+input that model takes, the upload's size. (What is wrong with an image itself is refused
+by api.inputs.)"""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from fastapi import UploadFile, status
 
-import numpy as np
-from fastapi import HTTPException, UploadFile, status
-from PIL import Image
-
+from api.errors import reject
 from api.limits import too_big
-from api.metrics import REJECTED
-from shared.preprocessing import (
-    ImageTooLarge,
-    InvalidImage,
-    UnsupportedFormat,
-    open_image,
-    to_pixels,
-)
 from shared.registry import Manifest, Registry, UnknownModel
-
-
-def reject(status_code: int, reason: str, detail: str, retry_after: int | None = None,
-           headers: dict[str, str] | None = None) -> HTTPException:
-    """The error for a refused submission, counted by `reason`; `retry_after` (seconds) for
-    a refusal that passes (a busy decoder, a full queue, a rate limit)."""
-    REJECTED.labels(reason).inc()
-    headers = {**(headers or {}), **({"Retry-After": str(retry_after)} if retry_after else {})}
-    return HTTPException(status_code, detail, headers=headers or None)
 
 
 def resolve_model(registry: Registry, ref: str | None) -> Manifest:
@@ -57,32 +38,3 @@ def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     if not data:
         raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "empty", "the uploaded file is empty")
     return data
-
-
-def open_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """The upload's header, checked (cheap: no pixel is decompressed)."""
-    with _image_errors():
-        return open_image(data, max_pixels)
-
-
-def upload_pixels(image: Image.Image, manifest: Manifest) -> np.ndarray:
-    """The model's input; the decoded image is released here, in the thread that decoded it,
-    not when the request ends (a large one is tens of MB)."""
-    try:
-        with _image_errors():
-            return to_pixels(image, manifest.preprocessing, manifest.input_shape)
-    finally:
-        image.close()
-
-
-@contextmanager
-def _image_errors() -> Iterator[None]:
-    """What is wrong with an image, as the HTTP error a client gets."""
-    try:
-        yield
-    except ImageTooLarge as exc:
-        raise reject(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_many_pixels", str(exc)) from exc
-    except UnsupportedFormat as exc:
-        raise reject(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported_format", str(exc)) from exc
-    except InvalidImage as exc:
-        raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_image", str(exc)) from exc

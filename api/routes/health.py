@@ -3,9 +3,9 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import ServicesDep
 from api.openapi import problems
 from api.routes.models import ModelState, model_states
+from api.services import ServicesDep
 from shared.schemas import WorkerInfo
 
 router = APIRouter(tags=["health"])

@@ -18,11 +18,11 @@ from fastapi import (
 )
 
 from api.auth import Caller, CallerDep, admit, caller
-from api.deps import BatchFilesDep, IdempotencyKeyDep, ServicesDep, SubmitOptionsDep, check_webhook_url, options_of
+from api.deps import BatchFilesDep, IdempotencyKeyDep, SubmitOptionsDep, check_webhook_url, options_of
 from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
-from api.services import Services
+from api.services import Services, ServicesDep
 from api.submit import notify, submit
 from api.uploads import read_upload, resolve_model
 from shared.broker import batch_webhook_message

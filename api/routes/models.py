@@ -9,8 +9,8 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Caller, CallerDep, caller
-from api.deps import ServicesDep
 from api.openapi import problems
+from api.services import ServicesDep
 from shared.registry import Manifest, Registry, UnknownModel
 from shared.schemas import ModelInfo, WorkerInfo
 

@@ -7,11 +7,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.auth import Caller, CallerDep, admit, caller
-from api.deps import BatchFilesDep, ServicesDep
+from api.deps import BatchFilesDep
 from api.features import FeaturesPrediction, NamedFeaturesPrediction, PredictBody, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, problems
-from api.services import Services
+from api.services import Services, ServicesDep
 from api.submit import SubmitOptions, submit
 from api.uploads import read_upload, resolve_model
 from shared.registry import UnknownModel

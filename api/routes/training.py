@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, Upl
 from fastapi import Path as PathParam
 
 from api.auth import Caller, CallerDep, admit, caller, over_quota
-from api.deps import EVENTS_PATTERN, ServicesDep, options_of
+from api.deps import EVENTS_PATTERN, options_of
+from api.errors import reject
 from api.limits import ONE_FILE
 from api.openapi import JOB_LINKS, LOCATION, RATE_LIMIT, problems
 from api.routes.models import NAME_PATTERN, admin
-from api.services import Services
-from api.uploads import read_upload, reject, resolve_model
+from api.services import Services, ServicesDep
+from api.uploads import read_upload, resolve_model
 from shared.archive import ArchiveRefused, Limits, read_archive
 from shared.broker import training_message
 from shared.jobstore import NewJob, new_job_id, new_record, to_job

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
 from api.auth import CallerDep, caller
-from api.deps import ServicesDep
 from api.openapi import problems
+from api.services import ServicesDep
 from shared.apikeys import KeyOps
 
 router = APIRouter(tags=["webhooks"], dependencies=[Depends(caller)])
