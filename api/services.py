@@ -10,8 +10,8 @@ from api.decoding import DecodePool
 from api.events import TaskEvents
 from api.versions import Versions
 from api.waiter import Waiter
-from shared import catalog
 from shared.broker import make_celery
+from shared.catalog import AsyncCatalog
 from shared.jobstore import AsyncJobStore
 from shared.registry import Registry
 from shared.settings import Settings
@@ -46,7 +46,7 @@ class Services:
             events=TaskEvents(celery),
             decoder=DecodePool(settings.decode_workers, settings.decode_backlog),
             waiter=Waiter(settings.redis_url, store.keys.finished_channel, settings.redis_timeout_seconds),
-            versions=Versions(registry, catalog.connect_async(settings.redis_url, settings.redis_timeout_seconds),
+            versions=Versions(registry, AsyncCatalog.connect(settings.redis_url, settings.redis_timeout_seconds),
                               settings.model_poll_seconds, settings.model_scan_seconds),
         )
 

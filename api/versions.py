@@ -1,76 +1,55 @@
-"""The API's side of model versions without restarts (shared.catalog): keeps this process's
-registry in step with MODEL_DIR and the defaults announced through Redis.
+"""The API's side of model versions without restarts: keeps this process's registry in step
+with MODEL_DIR and the defaults announced through Redis (shared.catalog).
 
-A task on the event loop reads `models:epoch` every MODEL_POLL_SECONDS and rescans MODEL_DIR
-every MODEL_SCAN_SECONDS (in a thread: it reads files). A new epoch re-reads the defaults and
-MODEL_DIR; a change of the versions on disk this process is the first to find is announced,
-so the workers load it. The registry is replaced whole (shared.registry), so a request sees
-either the old reading or the new one.
+A task on the event loop runs the follower (shared.catalog.follower) every
+MODEL_POLL_SECONDS; MODEL_DIR is read in a thread (it reads files). The registry is replaced
+whole (shared.registry), so a request sees either the old reading or the new one.
 """
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from shared import catalog
+from shared.catalog import AsyncCatalog, Follower
 from shared.registry import Registry
-
-log = logging.getLogger(__name__)
 
 
 class Versions:
-    def __init__(self, registry: Registry, client: aioredis.Redis, poll_seconds: float, scan_seconds: float):
+    def __init__(self, registry: Registry, catalog: AsyncCatalog, poll_seconds: float, scan_seconds: float):
         self.registry = registry
-        self.client = client
+        self.catalog = catalog
         self.poll_seconds = poll_seconds
-        self.scan_seconds = scan_seconds
-        self.epoch: int | None = None
-        self._next_scan = time.monotonic() + scan_seconds
+        self.follower = Follower(catalog.ops, scan_seconds)
         self._task: asyncio.Task[None] | None = None
         self.on_change: Callable[[], None] = lambda: None  # called when the versions on disk changed
+
+    async def _reread(self, defaults: dict[str, str]) -> bool:
+        changed = await asyncio.to_thread(self.registry.refresh, defaults)
+        if changed:
+            self.on_change()
+        return changed
 
     async def refresh(self, announce: bool = False) -> bool:
         """Read the defaults and MODEL_DIR now; announce when asked (an admin's reload) or when
         the versions on disk changed; whether they changed."""
-        current = await catalog.epoch_async(self.client)
-        defaults = await catalog.defaults_async(self.client)
-        changed = await asyncio.to_thread(self.registry.refresh, defaults)
-        if changed:
-            self.on_change()
-        if announce or (changed and current == self.epoch):
-            current = await catalog.announce_async(self.client)
-            log.info("model versions announced (epoch %d)", current)
-        self.epoch = current
-        return changed
+        return await self.catalog.follow(self.follower.refresh(announce), self._reread)
 
     async def set_default(self, name: str, version: str) -> None:
         """Make `name:version` the default of `name` for every process, this one at once."""
-        self.epoch = await catalog.set_default_async(self.client, name, version)
-        self.registry.set_defaults(await catalog.defaults_async(self.client))
+        self.registry.set_defaults(await self.catalog.follow(self.follower.set_default(name, version), self._reread))
 
     async def check(self) -> None:
         """Follow a new epoch, or rescan when a scan is due."""
-        now = time.monotonic()
-        if now >= self._next_scan:
-            self._next_scan = now + self.scan_seconds
-            await self.refresh()
-        elif await catalog.epoch_async(self.client) != self.epoch:
-            await self.refresh()
+        await self.catalog.follow(self.follower.check(), self._reread)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
-            try:
+            with self.follower.guarded(logging.DEBUG):
                 await self.check()
-            except RedisError as exc:
-                log.debug("cannot follow model changes: %s", exc)
-            except Exception:  # the next poll tries again
-                log.exception("following model changes failed")
 
     async def start(self) -> None:
         with contextlib.suppress(RedisError):  # Redis down at start: the task catches up
@@ -82,4 +61,4 @@ class Versions:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.client.aclose()
+        await self.catalog.close()

@@ -129,6 +129,23 @@ class Keyspace:
         due, Redis' clock), for the webhook queue `queue`."""
         return f"{self.prefix}webhooks:due:{queue}"
 
+    # The model catalog (shared.catalog), which every API process and worker follows.
+
+    @property
+    def model_defaults(self) -> str:
+        """Hash: model name -> its default version, where an admin or a training job set one."""
+        return f"{self.prefix}models:defaults"
+
+    @property
+    def model_epoch(self) -> str:
+        """String: a counter bumped by every change of the versions or the defaults."""
+        return f"{self.prefix}models:epoch"
+
+    @property
+    def models_channel(self) -> str:
+        """Pub/sub channel carrying each new model epoch."""
+        return f"{self.prefix}models:changed"
+
 
 DEFAULT_KEYSPACE = Keyspace()
 

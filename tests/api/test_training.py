@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from shared import catalog
+from shared.catalog import Catalog
 from shared.processes import ROOT, RedisServer, Worker, training_worker_argv, wait_for
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import digit_files, make_zip
@@ -156,7 +156,7 @@ def test_a_training_job_fine_tunes_a_version_that_passes_its_held_out_check(stac
 
     # The rule: activated only if at least as accurate as digits:1 (0.9889, in its manifest).
     assert result["activated"] == (result["heldout_accuracy"] >= 0.9889), result
-    defaults = catalog.defaults(server.client())
+    defaults = Catalog(server.client()).defaults()
     assert defaults["digits"] == ("2" if result["activated"] else "1")
     wait_for(lambda: any(m["name"] == "digits" and m["version"] == "2" for m in api.http.get("/models").json()),
              15, "the API to list digits:2")

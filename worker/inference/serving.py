@@ -10,8 +10,8 @@ from celery import Celery
 from prometheus_client import REGISTRY, start_http_server
 from redis.exceptions import RedisError
 
-from shared import catalog
 from shared.broker.backlog import BacklogCollector
+from shared.catalog import Catalog
 from shared.jobstore import JobStore
 from shared.registry import Registry
 from shared.schemas import Serves, WebhookEvent
@@ -44,16 +44,15 @@ class Serving:
         # The versions on disk and the defaults announced through Redis (shared.catalog); a
         # manifest that is invalid is reported, and the other models serve.
         registry = Registry(settings.model_dir, settings.default_model, strict=False)
-        client = catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
+        catalog = Catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
         epoch = None
         try:
-            epoch = catalog.epoch(client)
-            registry.refresh(catalog.defaults(client))
+            epoch, defaults = catalog.read()
+            registry.refresh(defaults)
         except RedisError as exc:  # the watcher reads them once Redis answers
             log.warning("cannot read the model defaults yet: %s", exc)
         runtime = Runtime(registry, settings.max_batch_size, settings.max_loaded_versions)
-        watcher = VersionWatcher(runtime, client, settings.model_poll_seconds, settings.model_scan_seconds)
-        watcher.epoch = epoch
+        watcher = VersionWatcher(runtime, catalog, settings.model_poll_seconds, settings.model_scan_seconds, epoch)
         for key, seconds in runtime.load_seconds.items():
             metrics.MODEL_LOAD.labels(key).set(seconds)
         if settings.worker_metrics_port:

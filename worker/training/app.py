@@ -35,9 +35,9 @@ import numpy as np
 from celery import Task
 from redis.exceptions import RedisError
 
-from shared import catalog
 from shared.archive import ArchiveRefused, Limits, read_archive
 from shared.broker import TRAIN_TASK, make_celery, patch
+from shared.catalog import Catalog
 from shared.jobstore import JobStore
 from shared.preprocessing import InvalidImage, preprocess
 from shared.registry import Manifest, Registry, version_order
@@ -148,7 +148,7 @@ class Training:
 
     def __init__(self, jobs: JobStore, job_id: str, run: str, task: Task | None):
         self.jobs, self.job_id, self.run_token, self.task = jobs, job_id, run, task
-        self.client = catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
+        self.catalog = Catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
 
     def report(self, progress: TrainingProgress) -> None:
         """Record progress (every epoch, and before the version is written). A run that no
@@ -177,7 +177,7 @@ class Training:
             raise TrainingFailed(f"the job's input is unreadable ({exc})") from exc
         self.report(TrainingProgress(stage="preparing"))
         registry = Registry(settings.model_dir, settings.default_model, strict=False)
-        registry.refresh(catalog.defaults(self.client))
+        registry.refresh(self.catalog.defaults())
         template = registry.manifests.get(request["template"])
         if template is None:
             raise TrainingFailed(f"{request['template']}, whose input and preprocessing it takes, is gone from "
@@ -222,10 +222,10 @@ class Training:
         # default, "newest" would otherwise make the unvetted version serve at once.
         before = registry.default_version(name)
         if before is not None:
-            catalog.pin_default(self.client, name, before.version)
+            self.catalog.pin_default(name, before.version)
         self.write(name, version, model, manifest)
-        catalog.announce(self.client)
-        registry.refresh(catalog.defaults(self.client))  # the default as it is now, not at the start
+        self.catalog.announce()
+        registry.refresh(self.catalog.defaults())  # the default as it is now, not at the start
         activated, reason = self.activate(registry, name, version, accuracy, request.get("activate", "if_better"))
         return TrainingResult(version=version, heldout_accuracy=accuracy, heldout_size=len(heldout_at),
                               train_size=len(train_at), labels=labels,
@@ -270,7 +270,7 @@ class Training:
                  mode: str) -> tuple[bool, str]:
         """Make the new version the default, or keep the current one (pinned, so that the
         newest version does not take the name by itself); whether it did, and why."""
-        pinned = catalog.defaults(self.client).get(name)
+        pinned = self.catalog.defaults().get(name)
         current = registry.manifests.get(f"{name}:{pinned}") if pinned else None
         if current is None or current.version == version:  # no other default: the newest before this one
             current = next((m for m in sorted(
@@ -293,8 +293,8 @@ class Training:
         # Compare-and-set: a default an admin (or another job) set meanwhile is never undone.
         expected = current.version if current is not None else None
         if activated:
-            if not catalog.set_default_if(self.client, name, expected=pinned, version=version):
+            if not self.catalog.set_default_if(name, expected=pinned, version=version):
                 activated, reason = False, "the default changed while this version trained; it was left as set"
         elif expected is not None:
-            catalog.pin_default(self.client, name, expected)
+            self.catalog.pin_default(name, expected)
         return activated, reason
