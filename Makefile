@@ -37,11 +37,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # Redis, an inference worker, a webhook worker, the API (its ops port, /metrics and /queue, on
-# 127.0.0.1:$(OPS_PORT)) and Flower under one supervisor (shared/stack.py, the same command
+# 127.0.0.1:$(OPS_PORT)) and Flower under one supervisor (devstack/stack.py, the same command
 # lines the tests use): a child that dies is restarted; Ctrl-C stops the services, then Redis.
 # The environment (WEBHOOK_SECRET, ...) passes through.
 run: $(STAMP)
-	$(PY) -m shared.stack --redis-port $(REDIS_PORT) --api-port $(API_PORT) --ops-port $(OPS_PORT) \
+	$(PY) -m devstack.stack --redis-port $(REDIS_PORT) --api-port $(API_PORT) --ops-port $(OPS_PORT) \
 		--flower-port $(FLOWER_PORT) --run-dir $(RUN_DIR)
 
 # The suite runs TEST_PROCESSES test files at a time (pytest-xdist); TEST_PROCESSES=0 runs it in one.

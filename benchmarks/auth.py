@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from devstack.processes import Api, RedisServer
 from shared.apikeys import create_key
-from shared.processes import Api, RedisServer
 from tests.utils.samples import heldout_png
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -14,11 +14,11 @@ from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
+from devstack.processes import RedisServer
 from shared.apikeys import KeyOps, KeyStore
 from shared.broker import infer_message, make_celery
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.jobstore.replies import SCRIPTS, Op
-from shared.processes import RedisServer
 from shared.registry import Registry
 from shared.schemas import ErrorCode, JobError, LabelScore, Prediction, Serves, WebhookState
 from shared.settings import REPO_ROOT, Settings

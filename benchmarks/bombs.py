@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from shared.processes import Api, RedisServer
+from devstack.processes import Api, RedisServer
 
 RSS_LIMIT_MB = 300.0
 HEALTHZ_LIMIT_MS = 100.0

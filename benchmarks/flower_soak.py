@@ -1,5 +1,5 @@
 """Flower's memory stays bounded however many jobs pass: start a real Redis and a real Flower
-(shared.processes.flower_argv, as `make run` starts it), send the task events of N distinct
+(devstack.commands.flower_argv, as `make run` starts it), send the task events of N distinct
 jobs (received, started, succeeded, with the fields our worker sends) through Celery's event
 dispatcher, and sample Flower's RSS and the number of tasks it holds every 5,000 jobs.
 Events are what fill Flower, and sending them is much faster than running the jobs.
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 
+from devstack.commands import FLOWER_MAX_TASKS
+from devstack.processes import Flower, RedisServer, wait_for
 from shared.broker import INFER_TASK, make_celery
 from shared.jobstore import new_job_id
-from shared.processes import FLOWER_MAX_TASKS, Flower, RedisServer, wait_for
 from shared.settings import Settings
 
 SAMPLE_EVERY = 5_000  # jobs between two samples

@@ -36,13 +36,13 @@ from benchmarks.costs import CostMeter
 from benchmarks.load import closed_loop, open_loop
 from benchmarks.mobilenet import write_model_dir as write_mobilenet
 from benchmarks.noop import NOOP_TASK
+from devstack.processes import Api, Flower, RedisServer, Worker, free_port, sample, wait_for
 from models.digits_data import split, varied_renderings
 from shared.apikeys import create_key
 from shared.broker import infer_message, make_celery
 from shared.codec import encode_pixels
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.preprocessing import pixels_of
-from shared.processes import Api, Flower, RedisServer, Worker, free_port, sample, wait_for
 from shared.registry import Registry
 from shared.settings import Settings
 

@@ -1,5 +1,5 @@
 """Real parts for every test: redis-server on an ephemeral port, Celery worker and uvicorn
-processes started from the repository (shared.processes, as `make run` starts them), the
+processes started from the repository (devstack.processes, as `make run` starts them), the
 committed model.
 
 The APIs run with the result cache off (tests.utils.processes.start_api); the cache test
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devstack.processes import RedisServer, Worker
 from shared.jobstore import JobStore
-from shared.processes import RedisServer, Worker
 from tests.utils import samples
 from tests.utils.processes import start_api
 

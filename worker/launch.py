@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 
 
 def visible_gpus(environ: dict[str, str]) -> list[str]:
@@ -26,18 +27,33 @@ def visible_gpus(environ: dict[str, str]) -> list[str]:
     return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
 
 
+# The Celery command lines, written once: this entrypoint and devstack (make run, the tests,
+# the benchmarks) start every worker and Flower from these. Only the standard library is
+# imported here, so devstack can import them without TensorFlow or any side effect.
+
+def celery_argv(app: str, *args: str) -> list[str]:
+    """`celery -A app ...` of this interpreter (the image's or the .venv's Celery)."""
+    return [sys.executable, "-m", "celery", "-A", app, *args]
+
+
+def worker_argv(node: str, app: str = "worker.inference.app", loglevel: str = "INFO",
+                extra: Sequence[str] = ()) -> list[str]:
+    """A Celery worker of `app` named node@%h. No mingle or gossip: jobs are cancelled in the
+    job store, not by Celery revokes, so there is nothing to sync with other workers (mingle
+    waits 1 s for them at every start)."""
+    return celery_argv(app, "worker", "-n", f"{node}@%h", "--loglevel", loglevel, "--without-mingle",
+                       "--without-gossip", *extra)
+
+
 def plan(environ: dict[str, str], extra: list[str]) -> list[tuple[list[str], dict[str, str]]]:
     """(argv, environment) of each worker process to start."""
     base_port = int(environ.get("WORKER_METRICS_PORT", "9100"))
-    # No mingle or gossip: jobs are cancelled in the job store, not by Celery revokes, so
-    # there is nothing to sync with other workers (mingle waits 1 s for them at every start).
-    celery = [sys.executable, "-m", "celery", "-A", "worker.inference.app", "worker", "--loglevel",
-              environ.get("LOG_LEVEL", "INFO"), "--without-mingle", "--without-gossip"]
+    loglevel = environ.get("LOG_LEVEL", "INFO")
     gpus = visible_gpus(environ)
     if not gpus:
-        return [([*celery, "-n", "cpu@%h", *extra], {**environ, "CUDA_VISIBLE_DEVICES": "-1"})]
+        return [(worker_argv("cpu", loglevel=loglevel, extra=extra), {**environ, "CUDA_VISIBLE_DEVICES": "-1"})]
     return [
-        ([*celery, "-n", f"gpu{gpu}@%h", *extra],
+        (worker_argv(f"gpu{gpu}", loglevel=loglevel, extra=extra),
          {**environ, "CUDA_VISIBLE_DEVICES": gpu, "WORKER_METRICS_PORT": str(base_port + i)})
         for i, gpu in enumerate(gpus)
     ]

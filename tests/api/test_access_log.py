@@ -4,7 +4,7 @@ request id echoed in X-Request-ID on every answer, errors included, and never th
 import json
 import re
 
-from shared.processes import wait_for
+from devstack.processes import wait_for
 from shared.settings import Settings
 
 FIELDS = {"time", "method", "path", "status", "duration_ms", "request_id", "key_id", "job_id"}

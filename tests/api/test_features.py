@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
+from devstack.commands import ROOT
+from devstack.processes import RedisServer, Worker
 from models.train_iris import FEATURES, LABELS, split
-from shared.processes import ROOT, RedisServer, Worker
 from tests.utils.processes import start_api
 from tests.utils.samples import heldout_png
 

@@ -2,7 +2,7 @@
 
 import time
 
-from shared.processes import wait_for
+from devstack.processes import wait_for
 
 
 def test_healthz(api):

@@ -3,7 +3,7 @@
 import threading
 import time
 
-from shared.processes import Worker, wait_for
+from devstack.processes import Worker, wait_for
 from tests.utils.events import EventCapture
 from tests.utils.jobs import make_job
 from tests.utils.processes import start_api

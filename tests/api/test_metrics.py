@@ -2,7 +2,7 @@
 
 import httpx
 
-from shared.processes import sample
+from devstack.processes import sample
 from tests.utils.samples import heldout_png
 
 

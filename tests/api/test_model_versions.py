@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.processes import RedisServer, Worker, wait_for
+from devstack.processes import RedisServer, Worker, wait_for
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import DIGITS
 

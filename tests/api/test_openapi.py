@@ -15,7 +15,7 @@ from pathlib import Path
 
 from schemathesis.core.warnings import SchemathesisWarning
 
-from shared.processes import ROOT
+from devstack.commands import ROOT
 
 EXAMPLES = int(os.environ.get("OPENAPI_CHECK_EXAMPLES", "20"))  # per operation, in the fuzzing phase
 SEED = os.environ.get("OPENAPI_CHECK_SEED", "20")

@@ -3,7 +3,7 @@ and the public OpenAPI document does not name them."""
 
 import pytest
 
-from shared.processes import sample
+from devstack.processes import sample
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/queue"])

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import redis
 
+from devstack.processes import wait_for
 from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace
-from shared.processes import wait_for
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png
 

@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
+from devstack.commands import ROOT, training_worker_argv
+from devstack.processes import RedisServer, Worker, wait_for
 from shared.catalog import Catalog
-from shared.processes import ROOT, RedisServer, Worker, training_worker_argv, wait_for
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import digit_files, make_zip
 

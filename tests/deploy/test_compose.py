@@ -4,7 +4,7 @@ import re
 from prometheus_client.metrics import MetricWrapperBase
 
 from api import metrics as api_metrics
-from shared.processes import FLOWER_MAX_TASKS, flower_argv
+from devstack.commands import FLOWER_MAX_TASKS, flower_argv
 from shared.settings import REPO_ROOT, Settings
 from tests.utils.deploy import SETTINGS_ENV, flower_max_tasks, maxmemory_share
 from worker.inference import metrics as worker_metrics

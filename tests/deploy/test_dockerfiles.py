@@ -50,7 +50,7 @@ def test_worker_variants_and_baked_models():
 
 def test_dockerignore_keeps_the_context_small():
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
-    for path in (".venv", ".git", "tests", "benchmarks"):
+    for path in (".venv", ".git", "tests", "benchmarks", "devstack"):
         assert path in ignored
 
 

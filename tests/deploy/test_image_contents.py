@@ -16,6 +16,10 @@ from packaging.requirements import Requirement
 from shared.settings import REPO_ROOT
 
 FIRST_PARTY = {"api", "worker", "shared", "client", "models"}
+# Dev tooling, run from the repository only: make run's supervisor and the tests' and
+# benchmarks' process handles (devstack/), and where they lived before, inside shared/.
+DEV_ONLY = "devstack"
+FORMER_DEV_FILES = ["shared/processes.py", "shared/stack.py"]
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # Each image: the Dockerfile, the extras its pip line installs, the source folders it runs.
 IMAGES = {
@@ -84,6 +88,24 @@ def test_each_image_copies_what_its_code_imports(dockerfile):
     assert set(folders) <= in_image, f"{dockerfile} does not copy {set(folders) - in_image}"
     used = set().union(*(imports(path) for folder in folders for path in sources(folder))) & FIRST_PARTY
     assert used <= in_image, f"{dockerfile}: imported but not copied: {used - in_image}"
+
+
+@pytest.mark.parametrize("dockerfile", list(IMAGES))
+def test_no_image_holds_the_dev_tooling(dockerfile):
+    """devstack is neither copied, nor packaged, nor imported by what the image runs; and the
+    folders the image copies whole hold none of it."""
+    stage = (REPO_ROOT / dockerfile).read_text().split("\nFROM ")[1]
+    assert DEV_ONLY not in copied(dockerfile)
+    # Each COPY names its folders: a `COPY . .` would take devstack along.
+    assert not re.search(r"^COPY (?:--\S+ )*\.\S* ", stage, re.M), dockerfile
+    assert DEV_ONLY not in stage
+    included = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert not any(re.fullmatch(p.replace("*", ".*"), DEV_ONLY) for p in included)
+    _, folders = IMAGES[dockerfile]
+    runtime = set().union(*(imports(path) for folder in folders for path in sources(folder)))
+    assert DEV_ONLY not in runtime, f"{dockerfile}: its code imports {DEV_ONLY}"
+    for path in FORMER_DEV_FILES:  # shared/ is copied whole
+        assert not (REPO_ROOT / path).exists(), f"{dockerfile} would copy {path}"
 
 
 def test_every_manifest_train_module_is_in_the_worker_image():

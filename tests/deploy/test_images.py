@@ -70,5 +70,6 @@ def test_no_build_secret_or_compiler_in_the_api_image(api_image):
     assert "BEGIN CERTIFICATE" not in history
     listing = engine.image_files(api_image)
     assert "opt/venv/bin/uvicorn" in listing  # the listing is real
-    for path in ("run/secrets/ca-bundle", "usr/bin/gcc", "site-packages/tensorflow/", "site-packages/tests/"):
+    for path in ("run/secrets/ca-bundle", "usr/bin/gcc", "site-packages/tensorflow/", "site-packages/tests/",
+                 "site-packages/devstack/", "site-packages/shared/processes.py", "site-packages/shared/stack.py"):
         assert path not in listing, path

@@ -7,7 +7,7 @@ from kubernetes_validate import validate
 
 from api import ops
 from api.main import app
-from shared.processes import FLOWER_MAX_TASKS
+from devstack.commands import FLOWER_MAX_TASKS
 from shared.settings import Settings
 from tests.utils.deploy import (
     EVERYONE,

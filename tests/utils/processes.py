@@ -3,8 +3,8 @@
 import uuid
 from pathlib import Path
 
+from devstack.processes import Api
 from shared.apikeys import create_key
-from shared.processes import Api
 
 
 def new_key(redis_url: str, **limits) -> tuple[str, str]:

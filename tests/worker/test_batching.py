@@ -6,10 +6,10 @@ import time
 
 import httpx
 
+from devstack.processes import Worker, sample, wait_for
 from shared.codec import encode_pixels
 from shared.jobstore import JobStore
 from shared.preprocessing import pixels_of
-from shared.processes import Worker, sample, wait_for
 from shared.settings import Settings
 from tests.utils.events import EventCapture
 from tests.utils.jobs import make_job, task_message

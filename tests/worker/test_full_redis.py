@@ -4,11 +4,11 @@ visible, and everything resumes when memory is freed."""
 
 import time
 
+from devstack.processes import Worker
 from shared.codec import encode_pixels
 from shared.jobstore import NewJob, new_job_id, new_record
 from shared.jobstore.replies import SCRIPTS
 from shared.preprocessing import pixels_of
-from shared.processes import Worker
 from shared.settings import Settings
 from tests.utils.jobs import task_message
 from tests.utils.samples import DIGITS

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from shared.processes import RedisServer, Worker
+from devstack.processes import RedisServer, Worker
 from tests.utils.processes import start_api
 from tests.utils.samples import DIGITS
 

@@ -2,7 +2,7 @@
 
 import json
 
-from shared.processes import Worker, wait_for
+from devstack.processes import Worker, wait_for
 from shared.schemas import JobStatus
 from tests.utils.jobs import make_job, task_message
 from tests.utils.samples import heldout_png

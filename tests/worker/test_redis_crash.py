@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from shared.processes import Worker
+from devstack.processes import Worker
 from tests.utils.samples import heldout_png
 
 TERMINAL = {"succeeded", "failed", "cancelled"}

@@ -1,4 +1,4 @@
-"""`make run`'s launcher (python -m shared.stack) as a user runs it, with real processes:
+"""`make run`'s launcher (python -m devstack.stack) as a user runs it, with real processes:
 a SIGKILLed worker is restarted and runs the job submitted meanwhile; SIGTERM stops
 everything, Redis last, and exits 0."""
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.processes import ROOT, free_port, wait_for
+from devstack.commands import ROOT
+from devstack.processes import free_port, wait_for
 
 EXAMPLE = ROOT / "models" / "digits" / "examples" / "7.png"
 
@@ -48,7 +49,7 @@ def test_launcher_restarts_a_killed_worker_and_stops_on_sigterm(tmp_path):
     # A short visibility timeout: see the kill below.
     env = {**os.environ, "WORKER_METRICS_PORT": str(free_port()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "VISIBILITY_TIMEOUT_SECONDS": "10"}
-    argv = [sys.executable, "-m", "shared.stack", "--redis-port", str(redis_port), "--api-port", str(api_port),
+    argv = [sys.executable, "-m", "devstack.stack", "--redis-port", str(redis_port), "--api-port", str(api_port),
             "--ops-port", str(ops_port), "--flower-port", str(flower_port), "--run-dir", str(tmp_path / "run")]
     with output.open("w") as out:
         launcher = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
