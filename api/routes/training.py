@@ -8,7 +8,7 @@ Admin keys only: a training job writes a version every key's requests may get.""
 import asyncio
 import base64
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile, status
 from fastapi import Path as PathParam
@@ -68,17 +68,35 @@ def _webhook_events_field() -> object:
     return Form(pattern=EVENTS_PATTERN, description="Comma-separated: completed (default), running")
 
 
+class TrainingForm(NamedTuple):
+    """What both training routes take besides the model's name."""
+
+    file: UploadFile
+    activate: Activate
+    webhook_url: str | None
+    webhook_events: str | None
+
+
+def _training_form(
+    file: Annotated[UploadFile, _zip_file()],
+    activate: Annotated[Activate, _activate_field()] = "if_better",
+    webhook_url: Annotated[str | None, _webhook_url_field()] = None,
+    webhook_events: Annotated[str | None, _webhook_events_field()] = None,
+) -> TrainingForm:
+    return TrainingForm(file, activate, webhook_url, webhook_events)
+
+
+TrainingFormDep = Annotated[TrainingForm, Depends(_training_form)]
+
+
 @router.post("/models/{name}/versions", status_code=status.HTTP_202_ACCEPTED, response_model=Job, **ONE_FILE,
              responses=_ANSWERS)
 async def train_version(
     response: Response,
     name: Annotated[str, PathParam(pattern=NAME_PATTERN, max_length=100)],
-    file: Annotated[UploadFile, _zip_file()],
+    form: TrainingFormDep,
     svc: ServicesDep,
     who: CallerDep,
-    activate: Annotated[Activate, _activate_field()] = "if_better",
-    webhook_url: Annotated[str | None, _webhook_url_field()] = None,
-    webhook_events: Annotated[str | None, _webhook_events_field()] = None,
 ) -> Job:
     """Admin: train the next version of model `name` from a ZIP of labelled images, as a job of
     kind `training` (202; poll GET /jobs/{id}: `progress` while it trains, the version written,
@@ -90,19 +108,16 @@ async def train_version(
     if base is None:
         raise reject(status.HTTP_404_NOT_FOUND, "unknown_model",
                      f"no model {name!r}; POST /models (form field `name`) creates one")
-    return await _train(response, name, base, file, svc, who, activate, webhook_url, webhook_events)
+    return await _train(response, name, base, form, svc, who)
 
 
 @router.post("/models", status_code=status.HTTP_202_ACCEPTED, response_model=Job, **ONE_FILE, responses=_ANSWERS)
 async def train_model(
     response: Response,
     name: Annotated[str, Form(pattern=NAME_PATTERN, max_length=100, description="The new model's name")],
-    file: Annotated[UploadFile, _zip_file()],
+    form: TrainingFormDep,
     svc: ServicesDep,
     who: CallerDep,
-    activate: Annotated[Activate, _activate_field()] = "if_better",
-    webhook_url: Annotated[str | None, _webhook_url_field()] = None,
-    webhook_events: Annotated[str | None, _webhook_events_field()] = None,
 ) -> Job:
     """Admin: train a new model `name`, version 1, from a ZIP of labelled images, from scratch,
     taking its input and preprocessing from the default model (DEFAULT_MODEL: e.g. digits'
@@ -112,7 +127,7 @@ async def train_model(
         raise HTTPException(status.HTTP_409_CONFLICT, f"model {name!r} exists already; "
                                                       f"POST /models/{name}/versions trains its next version")
     template = resolve_model(svc.registry, None)
-    return await _train(response, name, template, file, svc, who, activate, webhook_url, webhook_events, new=True)
+    return await _train(response, name, template, form, svc, who, new=True)
 
 
 def _highest_version(svc: Services, name: str) -> int:
@@ -120,15 +135,15 @@ def _highest_version(svc: Services, name: str) -> int:
     return max(numbers, default=0)
 
 
-async def _train(response: Response, name: str, base: Manifest, upload: UploadFile, svc: Services, who: Caller,
-                 activate: Activate, webhook_url: str | None, webhook_events: str | None, new: bool = False) -> Job:
+async def _train(response: Response, name: str, base: Manifest, form: TrainingForm, svc: Services, who: Caller,
+                 new: bool = False) -> Job:
     settings, store = svc.settings, svc.store
     if base.input.kind != "image":
         raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "not_an_image_model",
                      f"{base.key} takes features; training from a ZIP makes image models only")
-    options = options_of(settings, None, webhook_url, webhook_events, None)
+    options = options_of(settings, None, form.webhook_url, form.webhook_events, None)
     await admit(who, svc, response)
-    data = read_upload(upload, settings.training_max_upload_bytes)
+    data = read_upload(form.file, settings.training_max_upload_bytes)
     try:  # reads and verifies every entry: CPU and memory, off the event loop
         found = await asyncio.to_thread(read_archive, data, Limits.of(settings))
     except ArchiveRefused as exc:
@@ -144,7 +159,7 @@ async def _train(response: Response, name: str, base: Manifest, upload: UploadFi
     job_input = json.dumps({
         "name": name,
         "version": version,
-        "activate": activate,
+        "activate": form.activate,
         "base": None if new else base.key,  # what it may fine-tune, and the default it must beat
         "template": base.key,  # whose input and preprocessing it takes
         "labels": {label: len(names) for label, names in found.labels.items()},
