@@ -62,10 +62,21 @@ class JobStore(_Face[redis.Redis]):
         )
         return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds))
 
-    def _run(self, op: Op[T]) -> T:
+    def _send(self, op: Op[Any]) -> Any:
         if op.script:
-            return op.parse(self._scripts[op.script](keys=op.keys, args=op.args))
-        return op.parse(self._redis.execute_command(*op.args))
+            return self._scripts[op.script](keys=op.keys, args=op.args)
+        if op.commands:
+            pipe = self._redis.pipeline(transaction=False)
+            for command in op.commands:
+                pipe.execute_command(*command)
+            return pipe.execute()
+        return self._redis.execute_command(*op.args)
+
+    def _run(self, op: Op[T]) -> T:
+        result = op.parse(self._send(op))
+        while isinstance(result, Op):  # a first read named the keys of the next op
+            result = result.parse(self._send(result))
+        return result
 
     def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Created:
         return self._run(self.ops.create(new, queue, max_queued))
@@ -161,10 +172,21 @@ class AsyncJobStore(_Face[aioredis.Redis]):
                                                         **_options(timeout))
         return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds, finished_ttl_seconds=finished_ttl_seconds))
 
-    async def _run(self, op: Op[T]) -> T:
+    async def _send(self, op: Op[Any]) -> Any:
         if op.script:
-            return op.parse(await self._scripts[op.script](keys=op.keys, args=op.args))
-        return op.parse(await self._redis.execute_command(*op.args))
+            return await self._scripts[op.script](keys=op.keys, args=op.args)
+        if op.commands:
+            pipe = self._redis.pipeline(transaction=False)
+            for command in op.commands:
+                pipe.execute_command(*command)
+            return await pipe.execute()
+        return await self._redis.execute_command(*op.args)
+
+    async def _run(self, op: Op[T]) -> T:
+        result = op.parse(await self._send(op))
+        while isinstance(result, Op):  # a first read named the keys of the next op
+            result = result.parse(await self._send(result))
+        return result
 
     async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0) -> Created:
         return await self._run(self.ops.create(new, queue, max_queued, max_active))
