@@ -11,7 +11,8 @@ from shared.schemas import ErrorCode, Job, JobStatus, WebhookEvent
 
 T = TypeVar("T")
 _LUA = {path.name.removesuffix(".lua"): path.read_text()
-        for path in resources.files("shared.jobstore").joinpath("lua").iterdir() if path.name.endswith(".lua")}
+        for path in sorted(resources.files("shared.jobstore").joinpath("lua").iterdir(), key=lambda p: p.name)
+        if path.name.endswith(".lua")}  # sorted: every process prepends helpers alike (one SHA per script)
 # Helpers (lua/_*.lua) are prepended to each script that calls a function they define (EVAL
 # has no imports): _batch.lua's batch_ended() to the scripts that end jobs, ...
 _HELPERS = {text: re.findall(r"^local function (\w+)\(", text, re.M)
