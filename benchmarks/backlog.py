@@ -92,12 +92,8 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
                  store.ops.cancel(ids[-1], OWNER), store.ops.cached_result("x"), KeyOps(store.keys).authenticate(key),
                  rate, store.ops.get(ids[-2], OWNER), store.ops.create_batch("bench", ids[:64], OWNER),
                  store.ops.batch("bench", 0, 100, OWNER)]
-    for op in async_ops:  # the API's operations, sent the way the async face sends them
-        if op.script:
-            client.register_script(SCRIPTS[op.script])(
-                keys=op.keys, args=op.args)
-        else:
-            client.execute_command(*op.args)
+    for op in async_ops:  # the API's operations, the same round trips the async face sends
+        store.run(op)
 
 
 def main() -> None:

@@ -2,16 +2,18 @@
 
 A key is `qi_` + 43 random URL-safe characters (32 bytes). Redis keeps only its SHA-256:
 
-    apikey:digest:<sha256 of the key>  -> key id                          (string)
-    apikey:<key id>                    -> name, created_at, last_used_at,  (hash)
-                                          admin, rate_limit, max_queued,
-                                          webhook_secret, previous_webhook_secret,
-                                          previous_until, digest_key
-    apikeys                            -> name -> key id                    (hash)
+    {qi}:apikey:digest:<sha256 of the key>  -> key id                     (string)
+    {qi}:apikey:<key id>                    -> name, created_at,           (hash)
+                                               last_used_at, admin,
+                                               rate_limit, max_queued,
+                                               webhook_secret,
+                                               previous_webhook_secret,
+                                               previous_until, digest_key
+    {qi}:apikeys                            -> name -> key id               (hash)
 
 Revoking deletes all three, so the next request with the key gets 401 (the API caches
 nothing). The sync `KeyStore` is for the CLI (api/keys.py) and the webhook worker; the API
-authenticates with `KeyOps.authenticate`, one script round trip.
+authenticates with `KeyOps.authenticate`: a read of the digest entry, then one script.
 """
 
 import base64
@@ -102,8 +104,15 @@ class KeyOps:
 
     def authenticate(self, key: str) -> Op[ApiKey | None]:
         """The key's record, its use stamped; None for an unknown or revoked key."""
-        keys = (self.keys.api_key_digest(digest(key)),)
-        return Op((self.keys.api_key_prefix, *_FIELDS), _parse, "authenticate", keys)
+        entry = self.keys.api_key_digest(digest(key))
+
+        def record(key_id: str | None) -> ApiKey | Op[ApiKey | None] | None:
+            # The record's key is named by the digest entry: read it first (lua/authenticate.lua).
+            if not key_id:
+                return None
+            return Op((key_id, *_FIELDS), _parse, "authenticate", (entry, self.keys.api_key(key_id)))
+
+        return Op(("GET", entry), record)
 
     def get(self, key_id: str) -> Op[ApiKey | None]:
         return Op(("HMGET", self.keys.api_key(key_id), *_FIELDS), _parse)
@@ -182,8 +191,7 @@ class KeyStore:
         return sorted((key for key in found if key), key=lambda key: key.created_at)
 
     def get(self, key_id: str) -> ApiKey | None:
-        op = self.ops.get(key_id)
-        return op.parse(self.redis.execute_command(*op.args))
+        return _parse(self.redis.execute_command(*self.ops.get(key_id).args))
 
     def by_name(self, name: str) -> ApiKey | None:
         key_id = self.redis.hget(self.keys.api_keys, name)

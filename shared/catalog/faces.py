@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from shared.catalog.follower import Done, Reread, Step, advance
 from shared.catalog.ops import SCRIPTS, CatalogOps, Reading
+from shared.jobstore import sending
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.replies import Op
 
@@ -36,9 +37,7 @@ class Catalog(_Face[redis.Redis]):
         return cls(redis.Redis.from_url(url, **_options(timeout)), keys)
 
     def run(self, op: Op[T]) -> T:
-        if op.script:
-            return op.parse(self._scripts[op.script](keys=op.keys, args=op.args))
-        return op.parse(self._redis.execute_command(*op.args))
+        return sending.run(self._redis, self._scripts, op)
 
     def follow(self, step: Step[T], reread: Callable[[dict[str, str]], bool]) -> T:
         """Carry out a follower's step: send its ops, have `reread` read MODEL_DIR."""
@@ -78,9 +77,7 @@ class AsyncCatalog(_Face[aioredis.Redis]):
         return cls(aioredis.Redis.from_url(url, **_options(timeout)), keys)
 
     async def run(self, op: Op[T]) -> T:
-        if op.script:
-            return op.parse(await self._scripts[op.script](keys=op.keys, args=op.args))
-        return op.parse(await self._redis.execute_command(*op.args))
+        return await sending.run_async(self._redis, self._scripts, op)
 
     async def follow(self, step: Step[T], reread: Callable[[dict[str, str]], Awaitable[bool]]) -> T:
         """Carry out a follower's step on the event loop; `reread` reads MODEL_DIR."""

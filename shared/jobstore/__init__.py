@@ -15,9 +15,9 @@ A job therefore can never be both cancelled and run, and an expired record is ne
 resurrected. Finishing, cancelling and expiring publish the job ids on the keyspace's
 finished channel, which wakes the API's long-polls.
 
-    records.py  key names and the record <-> Job codec
+    records.py  key names (one hash tag) and the record <-> Job codec
     replies.py  what an operation is (Op), the scripts, and the replies callers get back
-    ops.py      every operation once: the command or script to send, how to read the reply
+    ops/        every operation once: the command or script to send, how to read the reply
     store.py    the synchronous (worker) and asynchronous (API) faces that send them
 """
 

@@ -1,30 +1,42 @@
 """What an operation is (`Op`: one round trip and how to read its reply), the Lua scripts
 it may run, and the replies callers get back."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, Union
 
 from shared.schemas import ErrorCode, Job, JobStatus, WebhookEvent
 
 T = TypeVar("T")
 _LUA = {path.name.removesuffix(".lua"): path.read_text()
-        for path in resources.files("shared.jobstore").joinpath("lua").iterdir() if path.name.endswith(".lua")}
-# A script that ends jobs calls batch_ended() from _batch.lua, prepended (EVAL has no imports).
-SCRIPTS = {name: (_LUA["_batch"] + text if "batch_ended(" in text else text)
+        for path in sorted(resources.files("shared.jobstore").joinpath("lua").iterdir(), key=lambda p: p.name)
+        if path.name.endswith(".lua")}  # sorted: every process prepends helpers alike (one SHA per script)
+# Helpers (lua/_*.lua) are prepended to each script that calls a function they define (EVAL
+# has no imports): _batch.lua's batch_ended() to the scripts that end jobs, ...
+_HELPERS = {text: re.findall(r"^local function (\w+)\(", text, re.M)
+            for name, text in _LUA.items() if name.startswith("_")}
+SCRIPTS = {name: "".join(helper for helper, functions in _HELPERS.items()
+                         if any(f"{function}(" in text for function in functions)) + text
            for name, text in _LUA.items() if not name.startswith("_")}
 
 
 @dataclass(frozen=True)
 class Op(Generic[T]):
     """One round trip: `script` names a Lua script run with (keys, args); without one,
-    `args` is a plain command."""
+    `commands` are plain commands sent in one pipeline (`parse` gets their replies), else
+    `args` is one plain command.
+
+    `parse` may return another op to send next: a script must be given every key it
+    touches, so one whose keys are named by what records hold (a job's queue, owner, batch)
+    first reads them, then runs with the keys that read named."""
 
     args: tuple[Any, ...]
-    parse: Callable[[Any], T]
+    parse: Callable[[Any], Union[T, "Op[T]"]]
     script: str | None = None
     keys: tuple[str, ...] = ()
+    commands: tuple[tuple[Any, ...], ...] = ()
 
 
 class Replay(NamedTuple):

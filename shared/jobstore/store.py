@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from shared.jobstore import sending
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
 from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Lost, Op, Started
@@ -63,9 +64,7 @@ class JobStore(_Face[redis.Redis]):
         return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds))
 
     def _run(self, op: Op[T]) -> T:
-        if op.script:
-            return op.parse(self._scripts[op.script](keys=op.keys, args=op.args))
-        return op.parse(self._redis.execute_command(*op.args))
+        return sending.run(self._redis, self._scripts, op)
 
     def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Created:
         return self._run(self.ops.create(new, queue, max_queued))
@@ -162,9 +161,7 @@ class AsyncJobStore(_Face[aioredis.Redis]):
         return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds, finished_ttl_seconds=finished_ttl_seconds))
 
     async def _run(self, op: Op[T]) -> T:
-        if op.script:
-            return op.parse(await self._scripts[op.script](keys=op.keys, args=op.args))
-        return op.parse(await self._redis.execute_command(*op.args))
+        return await sending.run_async(self._redis, self._scripts, op)
 
     async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0) -> Created:
         return await self._run(self.ops.create(new, queue, max_queued, max_active))

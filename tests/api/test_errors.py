@@ -11,6 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from shared.jobstore import Keyspace
 from shared.settings import Settings
 from tests.utils.processes import start_api
 
@@ -125,18 +126,19 @@ def test_a_full_redis_is_503_with_retry_after_and_records_nothing(private_stack,
     server, api = private_stack
     client = server.client()
     job = api.submit(digit_png).json()
-    keys = sorted(key for key in client.scan_iter() if not key.startswith("rate:"))  # (rate state expires)
+    rate = Keyspace().rate("")  # (rate state expires)
+    keys = sorted(key for key in client.scan_iter() if not key.startswith(rate))
     client.config_set("maxmemory", 1)  # noeviction: every write is refused from now on
     try:
         for response in (api.submit(digit_png), api.http.post("/jobs/batch", files=[("files", ("a.png", digit_png))])):
             assert_problem(response, 503, "full")
             assert int(response.headers["retry-after"]) > 0
-        assert sorted(key for key in client.scan_iter() if not key.startswith("rate:")) == keys, "nothing written"
+        assert sorted(key for key in client.scan_iter() if not key.startswith(rate)) == keys, "nothing written"
         assert api.http.get(f"/jobs/{job['id']}").status_code == 200, "reads still work"
         cancelled = api.http.delete(f"/jobs/{job['id']}")
         assert cancelled.status_code == 200, "a cancel frees memory: it goes through"
         assert cancelled.json()["status"] == "cancelled"
-        assert not client.hexists(f"job:{job['id']}", "input")
+        assert not client.hexists(Keyspace().job(job["id"]), "input")
     finally:
         client.config_set("maxmemory", 0)
     assert api.submit(digit_png).status_code == 202
@@ -163,11 +165,11 @@ def test_a_full_backlog_is_503_and_records_nothing(private_stack, logdir, digit_
     api = start_api(server.url, logdir, max_queued_jobs=3)
     try:
         assert [api.submit(digit_png).status_code for _ in range(3)] == [202, 202, 202]
-        records = len(list(server.client().scan_iter("job:*")))
+        records = len(list(server.client().scan_iter(Keyspace().job("*"))))
         refused = api.submit(digit_png)
     finally:
         api.stop()
     assert_problem(refused, 503, "queue is full", "MAX_QUEUED_JOBS")
     assert int(refused.headers["retry-after"]) > 0
-    assert len(list(server.client().scan_iter("job:*"))) == records
+    assert len(list(server.client().scan_iter(Keyspace().job("*")))) == records
     assert server.client().llen(Settings().queue_name) == 3

@@ -149,5 +149,5 @@ def test_the_queued_jobs_quota_holds_under_64_concurrent_submits(private_stack):
     statuses = asyncio.run(burst())
     assert statuses.count(202) == 10, statuses
     assert statuses.count(429) == 54, statuses
-    assert server.client().zcard(f"jobs:active:{key_id}") == 10
+    assert server.client().zcard(Keyspace().active(key_id)) == 10
     assert server.client().llen("inference") == 10

@@ -20,6 +20,7 @@ import pytest
 from devstack.commands import ROOT, training_worker_argv
 from devstack.processes import RedisServer, Worker, wait_for
 from shared.catalog import Catalog
+from shared.jobstore import Keyspace
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import digit_files, make_zip
 
@@ -99,14 +100,14 @@ BAD = {
 def test_a_bad_archive_gets_a_4xx_and_queues_nothing(stack, case):
     server, api, _ = stack
     client = server.client()
-    before = client.zcard("jobs:index")
+    before = client.zcard(Keyspace().index)
     build, expected = BAD[case]
     response = post_version(api, build())
     assert response.status_code == expected, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["detail"]
     assert client.llen("training") == 0
-    assert client.zcard("jobs:index") == before
+    assert client.zcard(Keyspace().index) == before
 
 
 def test_training_needs_an_admin_key_and_a_known_model(stack):

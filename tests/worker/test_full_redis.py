@@ -6,7 +6,7 @@ import time
 
 from devstack.processes import Worker
 from shared.codec import encode_pixels
-from shared.jobstore import NewJob, new_job_id, new_record
+from shared.jobstore import Keyspace, NewJob, new_job_id, new_record
 from shared.jobstore.replies import SCRIPTS
 from shared.preprocessing import pixels_of
 from shared.settings import Settings
@@ -18,7 +18,7 @@ JOBS = 40
 
 def test_the_worker_finishes_queued_jobs_and_lives_through_a_full_redis(private_stack, logdir, store, digit_png):
     server, api = private_stack
-    client = server.client()
+    client, record = server.client(), Keyspace().job
     queue = Settings().queue_name
     worker = Worker(server.url, logdir, max_batch_size=4, max_delay_ms=5)
     try:
@@ -50,7 +50,7 @@ def test_the_worker_finishes_queued_jobs_and_lives_through_a_full_redis(private_
         assert ready["redis"] == "full"
         assert ready["workers"] == 1, "its heartbeat still lands"
         assert client.hlen("unacked") == 0, "every delivered message was acknowledged"
-        assert not any(client.hexists(f"job:{job_id}", "input") for job_id in ids), "finished records are compacted"
+        assert not any(client.hexists(record(job_id), "input") for job_id in ids), "finished records are compacted"
     finally:
         client.config_set("maxmemory", 0)
     try:

@@ -3,6 +3,7 @@
 import json
 
 from devstack.processes import Worker, wait_for
+from shared.jobstore import Keyspace
 from shared.schemas import JobStatus
 from tests.utils.jobs import make_job, task_message
 from tests.utils.samples import heldout_png
@@ -67,9 +68,9 @@ def test_job_whose_message_was_lost_in_delivery_is_requeued(private_stack, logdi
     assert job["status"] == "succeeded"
     assert job["result"]["label"] == "7"
     assert "re-queued 1 job(s)" in worker.log.read_text()
-    assert client.zcard("jobs:queued:inference") == 0
-    assert not client.hexists(f"job:{job_id}", "tag")
-    assert not client.hexists(f"job:{job_id}", "input"), "a finished record is compacted"
+    assert client.zcard(Keyspace().queued("inference")) == 0
+    assert not client.hexists(Keyspace().job(job_id), "tag")
+    assert not client.hexists(Keyspace().job(job_id), "input"), "a finished record is compacted"
 
 
 def rescue(store, queue: str, limit: int = 100) -> list[str]:

@@ -1,0 +1,81 @@
+"""Workers and queues: heartbeats and who is live, the backlog, and the rescue of messages
+Redis lost in delivery; plus Redis' own health."""
+
+import json
+import time
+from typing import Any
+
+from shared.broker.layout import UNACKED_HASH
+from shared.jobstore.ops.base import OpsBase, args
+from shared.jobstore.replies import Lost, Op
+from shared.schemas import Serves, WorkerInfo
+
+
+class FleetOps(OpsBase):
+    def find_lost(self, queue: str, older_than: float, limit: int) -> Op[list[Lost]]:
+        """Queued jobs whose message Redis lost in delivery: the queued set's entries up to
+        the cutoff and the queue's tail are read first, then checked (see lua/rescue.lua)."""
+        now = time.time()
+        cutoff = now - older_than
+
+        def parse(rows: list[list[str]]) -> list[Lost]:
+            return [Lost(job_id, f"{name}:{version}", float(created)) for job_id, name, version, created in rows]
+
+        def check(reply: tuple[list[str], str | None]) -> list[Lost] | Op[list[Lost]]:
+            ids, tail = reply
+            if not ids:
+                return []
+            tail_id = json.loads(tail)["headers"]["id"] if tail else ""
+            keys = (self.keys.queued(queue), queue, UNACKED_HASH,
+                    self.keys.job(tail_id) if tail_id else self.keys.absent, *(self.keys.job(j) for j in ids))
+            return Op(args(cutoff=cutoff, now=now, tail=tail_id, ids=ids), parse, "rescue", keys)
+
+        commands = (("ZRANGEBYSCORE", self.keys.queued(queue), "-inf", repr(cutoff), "LIMIT", 0, limit),
+                    ("LINDEX", queue, -1))
+        return Op((), check, commands=commands)
+
+    def requeue(self, queue: str, messages: dict[str, tuple[str, str]]) -> Op[int]:
+        """Put back new messages (job id -> (delivery tag, message)) for jobs still queued."""
+        keys = (queue, *(self.keys.job(job_id) for job_id in messages))
+        return Op(tuple(v for pair in messages.values() for v in pair), int, "requeue", keys)
+
+    def queue_length(self, queue: str) -> Op[int]:
+        """Messages waiting in a queue (not those delivered)."""
+        return Op(("LLEN", queue), int)
+
+    def backlog(self, queue: str) -> Op[dict[str, int]]:
+        """Jobs waiting in the queue, and delivered but not yet acknowledged."""
+
+        def parse(reply: list[int]) -> dict[str, int]:
+            queued, in_flight = reply
+            return {"queued": queued, "in_flight": in_flight, "total": queued + in_flight}
+
+        return Op((), parse, "backlog", (queue, UNACKED_HASH))
+
+    def heartbeat(self, hostname: str, ttl: int, serves: Serves) -> Op[Any]:
+        keys = (self.keys.workers, self.keys.worker_models)
+        return Op((hostname, ttl, serves.model_dump_json()), lambda reply: reply, "heartbeat", keys)
+
+    def forget_worker(self, hostname: str) -> Op[Any]:
+        return Op(("ZREM", self.keys.workers, hostname), lambda reply: reply)
+
+    def workers(self) -> Op[list[WorkerInfo]]:
+        """Workers whose heartbeat is current, by name, with what each serves."""
+
+        def parse(reply: list[str]) -> list[WorkerInfo]:
+            pairs = zip(reply[::2], reply[1::2], strict=True)
+            return sorted((WorkerInfo(name=name, **(json.loads(serves) if serves else {})) for name, serves in pairs),
+                          key=lambda worker: worker.name)
+
+        return Op((), parse, "workers", (self.keys.workers, self.keys.worker_models))
+
+    def ping(self) -> Op[bool]:
+        return Op(("PING",), bool)
+
+    def full(self) -> Op[bool]:
+        """Redis is at its maxmemory: writes that add data are refused (noeviction)."""
+
+        def parse(info: dict[str, Any]) -> bool:
+            return bool(info.get("maxmemory")) and info["used_memory"] >= info["maxmemory"]
+
+        return Op(("INFO", "memory"), parse)
