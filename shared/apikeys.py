@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from shared.jobstore.records import Keyspace
+from shared.jobstore.keys import Keyspace
 from shared.jobstore.replies import Op
 
 KEY_PREFIX = "qi_"

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from shared.catalog.follower import Done, Reread, Step, advance
 from shared.catalog.ops import SCRIPTS, CatalogOps, Reading
 from shared.jobstore import sending
-from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace
+from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.replies import Op
 
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import NamedTuple, TypeVar
 
-from shared.jobstore.records import Keyspace
+from shared.jobstore.keys import Keyspace
 from shared.jobstore.replies import Op
 
 T = TypeVar("T")

@@ -15,14 +15,17 @@ A job therefore can never be both cancelled and run, and an expired record is ne
 resurrected. Finishing, cancelling and expiring publish the job ids on the keyspace's
 finished channel, which wakes the API's long-polls.
 
-    records.py  key names (one hash tag) and the record <-> Job codec
+    keys.py     every key name (one hash tag)
+    records.py  the record <-> Job codec
     replies.py  what an operation is (Op), the scripts, and the replies callers get back
     ops/        every operation once: the command or script to send, how to read the reply
+    sending.py  how an op goes over the wire (script, pipeline or command), sync and async
     store.py    the synchronous (worker) and asynchronous (API) faces that send them
 """
 
+from shared.jobstore.keys import Keyspace
 from shared.jobstore.ops import JobOps
-from shared.jobstore.records import Keyspace, NewJob, new_job_id, new_record, to_job
+from shared.jobstore.records import NewJob, new_job_id, new_record, to_job
 from shared.jobstore.replies import Cancelled, Created, Lost, Replay, Started
 from shared.jobstore.store import AsyncJobStore, JobStore
 

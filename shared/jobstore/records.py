@@ -1,12 +1,12 @@
-"""How a job is laid out in Redis: the key names, and the record hash <-> `Job`.
+"""How a job's record is laid out in Redis: its field names, and the record hash <-> `Job`
+(the key names are in shared.jobstore.keys).
 
-Everything that knows a Redis key or a record field name lives here, so a change of layout
-is a change of this module (the Lua scripts get every key they touch from their caller).
+Everything that knows a record field name lives here, so a change of layout is a change of
+this module.
 """
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -26,132 +26,6 @@ WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
 # they change only when batch_create adds the batch, and when an end drops queue and cache
 # key. In this order in lua/_routes.lua's ROUTES.
 ROUTE_FIELDS = ("queue", "owner", "batch", "batch_queue", "cache_key")
-
-
-@dataclass(frozen=True)
-class Keyspace:
-    """Every Redis key the job store uses; one prefix can keep two deployments apart.
-
-    Every key carries one hash tag (`{qi}`), so all of them hash to one Redis Cluster slot
-    and any script may touch any set of them (see README, "Redis Cluster"). Scripts get
-    every key they touch in KEYS, never a prefix to build one from."""
-
-    prefix: str = ""
-    tag: str = "qi"
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}{{{self.tag}}}:{name}"
-
-    @property
-    def absent(self) -> str:
-        """Passed in KEYS where a call has no such key (a job without an owner, ...): a
-        script never writes it, so it never exists ('' would hash to another slot)."""
-        return self._key("absent")
-
-    def job(self, job_id: str) -> str:
-        return self._key(f"job:{job_id}")
-
-    @property
-    def index(self) -> str:
-        """Sorted set of job ids by creation time, for listing."""
-        return self._key("jobs:index")
-
-    def queued(self, queue: str) -> str:
-        """Sorted set of a queue's queued job ids whose message the rescue sweep watches."""
-        return self._key(f"jobs:queued:{queue}")
-
-    @property
-    def finished_channel(self) -> str:
-        """Pub/sub channel of finished job ids (comma-separated): wakes long-polls."""
-        return self._key("jobs:finished")
-
-    @property
-    def running(self) -> str:
-        """Sorted set of running job ids by when their lease ends."""
-        return self._key("jobs:running")
-
-    @property
-    def workers(self) -> str:
-        """Sorted set of live workers by when their heartbeat lapses."""
-        return self._key("workers")
-
-    @property
-    def worker_models(self) -> str:
-        """Hash of what each live worker serves (JSON of shared.schemas.Serves)."""
-        return self._key("workers:models")
-
-    def batch(self, batch_id: str) -> str:
-        """String: a batch's JSON record (owner, created_at, its job ids in order)."""
-        return self._key(f"batch:{batch_id}")
-
-    def batch_hook(self, batch_id: str) -> str:
-        """Hash: a batch's webhook, armed until its last job ends (see lua/batch_create.lua)."""
-        return self._key(f"batch:{batch_id}:hook")
-
-    def idempotency(self, client_key: str) -> str:
-        return self._key(f"idem:{client_key}")
-
-    def cache(self, owner: str | None, model_key: str, digest: str) -> str:
-        """One owner's result for these image bytes (never shared: a hit would tell one key
-        what another sent)."""
-        return self._key(f"cache:{owner or ''}:{model_key}:{digest}")
-
-    def owner_index(self, owner: str) -> str:
-        """Sorted set of one API key's job ids by creation time: its GET /jobs."""
-        return self._key(f"jobs:index:{owner}")
-
-    def active(self, owner: str) -> str:
-        """Sorted set of one API key's queued and running job ids (by creation time): its
-        quota. Each terminal transition removes the job."""
-        return self._key(f"jobs:active:{owner}")
-
-    def api_key(self, key_id: str) -> str:
-        """Hash: one API key's record (see shared/apikeys.py)."""
-        return self._key(f"apikey:{key_id}")
-
-    def api_key_digest(self, sha256: str) -> str:
-        """String: the id of the API key with this SHA-256."""
-        return self._key(f"apikey:digest:{sha256}")
-
-    @property
-    def api_keys(self) -> str:
-        """Hash: API key name -> key id."""
-        return self._key("apikeys")
-
-    def rate(self, key_id: str) -> str:
-        """String: one API key's submission rate state (see lua/rate.lua)."""
-        return self._key(f"rate:{key_id}")
-
-    @property
-    def model_versions(self) -> str:
-        """Hash: model name -> the last version number a training job reserved (see
-        lua/reserve_version.lua)."""
-        return self._key("models:reserved")
-
-    def webhook_retries(self, queue: str) -> str:
-        """Sorted set of webhook deliveries waiting to be retried (task message -> when it is
-        due, Redis' clock), for the webhook queue `queue`."""
-        return self._key(f"webhooks:due:{queue}")
-
-    # The model catalog (shared.catalog), which every API process and worker follows.
-
-    @property
-    def model_defaults(self) -> str:
-        """Hash: model name -> its default version, where an admin or a training job set one."""
-        return self._key("models:defaults")
-
-    @property
-    def model_epoch(self) -> str:
-        """String: a counter bumped by every change of the versions or the defaults."""
-        return self._key("models:epoch")
-
-    @property
-    def models_channel(self) -> str:
-        """Pub/sub channel carrying each new model epoch."""
-        return self._key("models:changed")
-
-
-DEFAULT_KEYSPACE = Keyspace()
 
 
 def new_job_id() -> str:

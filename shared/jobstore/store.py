@@ -14,8 +14,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from shared.jobstore import sending
+from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.ops import JobOps
-from shared.jobstore.records import DEFAULT_KEYSPACE, Keyspace, NewJob
+from shared.jobstore.records import NewJob
 from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Lost, Op, Started
 from shared.schemas import (
     Batch,

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
-from shared.jobstore.records import ROUTE_FIELDS, Keyspace
+from shared.jobstore.keys import Keyspace
+from shared.jobstore.records import ROUTE_FIELDS
 from shared.jobstore.replies import Op
 from shared.schemas import ErrorCode, JobError
 
