@@ -50,6 +50,11 @@ _FINAL = {"model": Job, "headers": {**LOCATION, **RATE_LIMIT}, "links": JOB_LINK
           "description": "Already final: a cached result, a replayed Idempotency-Key, or done within Prefer: wait"}
 
 
+def _long_poll(until: str) -> Any:
+    """The `wait` query parameter of a GET that can long-poll."""
+    return Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False, description=f"Long-poll: wait up to S s for {until}")
+
+
 def _prefer_wait(prefer: str | None) -> float:
     """RFC 7240 `Prefer: wait=S`, capped at MAX_WAIT_SECONDS."""
     match = re.search(r"(?:^|[,;\s])wait=(\d+(?:\.\d+)?)", prefer or "")
@@ -171,8 +176,7 @@ async def get_batch(
     batch_id: str,
     svc: ServicesDep,
     caller: CallerDep,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False,
-                                 description="Long-poll: wait up to S s for every job to end")] = 0,
+    wait: Annotated[float, _long_poll("every job to end")] = 0,
     offset: Annotated[int, Query(ge=0, le=10_000, description="The page's first job (next_offset)")] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> Batch:
@@ -218,8 +222,7 @@ async def get_job(
     job_id: str,
     svc: ServicesDep,
     caller: CallerDep,
-    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False,
-                                 description="Long-poll: wait up to S s for the end")] = 0,
+    wait: Annotated[float, _long_poll("the end")] = 0,
 ) -> Job:
     job = await svc.waiter.wait_for_job(svc.store, job_id, wait, caller.key_id)
     if job is None:
