@@ -37,11 +37,10 @@ from shared.broker.layout import (  # noqa: E402
     INFER_TASK,
     TRAIN_TASK,
     UNACKED_HASH,
-    UNACKED_INDEX,
 )
 
 __all__ = [
-    "DELIVER_BATCH_TASK", "DELIVER_TASK", "INFER_TASK", "TRAIN_TASK", "UNACKED_HASH", "UNACKED_INDEX",
+    "DELIVER_BATCH_TASK", "DELIVER_TASK", "INFER_TASK", "TRAIN_TASK", "UNACKED_HASH",
     "InferMessage", "batch_webhook_message", "celery_config", "infer_message", "make_celery", "redis_message",
     "training_message", "webhook_message", "webhook_messages",
 ]

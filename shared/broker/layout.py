@@ -8,8 +8,7 @@ Both are shared by every queue on the Redis. Our Lua scripts that touch them (cr
 rescue, requeue, backlog in shared/jobstore/lua) are given these names in KEYS.
 """
 
-UNACKED_HASH = "unacked"
-UNACKED_INDEX = "unacked_index"
+UNACKED_HASH = "unacked"  # the index and kombu's own sweep are reached through kombu (patch.QoS)
 
 INFER_TASK = "worker.infer"  # worker/inference, on QUEUE_NAME
 TRAIN_TASK = "worker.train"  # worker/training, on TRAINING_QUEUE
