@@ -3,6 +3,7 @@
 Their command lines are devstack.commands', as `make run` starts them. No TensorFlow import."""
 
 import contextlib
+import os
 import re
 import signal
 import socket
@@ -23,12 +24,33 @@ T = TypeVar("T")
 
 # Helpers.
 
+# Ports handed out by free_port: each process its own slice of 20000-31999, below Linux's
+# ephemeral range (32768-60999). The kernel's pick (bind to port 0) came from that range, so
+# two pytest-xdist workers could both be given a port before either bound it; one API then
+# failed to bind while its health check was answered by the other's, and its first request
+# was refused once the other stopped (CI, stop 25). Outgoing connections never take these.
+_PORT_SLICE = 1000
+_next_port: list[int] = []
+
+
+def _slice_start() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...: one slice each
+    index = int(worker[2:]) % 11 if worker.startswith("gw") else 11  # 11: not under xdist
+    return 20000 + index * _PORT_SLICE
+
+
 def free_port() -> int:
-    """A port nothing listens on now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on now, from this process's own slice (see above)."""
+    start = _slice_start()
+    if not _next_port:
+        _next_port.append(os.getpid() % _PORT_SLICE)
+    for _ in range(_PORT_SLICE):
+        port = start + _next_port[0]
+        _next_port[0] = (_next_port[0] + 1) % _PORT_SLICE
+        with socket.socket() as s, contextlib.suppress(OSError):  # taken: try the next
+            s.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port in {start}-{start + _PORT_SLICE - 1}")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -138,7 +160,8 @@ class Api:
         self.ops_url = f"http://127.0.0.1:{ops_port}"
         self.log = logdir / f"api-{self.port}.log"
         self.proc = _start(api_argv(self.port), {**service_env(redis_url, **settings), **API_ENV}, self.log)
-        wait_for(lambda: httpx.get(self.url + "/healthz").status_code == 200, 30, "the API")
+        wait_for(lambda: self.proc.poll() is None and httpx.get(self.url + "/healthz").status_code == 200, 30,
+                 f"the API (log: {self.log})")
         if ops_port:
             wait_for(lambda: httpx.get(self.ops_url + "/healthz").status_code == 200, 10, "the API's ops port")
         self.http = httpx.Client(base_url=self.url, timeout=30)
@@ -171,7 +194,8 @@ class Flower:
         self.log = logdir / f"flower-{self.port}.log"
         self.proc = _start(flower_argv(self.port, max_tasks),
                            service_env(redis_url, flower_unauthenticated_api="true"), self.log)
-        wait_for(lambda: httpx.get(self.url + "/healthcheck").status_code == 200, 60, "Flower")
+        wait_for(lambda: self.proc.poll() is None and httpx.get(self.url + "/healthcheck").status_code == 200, 60,
+                 f"Flower (log: {self.log})")
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def stop(self) -> None:

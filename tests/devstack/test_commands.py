@@ -16,3 +16,4 @@ def test_the_training_worker_is_a_worker_of_its_own_app_and_queue():
     assert argv[:len(worker_argv("training", "worker.training.app"))] == worker_argv("training", "worker.training.app")
     assert argv[argv.index("-Q") + 1] == "training"
     assert argv[argv.index("--pool") + 1] == "solo"
+
