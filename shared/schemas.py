@@ -84,6 +84,17 @@ class JobError(BaseModel):
     message: str
 
 
+class Priority(StrEnum):
+    """A job's lane (README: Fair share and priority lanes). Highest first."""
+
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+LANES = (Priority.high, Priority.normal, Priority.low)  # the worker serves them in this order (mostly)
+
+
 class WebhookEvent(StrEnum):
     completed = "completed"  # the job reached a terminal state
     running = "running"  # a worker started it

@@ -37,6 +37,36 @@ class Keyspace:
         """Sorted set of a queue's queued job ids whose message the rescue sweep watches."""
         return self._key(f"jobs:queued:{queue}")
 
+    # Fair share (shared/broker/fair.py): a fair queue's messages wait per lane and owner.
+
+    def fair_jobs(self, queue: str, lane: str, owner: str) -> str:
+        """List: one owner's messages waiting in one lane of a fair queue (head newest)."""
+        return f"{self.fair_prefix(queue)}{lane}:{owner or '-'}"
+
+    def fair_prefix(self, queue: str) -> str:
+        """What fair_jobs' names start with: the take script names the owners' lists it
+        visits from it (which it visits is decided inside the script; all carry the tag)."""
+        return self._key(f"fair:{queue}:")
+
+    def fair_ring(self, queue: str, lane: str) -> str:
+        """List: the owners with messages waiting in a lane, in round-robin order."""
+        return self._key(f"fair:{queue}:{lane}")
+
+    def fair_state(self, queue: str) -> str:
+        """Hash: a fair queue's depth per lane, pick counter and the ring heads' credit."""
+        return self._key(f"fair:{queue}")
+
+    @property
+    def fair_weights(self) -> str:
+        """Hash: owner (key id) -> fair-share weight, written as its jobs enter a ring and by
+        `api.keys set --weight`."""
+        return self._key("fair:weights")
+
+    def held(self, queue: str) -> str:
+        """Set: delivery tags of a fair queue's messages a worker holds (taken, not yet
+        acknowledged): the in-flight count (kombu's `unacked` hash is every queue's)."""
+        return self._key(f"fair:{queue}:held")
+
     @property
     def finished_channel(self) -> str:
         """Pub/sub channel of finished job ids (comma-separated): wakes long-polls."""

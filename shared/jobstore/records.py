@@ -41,6 +41,8 @@ class NewJob(NamedTuple):
     idempotency_key: str | None = None  # the client's Idempotency-Key
     fingerprint: str = ""  # of the request, to tell a replay from a reuse of the key
     expires_in: float | None = None  # the deadline, from creation (stamped by Redis' clock)
+    lane: str = "normal"  # shared.schemas.Priority: which of the queue's lanes the message waits in
+    weight: int = 1  # the owner's fair-share weight (its key's `weight`)
 
     @property
     def id(self) -> str:
