@@ -167,7 +167,7 @@ async def _train(response: Response, name: str, base: Manifest, form: TrainingFo
     })
     fields = new_record(ModelRef(name=name, version=version), job_id, input=job_input, tag=tag, owner=who.key_id,
                         webhook_url=options.webhook_url, webhook_events=options.webhook_events, kind="training")
-    created = await store.create(NewJob(fields, message), queue, 0, who.max_active)
+    created = await store.create(NewJob(fields, message), queue, 0, who.max_active, fair=False)  # FIFO
     if created.active is not None:
         raise over_quota(who, created.active)
     assert created.fields is not None  # no Idempotency-Key, no backlog limit: recorded

@@ -14,7 +14,7 @@ from shared.broker.layout import DELIVER_BATCH_TASK, DELIVER_TASK, INFER_TASK, T
 
 
 def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str = INFER_TASK,
-                  delivery_tag: str | None = None) -> str:
+                  delivery_tag: str | None = None, extra_properties: dict | None = None) -> str:
     """The Celery task message exactly as kombu's Redis transport stores it in the queue list.
 
     Celery builds the message (protocol 2 headers, properties, body); only kombu's Redis
@@ -31,6 +31,7 @@ def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str =
         "priority": 0,
         "body_encoding": "base64",
         "delivery_tag": delivery_tag or str(uuid.uuid4()),
+        **(extra_properties or {}),
     }
     return json.dumps({
         "body": body,
@@ -46,11 +47,14 @@ class InferMessage(NamedTuple):
     message: str
 
 
-def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float) -> InferMessage:
+def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float,
+                  lane: str = "normal", owner: str = "") -> InferMessage:
     """The inference task's message for one job. It names the job only: the job's input is
-    stored once, in the job's record, and the worker gets it when it starts the job."""
+    stored once, in the job's record, and the worker gets it when it starts the job. Its
+    lane and owner say where a restore puts it back (shared/broker/fair.py)."""
     tag = str(uuid.uuid4())
-    return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag))
+    return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag,
+                                           extra_properties={"qi_lane": lane, "qi_owner": owner}))
 
 
 def training_message(app: Celery, queue: str, job_id: str) -> InferMessage:

@@ -8,6 +8,10 @@ Both are shared by every queue on the Redis. Our Lua scripts that touch them (cr
 rescue, requeue, backlog in shared/jobstore/lua) are given these names in KEYS.
 """
 
+# A fair queue's Celery list holds only this (shared/broker/fair.py): it wakes a worker's
+# BRPOP, and is never delivered.
+DOORBELL = "qi:doorbell"
+
 UNACKED_HASH = "unacked"  # the index and kombu's own sweep are reached through kombu (patch.QoS)
 
 INFER_TASK = "worker.infer"  # worker/inference, on QUEUE_NAME

@@ -25,6 +25,12 @@ memory only. Here:
 
 Finishing jobs then frees memory (shared/jobstore/lua/finish.lua compacts records).
 
+Fair queues (shared/broker/fair.py). For a queue named in `install(fair_queues=...)` BRPOP
+takes only a doorbell and the burst comes from lanes and owners (fair.take); each message a
+worker holds is also in the queue's held set (the in-flight count), left by every path that
+deletes its record (ack, ack_many, kombu's restores); kombu's restores put a fair message
+back into its owner's list (`_do_restore_message`).
+
 Installed by `install()` (every worker's app module calls it; the API never does). Written
 against kombu 5.7.0 (shared/broker/compat.py refuses another): `_brpop_read` is kombu's own
 with one addition, and tests/shared/test_broker.py fails when kombu's own differs from
@@ -45,6 +51,10 @@ from kombu.utils.json import dumps, loads
 from redis.exceptions import ExecAbortError, NoScriptError, OutOfMemoryError, RedisError
 
 from shared.broker.compat import require
+from shared.broker.fair import SCRIPTS as FAIR_SCRIPTS
+from shared.broker.fair import FairQueue, lane_and_owner
+from shared.broker.layout import DOORBELL
+from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 
 require("kombu")
 log = logging.getLogger(__name__)
@@ -103,6 +113,11 @@ return taken
 """)
 
 
+_FAIR_TAKE = _Script(FAIR_SCRIPTS["take"])
+_FAIR_RESTORE = FAIR_SCRIPTS["restore"]  # sent by EVAL inside kombu's MULTI (no NOSCRIPT there)
+_fair: dict[str, FairQueue] = {}  # queue name -> its keys; set by install()
+
+
 class QoS(kombu_redis.QoS):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -121,12 +136,21 @@ class QoS(kombu_redis.QoS):
 
     def take(self, queue_key: bytes, message: bytes, more_allowed: bool = True) -> list[dict]:
         """The message BRPOP took from `queue_key`, and as many more as prefetch allows (up
-        to prefetch_count - delivered), all recorded as unacknowledged, oldest first."""
+        to prefetch_count - delivered), all recorded as unacknowledged, oldest first. From
+        a fair queue: the burst its lanes and owners give (BRPOP took a doorbell)."""
         room = self.can_consume_max_estimate()
-        # No prefetch limit, or a channel closing (it would hand them all back): kombu's one.
-        more = max(room - 1, 0) if room is not None and more_allowed else 0
+        fair = _fair.get(bytes_to_str(queue_key))
         with self.channel.conn_or_acquire() as client:
-            taken = _TAKE(client, [self.unacked_index_key, self.unacked_key, queue_key], [time.time(), more, message])
+            if fair is not None:
+                # A channel closing takes nothing (the take rings the doorbell again).
+                burst = (1 if room is None else max(room, 1)) if more_allowed else 0
+                taken = _FAIR_TAKE(client, fair.take_keys(self.unacked_index_key, self.unacked_key),
+                                   fair.take_args(time.time(), burst, message))
+            else:
+                # No prefetch limit, or a channel closing (it would hand them all back): kombu's one.
+                more = max(room - 1, 0) if room is not None and more_allowed else 0
+                taken = _TAKE(client, [self.unacked_index_key, self.unacked_key, queue_key],
+                              [time.time(), more, message])
         payloads = []
         for raw in taken:
             try:
@@ -153,16 +177,22 @@ class QoS(kombu_redis.QoS):
         if not tags:
             return
         with self.channel.conn_or_acquire() as client:
-            client.pipeline(transaction=False).zrem(self.unacked_index_key, *tags).hdel(
-                self.unacked_key, *tags).execute()
+            pipe = client.pipeline(transaction=False).zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags)
+            for fair in _fair.values():
+                pipe.srem(fair.held, *tags)
+            pipe.execute()
         self._settled.update(tags)
 
     def _remove_from_indices(self, delivery_tag, pipe=None):
         if pipe is not None:  # part of kombu's restore transaction
-            return super()._remove_from_indices(delivery_tag, pipe)
-        with self.channel.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
-            return pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
+            pipe = super()._remove_from_indices(delivery_tag, pipe)
+        else:
+            with self.channel.conn_or_acquire() as client:
+                pipe = client.pipeline(transaction=False)
+                pipe.zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag)
+        for fair in _fair.values():
+            pipe.srem(fair.held, delivery_tag)
+        return pipe
 
     def restore_visible(self, *args, **kwargs):
         try:
@@ -198,7 +228,8 @@ def _brpop_read(self, **options):
                 payloads = self.qos.take(key, item, more_allowed=not self._closing)
             except RedisError as exc:  # this message alone, recorded as kombu does (or not at all)
                 log.warning("could not take more messages: %s", exc)
-                payloads = [loads(bytes_to_str(item))]
+                # A doorbell delivers nothing (a heartbeat rings again: shared/broker/fair.py).
+                payloads = [] if bytes_to_str(item) == DOORBELL else [loads(bytes_to_str(item))]
             for payload in payloads:
                 self.connection._deliver(payload, dest)
             return True
@@ -208,10 +239,37 @@ def _brpop_read(self, **options):
         self._flush_brpop_reauth()
 
 
-def install() -> None:
-    """Patch kombu's Redis channel (idempotent): bulk receive, safe when Redis is full."""
+_kombu_do_restore_message = kombu_redis.Channel._do_restore_message
+
+
+def _do_restore_message(self, payload, exchange, routing_key, pipe, leftmost=False):
+    """kombu's, except that a fair queue's message goes back into its owner's list (in the
+    same transaction as the deletion of its record, as kombu's own push)."""
+    fair = _fair.get(routing_key) if not exchange else None
+    where = lane_and_owner(payload) if fair is not None else None
+    if fair is None or where is None:
+        return _kombu_do_restore_message(self, payload, exchange, routing_key, pipe, leftmost)
+    try:
+        payload["headers"]["redelivered"] = True
+        payload["properties"]["delivery_info"]["redelivered"] = True
+    except KeyError:
+        pass
+    lane, owner = where
+    keys = fair.restore_keys(lane, owner)
+    pipe.eval(_FAIR_RESTORE, len(keys), *keys, dumps(payload), owner, lane, DOORBELL)
+    return None
+
+
+def install(fair_queues: Iterable[str] = (), keys: Keyspace = DEFAULT_KEYSPACE) -> None:
+    """Patch kombu's Redis channel (idempotent): bulk receive, safe when Redis is full, and
+    `fair_queues` served by lane and owner. Every process that consumes from the Redis
+    installs it with the same fair queues: any consumer's restore sweep may restore any
+    queue's message."""
+    _fair.clear()
+    _fair.update({name: FairQueue(name, keys) for name in fair_queues})
     kombu_redis.Channel.QoS = QoS
     kombu_redis.Channel._brpop_read = _brpop_read  # type: ignore[method-assign]
+    kombu_redis.Channel._do_restore_message = _do_restore_message  # type: ignore[method-assign]
 
 
 def acknowledge(requests) -> None:

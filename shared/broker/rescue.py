@@ -9,23 +9,17 @@ is built here and pushed (requeue.lua) for each.
 
 from celery import Celery
 
-from shared.broker.envelopes import infer_message, training_message
+from shared.broker.envelopes import training_message
 from shared.jobstore import JobStore
 from shared.settings import Settings
 
 
 def rescue_lost(store: JobStore, app: Celery, settings: Settings) -> int:
-    """Put back a new message for each job queued over a visibility timeout whose message
-    Redis lost, inference and training jobs alike (the training worker trains on its
-    consumer's thread: it keeps no heartbeat, so the inference worker's does it); how many."""
-    rescued = 0
-    for queue in (settings.queue_name, settings.training_queue):
-        lost = store.find_lost(queue, settings.visibility_timeout_seconds)
-        messages: dict[str, tuple[str, str]]
-        if queue == settings.training_queue:
-            messages = {job.job_id: training_message(app, queue, job.job_id) for job in lost}
-        else:
-            messages = {job.job_id: infer_message(app, queue, job.job_id, job.model_key, job.created_at)
-                        for job in lost}
-        rescued += store.requeue(queue, messages)
-    return rescued
+    """Put back a new message for each training job queued over a visibility timeout whose
+    message Redis lost (the training worker trains on its consumer's thread: it keeps no
+    heartbeat, so the inference worker's does it); how many. The inference queue is fair
+    (shared/broker/fair.py): its BRPOP takes only doorbells, so it loses no message; a lost
+    doorbell is rung again instead (JobStore.ring, each heartbeat)."""
+    queue = settings.training_queue
+    lost = store.find_lost(queue, settings.visibility_timeout_seconds)
+    return store.requeue(queue, {job.job_id: training_message(app, queue, job.job_id) for job in lost})

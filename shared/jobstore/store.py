@@ -67,8 +67,8 @@ class JobStore(_Face[redis.Redis]):
     def _run(self, op: Op[T]) -> T:
         return sending.run(self._redis, self._scripts, op)
 
-    def create(self, new: NewJob, queue: str, max_queued: int = 0) -> Created:
-        return self._run(self.ops.create(new, queue, max_queued))
+    def create(self, new: NewJob, queue: str, max_queued: int = 0, fair: bool = True) -> Created:
+        return self._run(self.ops.create(new, queue, max_queued, fair=fair))
 
     def get(self, job_id: str) -> Job | None:
         return self._run(self.ops.get(job_id))
@@ -118,8 +118,11 @@ class JobStore(_Face[redis.Redis]):
         """Queue webhook deliveries for the webhook worker, in one round trip."""
         return self._run(self.ops.notify(app, queue, hooks)) if hooks else 0
 
-    def backlog(self, queue: str) -> dict[str, int]:
+    def backlog(self, queue: str) -> dict[str, Any]:
         return self._run(self.ops.backlog(queue))
+
+    def ring(self, queue: str) -> bool:
+        return self._run(self.ops.ring(queue))
 
     def heartbeat(self, hostname: str, ttl: int, serves: Serves | None = None) -> None:
         self._run(self.ops.heartbeat(hostname, ttl, serves or Serves()))
@@ -164,8 +167,9 @@ class AsyncJobStore(_Face[aioredis.Redis]):
     async def _run(self, op: Op[T]) -> T:
         return await sending.run_async(self._redis, self._scripts, op)
 
-    async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0) -> Created:
-        return await self._run(self.ops.create(new, queue, max_queued, max_active))
+    async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0,
+                     fair: bool = True) -> Created:
+        return await self._run(self.ops.create(new, queue, max_queued, max_active, fair))
 
     async def get(self, job_id: str, owner: str | None = None) -> Job | None:
         """The job, unless it is gone or (with `owner`) another owner's."""
@@ -203,7 +207,7 @@ class AsyncJobStore(_Face[aioredis.Redis]):
         """Send an op built elsewhere (shared.apikeys.KeyOps, ...)."""
         return await self._run(op)
 
-    async def backlog(self, queue: str) -> dict[str, int]:
+    async def backlog(self, queue: str) -> dict[str, Any]:
         return await self._run(self.ops.backlog(queue))
 
     async def reserve_version(self, name: str, highest_on_disk: int) -> str:

@@ -25,7 +25,8 @@ from shared.settings import get_settings
 if TYPE_CHECKING:
     from worker.inference.serving import Serving
 
-patch.install()  # kombu: bulk receive, safe when Redis is full
+# kombu: bulk receive, safe when Redis is full, the inference queue fair (shared/broker/fair.py)
+patch.install(fair_queues=[get_settings().queue_name])
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 
@@ -123,6 +124,8 @@ class Heartbeat(bootsteps.StartStopStep):
         store = serving.store
         try:
             store.heartbeat(hostname, ttl=3 * HEARTBEAT_SECONDS, serves=serving.serves)
+            if store.ring(settings.queue_name):  # a doorbell lost with a worker (shared/broker/fair.py)
+                log.info("rang the inference queue's doorbell again: jobs were waiting without one")
             for run, job_ids in list(serving.in_flight.items()):
                 store.renew(job_ids, run, settings.lease_seconds)
             # A lease that ended a visibility timeout ago: its message was not redelivered.

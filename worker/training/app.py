@@ -39,7 +39,8 @@ from shared.schemas import (
 from shared.settings import get_settings
 from worker.training.trainer import Training, TrainingFailed
 
-patch.install()  # kombu: safe when Redis is full
+# kombu: safe when Redis is full; the inference queue fair (any consumer may restore its messages)
+patch.install(fair_queues=[get_settings().queue_name])
 log = logging.getLogger(__name__)
 settings = get_settings()
 

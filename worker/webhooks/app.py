@@ -32,7 +32,8 @@ from shared.webhooks import (
 )
 from worker.webhooks.delivery import Outcome, post
 
-patch.install()  # kombu: bulk receive, safe when Redis is full
+# kombu: bulk receive, safe when Redis is full, the inference queue fair (shared/broker/fair.py)
+patch.install(fair_queues=[get_settings().queue_name])
 log = logging.getLogger(__name__)
 settings = get_settings()
 app: Celery = make_celery(

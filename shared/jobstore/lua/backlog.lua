@@ -1,7 +1,10 @@
--- backlog: jobs waiting in the queue, and delivered to a worker but not yet acknowledged.
+-- backlog: a fair queue's jobs waiting, per lane, and delivered to a worker but not yet
+-- acknowledged (its held set: kombu's `unacked` hash is every queue's, Celery's pidbox
+-- replies included, so its length is not this queue's). O(1) whatever the backlog.
 --
--- KEYS[1]  the Celery queue (list)
--- KEYS[2]  kombu's unacknowledged messages (hash, shared by every queue)
+-- KEYS[1]  the fair queue's state (hash: depth per lane)
+-- KEYS[2]  the fair queue's held set (set of delivery tags)
 --
--- Returns {queued, in flight}.
-return {redis.call('LLEN', KEYS[1]), redis.call('HLEN', KEYS[2])}
+-- Returns {waiting high, waiting normal, waiting low, in flight}.
+local depth = redis.call('HMGET', KEYS[1], 'depth:high', 'depth:normal', 'depth:low')
+return {tonumber(depth[1]) or 0, tonumber(depth[2]) or 0, tonumber(depth[3]) or 0, redis.call('SCARD', KEYS[2])}

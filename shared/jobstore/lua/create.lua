@@ -1,14 +1,23 @@
 -- create: record a new job and enqueue its message, atomically, by Redis' clock (or replay
 -- an idempotent one, or refuse it when the backlog is full).
 --
+-- The message waits in its owner's list of its lane of the fair queue (shared/broker/fair.py):
+-- the owner joins the lane's ring if it had nothing waiting there, and the queue's Celery
+-- list gets a doorbell when it has none, which wakes a worker's BRPOP.
+--
 -- KEYS[1]  the job's record (hash)
--- KEYS[2]  the Celery queue (list) the message goes to
+-- KEYS[2]  the Celery queue (list): the doorbell
 -- KEYS[3]  the idempotency key (string; Keyspace.absent when the request has none)
 -- KEYS[4]  the listing index (sorted set: job id -> created_at)
--- KEYS[5]  the queue's queued set (sorted set: job id -> when to look for its message again)
--- KEYS[6]  kombu's unacknowledged messages (hash, shared by every queue)
+-- KEYS[5]  the fair queue's state (hash: depth per lane, ...)
+-- KEYS[6]  the fair queue's held set (set: delivery tags a worker holds)
 -- KEYS[7]  the owner's listing index (sorted set; Keyspace.absent without an owner)
 -- KEYS[8]  the owner's active jobs (sorted set: job id -> created_at; likewise)
+-- KEYS[9]  the owner's list in the job's lane (list, head newest)
+-- KEYS[10] the lane's ring of owners (list)
+-- KEYS[11] the fair-share weights (hash: owner -> weight)
+-- KEYS[12] a plain (FIFO) queue's queued set (sorted set: job id -> when to look for its
+--          message again; see rescue.lua): the training queue
 -- ARGV[1]  JSON:
 --   ttl         retention in seconds of the record and the idempotency key
 --   message     the task message, or '' when nothing is to run (a cached result)
@@ -23,7 +32,11 @@
 --   max_active  most active (queued or running) jobs the owner may have (0: no limit)
 --   fields      the record's fields as a list of name, value, ... (with the job's input and
 --               its message's delivery tag: the message itself, which only names the job, is
---               stored once, in the queue; see rescue.lua for why the tag is kept)
+--               stored once, in the queue)
+--   lane        the job's lane (high, normal, low)
+--   weight      the owner's fair-share weight
+--   doorbell    the doorbell message (shared/broker/fair.py)
+--   fair        false for a plain queue: the message goes to the Celery list (KEYS[2])
 --
 -- Returns {'replay', the idempotency key's value} when the key was used already,
 -- {'full', jobs queued or in flight} when the backlog is at its limit, {'quota', the
@@ -36,7 +49,15 @@ if a.claim ~= '' then
   if existing then return {'replay', existing} end
 end
 if a.message ~= '' and a.max_queued > 0 then
-  local backlog = redis.call('LLEN', KEYS[2]) + redis.call('HLEN', KEYS[6])
+  local backlog = 0
+  if a.fair then
+    backlog = redis.call('SCARD', KEYS[6])
+    for _, d in ipairs(redis.call('HMGET', KEYS[5], 'depth:high', 'depth:normal', 'depth:low')) do
+      backlog = backlog + (tonumber(d) or 0)
+    end
+  else
+    backlog = redis.call('LLEN', KEYS[2])
+  end
   if backlog >= a.max_queued then return {'full', backlog} end
 end
 local t = redis.call('TIME')
@@ -57,9 +78,18 @@ if a.expires_in ~= '' then
 end
 redis.call('EXPIRE', KEYS[1], a.ttl)
 if a.message ~= '' then
-  redis.call('LPUSH', KEYS[2], a.message)
+  if not a.fair then
+    redis.call('LPUSH', KEYS[2], a.message)
+    redis.call('ZADD', KEYS[12], now, a.id)
+  else
+    if redis.call('LPUSH', KEYS[9], a.message) == 1 then
+      redis.call('RPUSH', KEYS[10], a.owner == '' and '-' or a.owner)
+      redis.call('HSET', KEYS[11], a.owner == '' and '-' or a.owner, a.weight)
+    end
+    redis.call('HINCRBY', KEYS[5], 'depth:' .. a.lane, 1)
+    if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LPUSH', KEYS[2], a.doorbell) end
+  end
   redis.call('HSET', KEYS[1], 'queue', KEYS[2])
-  redis.call('ZADD', KEYS[5], now, a.id)
   if a.owner ~= '' then
     redis.call('ZADD', KEYS[8], now, a.id)
     redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', live_since)

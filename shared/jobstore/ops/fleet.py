@@ -5,10 +5,10 @@ import json
 import time
 from typing import Any
 
-from shared.broker.layout import UNACKED_HASH
+from shared.broker.layout import DOORBELL, UNACKED_HASH
 from shared.jobstore.ops.base import OpsBase, args
 from shared.jobstore.replies import Lost, Op
-from shared.schemas import Serves, WorkerInfo
+from shared.schemas import LANES, Serves, WorkerInfo
 
 
 class FleetOps(OpsBase):
@@ -43,14 +43,21 @@ class FleetOps(OpsBase):
         """Messages waiting in a queue (not those delivered)."""
         return Op(("LLEN", queue), int)
 
-    def backlog(self, queue: str) -> Op[dict[str, int]]:
-        """Jobs waiting in the queue, and delivered but not yet acknowledged."""
+    def backlog(self, queue: str) -> Op[dict[str, Any]]:
+        """A fair queue's jobs waiting (in all, and per lane), and delivered to a worker but
+        not yet acknowledged (see lua/backlog.lua)."""
 
-        def parse(reply: list[int]) -> dict[str, int]:
-            queued, in_flight = reply
-            return {"queued": queued, "in_flight": in_flight, "total": queued + in_flight}
+        def parse(reply: list[int]) -> dict[str, Any]:
+            *waiting, in_flight = reply
+            lanes = {str(lane): int(n) for lane, n in zip(LANES, waiting, strict=True)}
+            queued = sum(lanes.values())
+            return {"queued": queued, "in_flight": in_flight, "total": queued + in_flight, "lanes": lanes}
 
-        return Op((), parse, "backlog", (queue, UNACKED_HASH))
+        return Op((), parse, "backlog", (self.keys.fair_state(queue), self.keys.held(queue)))
+
+    def ring(self, queue: str) -> Op[bool]:
+        """A doorbell for a fair queue whose jobs wait with none (see lua/ring.lua)."""
+        return Op((DOORBELL,), lambda reply: reply == 1, "ring", (queue, self.keys.fair_state(queue)))
 
     def heartbeat(self, hostname: str, ttl: int, serves: Serves) -> Op[Any]:
         keys = (self.keys.workers, self.keys.worker_models)

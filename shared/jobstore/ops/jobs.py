@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 
-from shared.broker.layout import UNACKED_HASH
+from shared.broker.layout import DOORBELL
 from shared.jobstore.ops.base import EXPIRED, LOST, OpsBase, Route, args, route_keys
 from shared.jobstore.records import JOB_FIELDS, WEBHOOK_FIELDS, NewJob, as_fields, read_job, split_events
 from shared.jobstore.replies import Cancelled, Created, Op, Replay, Started
@@ -21,20 +21,26 @@ Page = tuple[list[Job], float | None]  # GET /jobs' page and its cursor
 
 
 class JobLifeOps(OpsBase):
-    def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0) -> Op[Created]:
+    def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0,
+               fair: bool = True) -> Op[Created]:
         """Record the job and push its message, atomically, by Redis' clock; an
         Idempotency-Key used already (per owner), a backlog at `max_queued`, or an owner with
-        `max_active` jobs queued or running, writes nothing."""
+        `max_active` jobs queued or running, writes nothing. `fair`: the queue is served by
+        lane and owner (shared/broker/fair.py), else first come first served (training)."""
         owner = new.fields.get("owner", "")
         idempotency = self.keys.idempotency(f"{owner}:{new.idempotency_key}") if new.idempotency_key else None
-        keys = (self.keys.job(new.id), queue, self._or_absent(idempotency), self.keys.index, self.keys.queued(queue),
-                UNACKED_HASH, self.keys.owner_index(owner) if owner else self.keys.absent,
-                self.keys.active(owner) if owner else self.keys.absent)
+        keys = (self.keys.job(new.id), queue, self._or_absent(idempotency), self.keys.index,
+                self.keys.fair_state(queue), self.keys.held(queue),
+                self.keys.owner_index(owner) if owner else self.keys.absent,
+                self.keys.active(owner) if owner else self.keys.absent,
+                self.keys.fair_jobs(queue, new.lane, owner), self.keys.fair_ring(queue, new.lane),
+                self.keys.fair_weights, self.keys.queued(queue))
         script_args = args(
             ttl=self.ttl, message=new.message, claim=f"{new.id}|{new.fingerprint}" if idempotency else "",
             expires_in="" if new.expires_in is None else repr(new.expires_in), id=new.id, max_queued=max_queued,
             keep=self.finished_ttl, owner=owner, max_active=max_active,
-            fields=[v for item in new.fields.items() for v in item])
+            fields=[v for item in new.fields.items() for v in item], lane=new.lane, weight=new.weight,
+            doorbell=DOORBELL, fair=fair)
 
         def parse(reply: list) -> Created:
             if reply[0] == "replay":
