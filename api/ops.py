@@ -29,9 +29,10 @@ SHUTDOWN_GRACE_SECONDS = 5  # a scrape in progress at shutdown gets this long to
 
 
 class Backlog(BaseModel):
-    queued: int
-    in_flight: int
+    queued: int  # waiting, in every lane
+    in_flight: int  # taken by a worker, not yet acknowledged (this queue's only)
     total: int
+    lanes: dict[str, int]  # waiting, per lane (high, normal, low)
 
 
 async def queue(svc: ServicesDep) -> Backlog:

@@ -84,7 +84,8 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 """)
 
 # KEYS: the unacked index, the unacked hash, the queue BRPOP took ARGV[3] from.
-# ARGV: now, how many more to take, the message BRPOP took.
+# ARGV: now, how many more to take, the message BRPOP took, '1' to record them ('0' for a
+#       consumer that does not acknowledge: kombu records nothing for it either).
 # Records ARGV[3] and takes up to ARGV[2] more from the queue's tail (oldest first, as BRPOP
 # would), recording each as kombu does: [message, exchange, routing key], the message's text
 # kept verbatim. A message that is not kombu's JSON is returned unrecorded, as kombu's own
@@ -102,7 +103,7 @@ for _, message in ipairs(taken) do
   local ok, decoded = pcall(cjson.decode, message)
   local properties = ok and type(decoded) == 'table' and decoded['properties']
   local tag = type(properties) == 'table' and properties['delivery_tag']
-  if type(tag) == 'string' then
+  if type(tag) == 'string' and ARGV[4] == '1' then
     local info = properties['delivery_info'] or {}
     redis.call('ZADD', KEYS[1], ARGV[1], tag)
     redis.call('HSET', KEYS[2], tag, '[' .. message .. ',' .. cjson.encode(info['exchange'] or '') .. ','
@@ -140,6 +141,9 @@ class QoS(kombu_redis.QoS):
         a fair queue: the burst its lanes and owners give (BRPOP took a doorbell)."""
         room = self.can_consume_max_estimate()
         fair = _fair.get(bytes_to_str(queue_key))
+        # Celery's pidbox replies (Flower's inspect calls) are consumed without
+        # acknowledgement: recorded, they would pile up in `unacked` forever.
+        record = bytes_to_str(queue_key) not in getattr(self.channel, "_qi_no_ack", ())
         with self.channel.conn_or_acquire() as client:
             if fair is not None:
                 # A channel closing takes nothing (the take rings the doorbell again).
@@ -150,7 +154,7 @@ class QoS(kombu_redis.QoS):
                 # No prefetch limit, or a channel closing (it would hand them all back): kombu's one.
                 more = max(room - 1, 0) if room is not None and more_allowed else 0
                 taken = _TAKE(client, [self.unacked_index_key, self.unacked_key, queue_key],
-                              [time.time(), more, message])
+                              [time.time(), more, message, "1" if record else "0"])
         payloads = []
         for raw in taken:
             try:
@@ -159,7 +163,7 @@ class QoS(kombu_redis.QoS):
                 log.error("dropping a message that is not JSON: %.200r", raw)
                 continue
             tag = _delivery_tag(payload)
-            if tag is not None:  # recorded by _TAKE
+            if tag is not None and record:  # recorded by the script
                 self._recorded.add(tag)
             payloads.append(payload)
         return payloads
@@ -240,6 +244,15 @@ def _brpop_read(self, **options):
 
 
 _kombu_do_restore_message = kombu_redis.Channel._do_restore_message
+_kombu_basic_consume = kombu_redis.Channel.basic_consume
+
+
+def _basic_consume(self, queue, no_ack, *args, **kwargs):
+    """kombu's, remembering the queues consumed without acknowledgement (QoS.take records
+    nothing for those, as kombu's own path would not)."""
+    if no_ack:
+        self.__dict__.setdefault("_qi_no_ack", set()).add(queue)
+    return _kombu_basic_consume(self, queue, no_ack, *args, **kwargs)
 
 
 def _do_restore_message(self, payload, exchange, routing_key, pipe, leftmost=False):
@@ -270,6 +283,7 @@ def install(fair_queues: Iterable[str] = (), keys: Keyspace = DEFAULT_KEYSPACE) 
     kombu_redis.Channel.QoS = QoS
     kombu_redis.Channel._brpop_read = _brpop_read  # type: ignore[method-assign]
     kombu_redis.Channel._do_restore_message = _do_restore_message  # type: ignore[method-assign]
+    kombu_redis.Channel.basic_consume = _basic_consume  # type: ignore[method-assign]
 
 
 def acknowledge(requests) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from shared.jobstore import Keyspace
 from shared.settings import Settings
+from tests.utils.jobs import waiting
 from tests.utils.processes import start_api
 
 PROBLEM = "application/problem+json"
@@ -43,9 +44,9 @@ def test_validation_errors_are_problems_naming_the_field(api, request_kwargs, fi
 
 @pytest.mark.parametrize("value", ["inf", "nan", "1e12", str(Settings().job_ttl_seconds + 1)])
 def test_expires_in_is_finite_and_within_the_retention(api, redis_server, digit_png, value):
-    queued = redis_server.client().llen(Settings().queue_name)
+    queued = waiting(redis_server.client())
     assert_problem(api.submit(digit_png, expires_in=value), 422, "expires_in")
-    assert redis_server.client().llen(Settings().queue_name) == queued, "a refused job is never queued"
+    assert waiting(redis_server.client()) == queued, "a refused job is never queued"
 
 
 def test_expires_in_at_the_retention_is_accepted(api, digit_png):
@@ -67,7 +68,7 @@ def test_unknown_route_and_method(api):
 def test_a_chunked_upload_is_cut_off_at_the_limit(api, redis_server):
     """No Content-Length: the limit applies to the bytes as they arrive."""
     limit = Settings().max_upload_bytes
-    queued = redis_server.client().llen(Settings().queue_name)
+    queued = waiting(redis_server.client())
     boundary = "b0undary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n"
             "Content-Type: image/png\r\n\r\n").encode()
@@ -81,7 +82,7 @@ def test_a_chunked_upload_is_cut_off_at_the_limit(api, redis_server):
     response = api.http.post("/jobs", content=chunks(),
                              headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert_problem(response, 413, str(limit))
-    assert redis_server.client().llen(Settings().queue_name) == queued
+    assert waiting(redis_server.client()) == queued
 
 
 def test_too_many_parts_are_refused(api):
@@ -172,4 +173,4 @@ def test_a_full_backlog_is_503_and_records_nothing(private_stack, logdir, digit_
     assert_problem(refused, 503, "queue is full", "MAX_QUEUED_JOBS")
     assert int(refused.headers["retry-after"]) > 0
     assert len(list(server.client().scan_iter(Keyspace().job("*")))) == records
-    assert server.client().llen(Settings().queue_name) == 3
+    assert waiting(server.client()) == 3

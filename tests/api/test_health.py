@@ -3,6 +3,7 @@
 import time
 
 from devstack.processes import wait_for
+from shared.jobstore import Keyspace
 
 
 def test_healthz(api):
@@ -64,8 +65,15 @@ def test_redis_down_is_503_with_retry_after_then_recovers(private_stack, digit_p
 
 def test_queue_reports_queued_and_in_flight(private_stack, digit_png):
     server, api = private_stack  # no worker: what is submitted stays queued
-    assert api.ops.get("/queue").json() == {"queued": 0, "in_flight": 0, "total": 0}
+    lanes = {"high": 0, "normal": 0, "low": 0}
+    assert api.ops.get("/queue").json() == {"queued": 0, "in_flight": 0, "total": 0, "lanes": lanes}
     for _ in range(3):
         api.submit(digit_png)
-    server.client().hset("unacked", "tag-1", "[]")  # as kombu records a delivered message
-    assert api.ops.get("/queue").json() == {"queued": 3, "in_flight": 1, "total": 4}
+    # A worker holds one (the take records it in kombu's `unacked` and in the queue's held set);
+    # kombu's `unacked` also holds other queues' messages, such as Celery's pidbox replies:
+    # those are not this queue's jobs in flight (the issue's idle stack said "4 in flight").
+    server.client().hset("unacked", "tag-1", "[]")
+    server.client().sadd(Keyspace().held("inference"), "tag-1")
+    server.client().hset("unacked", "pidbox-reply", '[{}, "reply.celery.pidbox", ""]')
+    assert api.ops.get("/queue").json() == {"queued": 3, "in_flight": 1, "total": 4,
+                                            "lanes": {**lanes, "normal": 3}}

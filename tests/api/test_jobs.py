@@ -7,7 +7,7 @@ from PIL import Image
 
 from models.digits_data import render
 from shared.settings import Settings
-from tests.utils.jobs import make_job
+from tests.utils.jobs import make_job, waiting
 from tests.utils.samples import heldout_png
 
 
@@ -107,10 +107,10 @@ def test_unknown_job_is_404(api):
 
 def test_rejected_upload_queues_nothing(api, redis_server, store):
     client = redis_server.client()
-    before = client.llen(Settings().queue_name)
+    before = waiting(client)
     keys_before = len(list(client.scan_iter(store.keys.job("*"))))
     assert api.submit(b"garbage").status_code == 415
-    assert client.llen(Settings().queue_name) == before
+    assert waiting(client) == before
     assert len(list(client.scan_iter(store.keys.job("*")))) == keys_before
 
 

@@ -22,7 +22,7 @@ def test_the_public_document_does_not_name_them(api):
 
 def test_the_ops_port_serves_only_its_own_routes(api):
     assert api.ops.get("/healthz").json() == {"status": "ok"}
-    assert api.ops.get("/queue").json().keys() == {"queued", "in_flight", "total"}
+    assert api.ops.get("/queue").json().keys() == {"queued", "in_flight", "total", "lanes"}
     for path in ("/jobs", "/models", "/docs", "/openapi.json"):
         assert api.ops.get(path).status_code == 404, path
 

@@ -14,6 +14,7 @@ import redis
 from devstack.processes import wait_for
 from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace
+from tests.utils.jobs import waiting
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png
 
@@ -118,14 +119,14 @@ def test_the_rate_limit_counts_every_file_answers_429_and_recovers(private_stack
         assert batch.status_code == 202
         assert batch.headers["ratelimit-limit"] == "60"
         assert batch.headers["ratelimit-remaining"] == "0"
-        queued = server.client().llen("inference")
+        queued = waiting(server.client())
         refused = client.post("/jobs", files={"file": ("a.png", heldout_png(0))})
         assert refused.status_code == 429
         assert refused.headers["content-type"] == PROBLEM
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["ratelimit-remaining"] == "0"
         assert int(refused.headers["ratelimit-reset"]) >= 59
-        assert server.client().llen("inference") == queued, "nothing queued"
+        assert waiting(server.client()) == queued, "nothing queued"
         time.sleep(1.1)
         assert client.post("/jobs", files={"file": ("a.png", heldout_png(0))}).status_code == 202
 
@@ -150,4 +151,4 @@ def test_the_queued_jobs_quota_holds_under_64_concurrent_submits(private_stack):
     assert statuses.count(202) == 10, statuses
     assert statuses.count(429) == 54, statuses
     assert server.client().zcard(Keyspace().active(key_id)) == 10
-    assert server.client().llen("inference") == 10
+    assert waiting(server.client()) == 10

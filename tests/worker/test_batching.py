@@ -12,7 +12,7 @@ from shared.jobstore import JobStore
 from shared.preprocessing import pixels_of
 from shared.settings import Settings
 from tests.utils.events import EventCapture
-from tests.utils.jobs import make_job, task_message
+from tests.utils.jobs import make_job, task_message, waiting
 from tests.utils.samples import DIGITS, heldout_png
 
 
@@ -80,7 +80,7 @@ def test_prefetch_is_bounded_and_the_backlog_stays_in_redis(private_stack, logdi
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             in_flight.append(client.hlen("unacked"))
-            queued.append(client.llen(Settings().queue_name))
+            queued.append(waiting(client))
             if queued[-1] == 0 and in_flight[-1] == 0:
                 break
             time.sleep(0.002)
