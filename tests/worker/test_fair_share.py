@@ -1,0 +1,78 @@
+"""Fair share between keys against a real API, Redis and worker (shared/broker/fair.py): a
+key's single job runs among the first batches behind another key's flood, whatever lane
+each uses; the queue's in-flight count is its own."""
+
+import httpx
+
+from devstack.processes import Flower, Worker, wait_for
+from tests.utils.processes import new_key
+from tests.utils.samples import heldout_png
+
+FLOOD = 256  # 8 batches of MAX_BATCH_SIZE (32)
+BATCH = 32
+
+
+def submit(api, key: str, count: int, **form) -> list[str]:
+    """`count` jobs of one key, in batches of 64 files; their ids in submission order."""
+    ids: list[str] = []
+    while len(ids) < count:
+        files = [("files", (f"{i}.png", heldout_png(i % 10))) for i in range(min(64, count - len(ids)))]
+        answer = api.http.post("/jobs/batch", files=files, data=form, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 202, answer.text
+        ids += [item["job"]["id"] for item in answer.json()["items"]]
+    return ids
+
+
+def finished(api, key: str, ids: list[str]) -> dict[str, str]:
+    """Each job's server-side finish time, once all succeeded."""
+    def job(job_id: str) -> dict:
+        answer = api.http.get(f"/jobs/{job_id}", params={"wait": 30}, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    jobs = [wait_for(lambda job_id=job_id: (j := job(job_id))["status"] in ("succeeded", "failed") and j, 120,
+                     f"job {job_id}") for job_id in ids]
+    assert {job["status"] for job in jobs} == {"succeeded"}
+    return {job["id"]: job["finished_at"] for job in jobs}
+
+
+def ahead(flood: dict[str, str], when: str) -> int:
+    """How many of the flood's jobs finished before `when`."""
+    return sum(1 for at in flood.values() if at < when)
+
+
+def test_one_keys_job_runs_among_the_first_batches_behind_another_keys_flood(private_stack, logdir):
+    server, api = private_stack  # no worker yet: a paused service with a backlog
+    flooder, _ = new_key(server.url)
+    flood_ids = submit(api, flooder, FLOOD)
+    single_key, _ = new_key(server.url)
+    single, = submit(api, single_key, 1)
+    worker = Worker(server.url, logdir)
+    try:
+        flood = finished(api, flooder, flood_ids)
+        when = finished(api, single_key, [single])[single]
+    finally:
+        worker.stop()
+    # FIFO would finish all 256 first; round robin takes the single job second.
+    assert ahead(flood, when) < BATCH, f"{ahead(flood, when)} of the flood finished first"
+
+
+def test_the_in_flight_count_is_the_queues_own_and_flowers_inspects_leave_nothing(private_stack, logdir):
+    """kombu's `unacked` hash is every queue's; Flower's inspect replies (consumed without
+    acknowledgement) were recorded there and never deleted, so an idle stack said "4 in
+    flight", more after each restart."""
+    server, api = private_stack
+    worker = Worker(server.url, logdir)
+    flower = Flower(server.url, logdir)
+    try:
+        for _ in range(3):
+            assert flower.http.get("/api/workers", params={"refresh": 1}).status_code == 200
+        job, = submit(api, api.key, 1)
+        finished(api, api.key, [job])
+        wait_for(lambda: api.ops.get("/queue").json()["in_flight"] == 0, 10, "in flight 0")
+        assert api.ops.get("/queue").json()["queued"] == 0
+        assert server.client().hlen("unacked") == 0, server.client().hgetall("unacked")
+    finally:
+        flower.proc.terminate()
+        worker.stop()
+    assert httpx.get(api.ops_url + "/queue").json()["total"] == 0
