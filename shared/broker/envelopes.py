@@ -14,13 +14,14 @@ from shared.broker.layout import DELIVER_BATCH_TASK, DELIVER_TASK, INFER_TASK, T
 
 
 def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str = INFER_TASK,
-                  delivery_tag: str | None = None) -> str:
+                  delivery_tag: str | None = None, extra: dict[str, str] | None = None) -> str:
     """The Celery task message exactly as kombu's Redis transport stores it in the queue list.
 
     Celery builds the message (protocol 2 headers, properties, body); only kombu's Redis
     envelope is assembled here, so the API can write the job record and its message in one
     MULTI/EXEC round trip (no record without a message, none of the producer's per-call
     overhead). tests/shared/test_broker.py pins this against what kombu itself writes.
+    `extra`: properties of our own (`qi_*`), which kombu carries along untouched.
     """
     message = app.amqp.as_task_v2(task_id, task, args=args, kwargs={}, argsrepr=f"[{task_id!r}, ...]")
     body = base64.b64encode(json.dumps(message.body).encode()).decode("ascii")
@@ -31,6 +32,7 @@ def redis_message(app: Celery, queue: str, task_id: str, args: list, task: str =
         "priority": 0,
         "body_encoding": "base64",
         "delivery_tag": delivery_tag or str(uuid.uuid4()),
+        **(extra or {}),
     }
     return json.dumps({
         "body": body,
@@ -46,11 +48,16 @@ class InferMessage(NamedTuple):
     message: str
 
 
-def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float) -> InferMessage:
+def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float, *,
+                  lane: str = "normal", owner: str = "") -> InferMessage:
     """The inference task's message for one job. It names the job only: the job's input is
-    stored once, in the job's record, and the worker gets it when it starts the job."""
+    stored once, in the job's record, and the worker gets it when it starts the job. `lane`
+    (shared.schemas.Priority) and `owner` (the key id; "" with auth off) ride in the
+    envelope's properties, so the fair queue can place a message it requeues without
+    reading the job's record."""
     tag = str(uuid.uuid4())
-    return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag))
+    return InferMessage(tag, redis_message(app, queue, job_id, [job_id, model_key, submitted_at], delivery_tag=tag,
+                                           extra={"qi_lane": lane, "qi_owner": owner}))
 
 
 def training_message(app: Celery, queue: str, job_id: str) -> InferMessage:
