@@ -18,7 +18,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import reject
 from api.services import Services, ServicesDep
-from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps
+from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps, allows
+from shared.schemas import Priority
 from shared.settings import Settings
 
 HOW_TO_GET_A_KEY = ("send `Authorization: Bearer <API key>`; an operator creates keys with "
@@ -41,15 +42,19 @@ class Caller:
     admin: bool = False
     rate_limit: int = 0  # submissions per minute; 0: none
     max_active: int = 0  # queued + running jobs; 0: none
+    weight: int = 1  # fair share against the other keys with jobs waiting
+    max_priority: Priority = Priority.normal  # the highest lane its jobs may ask for
 
     @classmethod
     def of(cls, key: ApiKey, settings: Settings) -> "Caller":
         return cls(key.id, key.name, key.admin,
                    settings.rate_limit_per_minute if key.rate_limit is None else key.rate_limit,
-                   settings.max_queued_jobs_per_key if key.max_queued is None else key.max_queued)
+                   settings.max_queued_jobs_per_key if key.max_queued is None else key.max_queued,
+                   key.weight, Priority.high if key.admin else key.max_priority)  # an operator's key: any lane
 
 
-ANONYMOUS = Caller(None, admin=True)
+# Auth off: one tenant, whose jobs may take any lane.
+ANONYMOUS = Caller(None, admin=True, max_priority=Priority.high)
 
 
 class _RecentKeys:
@@ -122,6 +127,17 @@ async def admit(caller: Caller, svc: Services, response: Response, cost: int = 1
                      f"over this key's {limit} submissions per minute; retry in {retry_after} s",
                      retry_after, headers)
     response.headers.update(headers)
+
+
+def check_priority(caller: Caller, asked: Priority) -> Priority:
+    """`asked`, or 403 when it is above the caller's key's max_priority (before anything is
+    spent or written: the routes check it with the other options)."""
+    if not allows(caller.max_priority, asked):
+        raise reject(status.HTTP_403_FORBIDDEN, "priority_not_allowed",
+                     f"priority {asked.value} is above this key's highest, {caller.max_priority.value}; "
+                     f"send priority {caller.max_priority.value} or lower (an operator raises it with "
+                     "`python -m api.keys set NAME --max-priority`)")
+    return asked
 
 
 def over_quota(caller: Caller, active: int) -> HTTPException:

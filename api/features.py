@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.routing import Match
 from starlette.types import Scope
 
-from api.deps import EVENTS_PATTERN, MAX_EXPIRES_IN
+from api.deps import EVENTS_PATTERN, MAX_EXPIRES_IN, PRIORITY_DESCRIPTION
 from api.uploads import takes
 from shared.registry import Manifest, Registry
+from shared.schemas import Priority
 
 V = TypeVar("V", bound=BaseModel)
 N = TypeVar("N", bound=BaseModel)
@@ -50,7 +51,13 @@ class _Named(_Body):
         "Each of the model's `feature_names` with its number, and no other"))
 
 
-class _JobOptions(BaseModel):
+class _Lane(BaseModel):
+    """The `priority` form field, as a JSON field (the same rules: see the form)."""
+
+    priority: Priority = Field(Priority.normal, description=PRIORITY_DESCRIPTION)
+
+
+class _JobOptions(_Lane):
     """The options of POST /jobs' form, as JSON fields (the same rules: see the form)."""
 
     webhook_url: str | None = Field(None, description=(
@@ -61,11 +68,11 @@ class _JobOptions(BaseModel):
         "Seconds (at most JOB_TTL_SECONDS); a job still queued then fails with code `expired`"))
 
 
-class FeaturesPrediction(_Vector):
+class FeaturesPrediction(_Lane, _Vector):
     """POST /predict: a features model's answer for a vector of numbers."""
 
 
-class NamedFeaturesPrediction(_Named):
+class NamedFeaturesPrediction(_Lane, _Named):
     """POST /predict: a features model's answer for numbers by feature name."""
 
 
@@ -152,12 +159,14 @@ def documented(definitions: dict[str, dict[str, Any]], registry: Registry) -> li
     features: none (the operation then documents no JSON body)."""
     newest = {m.key for m in registry.latest}
     variants = []
+    # The bodies; not the enums they refer to (Priority: a component of the document already).
+    bodies = [definition for definition in definitions.values() if "model" in definition.get("properties", {})]
     for manifest in registry.manifests.values():
         if manifest.input.kind != "features":
             continue
         names = manifest.input.names or []
         refs = [manifest.key, *([manifest.name] if manifest.key in newest else [])]
-        for definition in definitions.values():
+        for definition in bodies:
             variant = copy.deepcopy(definition)
             variant["title"] = f"{definition['title']} ({manifest.key})"
             properties = variant["properties"]

@@ -1,11 +1,17 @@
 """API key management, against the service's Redis (REDIS_URL):
 
     python -m api.keys create NAME [--rate-limit N/minute] [--max-queued N] [--admin]
+                                   [--weight N] [--max-priority high|normal|low]
+    python -m api.keys set NAME [--weight N] [--max-priority P] [--rate-limit R] [--max-queued N]
     python -m api.keys list
     python -m api.keys revoke NAME
     python -m api.keys rotate-webhook-secret NAME
 
 `create` prints the key once (only its SHA-256 is stored); `list` never prints keys.
+`--weight` (1..100, default 1) is the key's fair share of the workers against the other
+keys with jobs waiting; `--max-priority` (default normal) the highest lane its jobs may ask
+for (admin keys: any). `set` changes a key's limits in place (the API sees them within a
+second; the queue reads a new weight at once).
 """
 
 import re
@@ -17,14 +23,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.apikeys import KeyStore
+from shared.apikeys import MAX_WEIGHT, KeyStore
 from shared.jobstore import Keyspace
+from shared.schemas import Priority
 from shared.settings import get_settings
 
 cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True, add_completion=False)
 console = Console()
 _RATE = re.compile(r"^\s*(\d+)\s*(?:/\s*(second|minute|hour)s?)?\s*$")
 _PER_MINUTE = {"second": 60.0, "minute": 1.0, "hour": 1 / 60}
+RateOption = Annotated[str | None, typer.Option(help="Submissions per minute, e.g. 600/minute "
+                                                     "(default: RATE_LIMIT_PER_MINUTE)")]
+MaxQueuedOption = Annotated[int | None, typer.Option(min=0, help="Queued + running jobs at most "
+                                                                 "(default: MAX_QUEUED_JOBS_PER_KEY; 0: none)")]
+WeightOption = Annotated[int | None, typer.Option(min=1, max=MAX_WEIGHT, help=(
+    f"Fair-share weight against the other keys with jobs waiting, 1..{MAX_WEIGHT} (default 1)"))]
+MaxPriorityOption = Annotated[Priority | None, typer.Option(
+    case_sensitive=False, help="The highest priority its jobs may ask for (default normal; admin keys: any)")]
 
 
 def per_minute(value: str) -> int:
@@ -52,29 +67,52 @@ def _when(stamp: float | None) -> str:
 @cli.command()
 def create(
     name: str,
-    rate_limit: Annotated[str | None, typer.Option(help="Submissions per minute, e.g. 600/minute "
-                                                        "(default: RATE_LIMIT_PER_MINUTE)")] = None,
-    max_queued: Annotated[int | None, typer.Option(min=0, help="Queued + running jobs at most "
-                                                               "(default: MAX_QUEUED_JOBS_PER_KEY; 0: none)")] = None,
-    admin: Annotated[bool, typer.Option(help="May list every key's jobs (GET /jobs?owner=all)")] = False,
+    rate_limit: RateOption = None,
+    max_queued: MaxQueuedOption = None,
+    admin: Annotated[bool, typer.Option(help="May list every key's jobs (GET /jobs?owner=all), use any priority")]
+    = False,
+    weight: WeightOption = None,
+    max_priority: MaxPriorityOption = None,
 ) -> None:
     """Create a key and print it (once: it is not stored)."""
     try:
         _, key = store().create(name, rate_limit=per_minute(rate_limit) if rate_limit else None,
-                                max_queued=max_queued, admin=admin)
+                                max_queued=max_queued, admin=admin, weight=weight, max_priority=max_priority)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="NAME") from None
     typer.echo(key)
 
 
+@cli.command("set")
+def set_limits(
+    name: str,
+    weight: WeightOption = None,
+    max_priority: MaxPriorityOption = None,
+    rate_limit: RateOption = None,
+    max_queued: MaxQueuedOption = None,
+) -> None:
+    """Change a key's weight, highest priority or limits; those not given stay."""
+    if weight is None and max_priority is None and rate_limit is None and max_queued is None:
+        raise typer.BadParameter("give at least one of --weight, --max-priority, --rate-limit, --max-queued")
+    try:
+        key = store().set(name, weight=weight, max_priority=max_priority,
+                          rate_limit=per_minute(rate_limit) if rate_limit else None, max_queued=max_queued)
+    except KeyError:
+        raise typer.BadParameter(f"no key named {name!r}", param_hint="NAME") from None
+    typer.echo(f"{name}: weight {key.weight}, max priority {key.max_priority.value}, rate/min "
+               f"{'default' if key.rate_limit is None else key.rate_limit}, max queued "
+               f"{'default' if key.max_queued is None else key.max_queued}")
+
+
 @cli.command("list")
 def list_keys() -> None:
     """Every key's name, id, limits and use (never the keys themselves)."""
-    table = Table("name", "id", "created", "last used", "rate/min", "max queued", "admin")
+    table = Table("name", "id", "created", "last used", "rate/min", "max queued", "weight", "max priority", "admin")
     for key in store().list():
         table.add_row(key.name, key.id, _when(key.created_at), _when(key.last_used_at),
                       "default" if key.rate_limit is None else str(key.rate_limit),
-                      "default" if key.max_queued is None else str(key.max_queued), "yes" if key.admin else "")
+                      "default" if key.max_queued is None else str(key.max_queued), str(key.weight),
+                      "any" if key.admin else key.max_priority.value, "yes" if key.admin else "")
     console.print(table)
 
 

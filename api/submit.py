@@ -20,7 +20,7 @@ from shared.broker import infer_message
 from shared.codec import FEATURE_DTYPE
 from shared.jobstore import Created, NewJob, Replay, new_job_id, new_record, to_job
 from shared.registry import Manifest
-from shared.schemas import Job, WebhookEvent
+from shared.schemas import Job, Priority, WebhookEvent
 
 QUEUE_FULL_RETRY_AFTER_SECONDS = 5
 
@@ -32,7 +32,8 @@ class SubmitOptions:
     model: str | None = None
     webhook_url: str | None = None
     webhook_events: list[WebhookEvent] = field(default_factory=lambda: [WebhookEvent.completed])
-    expires_in: float | None = None
+    expires_in: float | None = None  # the deadline: expires_in or Cancel-After, the earlier
+    priority: Priority = Priority.normal  # its lane; checked against the key's max_priority already
 
 
 class _Cache(NamedTuple):
@@ -59,10 +60,10 @@ async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services
     data, digest = _identify(data, manifest)
     cache = await _look_up(digest, manifest, caller, svc)
     job_id = new_job_id()
-    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, svc)
+    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, options, caller, svc)
     fingerprint = _fingerprint(digest, manifest, options)
     new = NewJob(_record(job_id, manifest, cache, run, options, caller), run.message, idempotency_key, fingerprint,
-                 options.expires_in)
+                 options.expires_in, lane=options.priority.value, weight=caller.weight)
     created = await svc.store.create(new, svc.settings.queue_name, svc.settings.max_queued_jobs, caller.max_active)
     job, is_new = await _outcome(created, fingerprint, caller, svc)
     if is_new:
@@ -88,25 +89,32 @@ async def _look_up(digest: str, manifest: Manifest, caller: Caller, svc: Service
     return _Cache(key, await svc.store.cached_result(key))
 
 
-async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, svc: Services) -> _Run:
+async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, options: SubmitOptions, caller: Caller,
+               svc: Services) -> _Run:
     """The input prepared (4xx when it is bad) and the task message that runs it."""
     job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder)
-    tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time())
+    tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time(),
+                                 lane=options.priority.value, owner=caller.key_id or "")
     return _Run(job_input, tag, message)
 
 
 def _fingerprint(digest: str, manifest: Manifest, options: SubmitOptions) -> str:
-    """Of the whole request: an Idempotency-Key sent again with another is refused."""
+    """Of the whole request: an Idempotency-Key sent again with another is refused. The
+    deadline is its seconds from submission (expires_in or Cancel-After, the earlier), so the
+    same request sent again is the same. A normal priority adds nothing: a key used before
+    lanes existed, retried now, is still a replay."""
     events = [str(event) for event in options.webhook_events]
+    lane = "" if options.priority == Priority.normal else f"|{options.priority.value}"
     return hashlib.sha256(
-        f"{digest}|{manifest.key}|{options.webhook_url}|{events}|{options.expires_in}".encode()
+        f"{digest}|{manifest.key}|{options.webhook_url}|{events}|{options.expires_in}{lane}".encode()
     ).hexdigest()
 
 
 def _record(job_id: str, manifest: Manifest, cache: _Cache, run: _Run, options: SubmitOptions,
             caller: Caller) -> dict[str, str]:
     return new_record(manifest, job_id, cached_result=cache.result, cache_key=cache.key, input=run.input, tag=run.tag,
-                      owner=caller.key_id, webhook_url=options.webhook_url, webhook_events=options.webhook_events)
+                      owner=caller.key_id, webhook_url=options.webhook_url, webhook_events=options.webhook_events,
+                      priority=options.priority)
 
 
 async def _outcome(created: Created, fingerprint: str, caller: Caller, svc: Services) -> tuple[Job, bool]:

@@ -68,10 +68,15 @@ def read_image(image: Any) -> tuple[str, bytes]:
 
 
 def submit_form(model: str | None, webhook_url: str | None, webhook_events: Sequence[str] | None,
-                expires_in: float | None) -> dict[str, str]:
+                expires_in: float | None, priority: str | None = None) -> dict[str, str]:
     form = {"model": model, "webhook_url": webhook_url, "expires_in": None if expires_in is None else repr(expires_in),
-            "webhook_events": ",".join(webhook_events) if webhook_events else None}
+            "webhook_events": ",".join(webhook_events) if webhook_events else None, "priority": priority}
     return {name: value for name, value in form.items() if value is not None}
+
+
+def submit_headers(idempotency_key: str, cancel_after: str | None) -> dict[str, str]:
+    """A submission's headers: its Idempotency-Key, and Cancel-After (`30s`, `1h30m`, ...) if given."""
+    return {"Idempotency-Key": idempotency_key, **({"Cancel-After": cancel_after} if cancel_after else {})}
 
 
 def new_idempotency_key() -> str:

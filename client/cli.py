@@ -2,6 +2,7 @@
 
     qi submit models/digits/examples          # folders and globs expand; waits for results
     qi submit 'scans/*.png' --out results.jsonl --model digits
+    qi submit scans --priority low --cancel-after 1h   # a lane, and a deadline to start by
     qi get ID --wait 30;  qi cancel ID;  qi models;  qi queue
 
 QI_URL and QI_API_KEY (else .run/api-key, as `make run` writes it) say where and who.
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from client.errors import APIError, QIError
 from client.sync import Client
-from shared.schemas import Job, JobStatus
+from shared.schemas import Job, JobStatus, Priority
 
 app = typer.Typer(help="Queue inference: submit images, follow jobs, see models and the queue.",
                   no_args_is_help=True, add_completion=False)
@@ -105,6 +106,11 @@ def submit(
     out_path: Annotated[Path | None, typer.Option("--out", help="results.jsonl or results.csv (default: JSON "
                                                   "lines on stdout)")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="Batch requests in flight")] = 16,
+    priority: Annotated[Priority | None, typer.Option(
+        case_sensitive=False, help="The jobs' lane (default: normal); at most the key's max priority")] = None,
+    cancel_after: Annotated[str | None, typer.Option(
+        help="A job not started within this (30s, 5m, 1h30m, 250ms, or seconds) fails `expired`; a running "
+             "one is not stopped")] = None,
 ) -> None:
     """Run images through the model: one line per input, a summary of failures, exit 1 if any failed."""
     files = expand(paths)
@@ -120,10 +126,12 @@ def submit(
             failures.append(row(path, QIError("no such file")))
             writer.write(failures[-1])
     succeeded = 0
+    lane = priority.value if priority else None
     try:
         with _client() as qi:
             if wait:
-                for path, result in qi.map(readable, model=model, concurrency=concurrency, progress=True):
+                for path, result in qi.map(readable, model=model, concurrency=concurrency, progress=True,
+                                               priority=lane, cancel_after=cancel_after):
                     line = row(path, result)
                     writer.write(line)
                     if line["status"] == JobStatus.succeeded:
@@ -133,7 +141,7 @@ def submit(
             else:
                 for start in range(0, len(readable), 64):
                     chunk = readable[start:start + 64]
-                    jobs, errors, batch_ids = qi.submit_batch(chunk, model)
+                    jobs, errors, batch_ids = qi.submit_batch(chunk, model, priority=lane, cancel_after=cancel_after)
                     for index, path in enumerate(chunk):
                         line = row(path, jobs.get(index) or errors[index])
                         writer.write(line)

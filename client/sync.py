@@ -59,13 +59,17 @@ class Client:
 
     def submit(self, image: Any, model: str | None = None, webhook_url: str | None = None,
                webhook_events: Sequence[str] | None = None, expires_in: float | None = None,
-               idempotency_key: str | None = None) -> Job:
-        """Queue one image (a path, bytes, a file object or a PIL image): the job."""
+               idempotency_key: str | None = None, priority: str | None = None,
+               cancel_after: str | None = None) -> Job:
+        """Queue one image (a path, bytes, a file object or a PIL image): the job. `priority`:
+        high, normal (the server's default) or low, at most the key's max_priority;
+        `cancel_after`: the Cancel-After header (`30s`, `5m`, `1h30m`), a deadline as
+        `expires_in` sets (both: the earlier)."""
         name, data = _core.read_image(image)
-        form = _core.submit_form(model, webhook_url, webhook_events, expires_in)
+        form = _core.submit_form(model, webhook_url, webhook_events, expires_in, priority)
         key = idempotency_key or _core.new_idempotency_key()
         response = self._send("POST", "/jobs", files={"file": (name, data)}, data=form,
-                              headers={"Idempotency-Key": key})
+                              headers=_core.submit_headers(key, cancel_after))
         return Job.model_validate(_core.check(response))
 
     def get(self, id: str, wait: float | None = None) -> Job:
@@ -120,13 +124,14 @@ class Client:
     verify_webhook = staticmethod(verify_webhook)
 
     def submit_batch(self, images: Sequence[Any], model: str | None = None,
-                     webhook_url: str | None = None) -> tuple[dict[int, Job], dict[int, APIError], list[str]]:
+                     webhook_url: str | None = None, priority: str | None = None,
+                     cancel_after: str | None = None) -> tuple[dict[int, Job], dict[int, APIError], list[str]]:
         """Submit up to 64 images through POST /jobs/batch: (jobs by input index, errors by
         input index, batch ids). A whole request refused with 429/503, or lost, is sent again
         with the same Idempotency-Key; items refused with 429/503 (nothing recorded) are sent
-        again in a new request."""
+        again in a new request. `priority`, `cancel_after`: as for `submit`, every job's."""
         files = [_core.read_image(image) for image in images]
-        form = _core.submit_form(model, webhook_url, None, None)
+        form = _core.submit_form(model, webhook_url, None, None, priority)
         jobs: dict[int, Job] = {}
         errors: dict[int, APIError] = {}
         batch_ids: list[str] = []
@@ -134,7 +139,7 @@ class Client:
         while pending:
             attempt += 1
             response = self._send("POST", "/jobs/batch", files=[("files", files[i]) for i in pending], data=form,
-                                  headers={"Idempotency-Key": _core.new_idempotency_key()})
+                                  headers=_core.submit_headers(_core.new_idempotency_key(), cancel_after))
             answer = _batch_answer(response)
             retry = []
             for item in answer.items:
@@ -152,8 +157,9 @@ class Client:
             pending = retry
         return jobs, errors, batch_ids
 
-    def _run_chunk(self, chunk: list[Any], model: str | None) -> list[tuple[Any, Result]]:
-        jobs, errors, batch_ids = self.submit_batch(chunk, model)
+    def _run_chunk(self, chunk: list[Any], model: str | None, priority: str | None = None,
+                         cancel_after: str | None = None) -> list[tuple[Any, Result]]:
+        jobs, errors, batch_ids = self.submit_batch(chunk, model, priority=priority, cancel_after=cancel_after)
         finished: dict[str, Job] = {}
         for batch_id in batch_ids:
             while True:
@@ -171,11 +177,13 @@ class Client:
         return results
 
     def map(self, images: Iterable[Any], model: str | None = None, concurrency: int = 16,
-            progress: bool = True) -> Iterator[tuple[Any, Result]]:
+            progress: bool = True, priority: str | None = None,
+            cancel_after: str | None = None) -> Iterator[tuple[Any, Result]]:
         """Run every image; yield `(input, Job)` as batches of them finish (a job may have
         failed: see job.status), or `(input, APIError)` for an input the server refused (not an
         image, ...). Inputs go `concurrency` batch requests at a time through POST /jobs/batch
-        and GET /batches/{id}; each input is submitted once, retries included."""
+        and GET /batches/{id}; each input is submitted once, retries included. `priority`,
+        `cancel_after`: as for `submit`, every job's."""
         total = len(images) if isinstance(images, Sequence) else None
         size = _core.chunk_size(total, concurrency)
         source = iter(images)
@@ -187,7 +195,7 @@ class Client:
                     chunk = [item for _, item in zip(range(size), source, strict=False)]
                     if not chunk:
                         break
-                    running.add(pool.submit(self._run_chunk, chunk, model))
+                    running.add(pool.submit(self._run_chunk, chunk, model, priority, cancel_after))
                 if not running:
                     return
                 done, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)

@@ -6,13 +6,17 @@ A key is `qi_` + 43 random URL-safe characters (32 bytes). Redis keeps only its 
     {qi}:apikey:<key id>                    -> name, created_at,           (hash)
                                                last_used_at, admin,
                                                rate_limit, max_queued,
+                                               weight, max_priority,
                                                webhook_secret,
                                                previous_webhook_secret,
                                                previous_until, digest_key
     {qi}:apikeys                            -> name -> key id               (hash)
+    {qi}:fair:weights                       -> key id -> weight             (hash)
 
-Revoking deletes all three, so the next request with the key gets 401 (the API caches
-nothing). The sync `KeyStore` is for the CLI (api/keys.py) and the webhook worker; the API
+Revoking deletes all of them, so the next request with the key gets 401 (the API caches
+a key for at most a second). A key's `weight` is its share of the workers against other
+keys with jobs waiting; the fair queue reads it from `fair:weights`, which `create` and
+`set` keep in step with the record. The sync `KeyStore` is for the CLI (api/keys.py) and the webhook worker; the API
 authenticates with `KeyOps.authenticate`: a read of the digest entry, then one script.
 """
 
@@ -29,11 +33,13 @@ import redis
 
 from shared.jobstore.keys import Keyspace
 from shared.jobstore.replies import Op
+from shared.schemas import LANES, Priority
 
 KEY_PREFIX = "qi_"
 PREVIOUS_SECRET_SECONDS = 24 * 3600  # a rotated webhook secret keeps signing this long
+MAX_WEIGHT = 100  # weights 1..100: a key's share is weight / the sum of the waiting keys' weights
 _FIELDS = ("id", "name", "created_at", "last_used_at", "admin", "rate_limit", "max_queued",
-           "webhook_secret", "previous_webhook_secret", "previous_until")
+           "webhook_secret", "previous_webhook_secret", "previous_until", "weight", "max_priority")
 
 
 def new_key() -> str:
@@ -46,6 +52,17 @@ def new_webhook_secret() -> str:
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def allows(max_priority: Priority, asked: Priority) -> bool:
+    """Whether a key whose highest priority is `max_priority` may ask for `asked`."""
+    return LANES.index(asked) >= LANES.index(max_priority)
+
+
+def check_weight(weight: int) -> int:
+    if not 1 <= weight <= MAX_WEIGHT:
+        raise ValueError(f"weight {weight} is not within 1..{MAX_WEIGHT}")
+    return weight
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,8 @@ class ApiKey:
     webhook_secret: str = ""
     previous_webhook_secret: str = ""
     previous_until: float = 0.0
+    weight: int = 1  # fair share against other keys with jobs waiting (1..MAX_WEIGHT)
+    max_priority: Priority = Priority.normal  # the highest lane its jobs may ask for (admin keys: any)
 
     def webhook_secrets(self, now: float | None = None) -> list[str]:
         """The secrets deliveries are signed with: the current one, and the previous one for
@@ -80,7 +99,10 @@ class ApiKey:
                    last_used_at=float(fields["last_used_at"]) if fields.get("last_used_at") else None,
                    webhook_secret=fields.get("webhook_secret", ""),
                    previous_webhook_secret=fields.get("previous_webhook_secret", ""),
-                   previous_until=float(fields.get("previous_until") or 0))
+                   previous_until=float(fields.get("previous_until") or 0),
+                   # A key made before fair share has neither: the defaults.
+                   weight=number("weight") or 1,
+                   max_priority=Priority(fields.get("max_priority") or Priority.normal))
 
 
 def _parse(values: list[str | None] | None) -> ApiKey | None:
@@ -167,13 +189,18 @@ class KeyStore:
         self.redis, self.keys, self.ops = client, keys, KeyOps(keys)
 
     def create(self, name: str, *, rate_limit: int | None = None, max_queued: int | None = None,
-               admin: bool = False) -> tuple[ApiKey, str]:
-        """A new key named `name` (unique); the record and the key, which is shown only now."""
+               admin: bool = False, weight: int | None = None,
+               max_priority: Priority | None = None) -> tuple[ApiKey, str]:
+        """A new key named `name` (unique); the record and the key, which is shown only now.
+        ValueError for a name taken or a weight outside 1..MAX_WEIGHT."""
+        if weight is not None:
+            check_weight(weight)
         key_id, key = secrets.token_hex(8), new_key()
         record: dict[Any, Any] = {
                   "id": key_id, "name": name, "created_at": repr(time.time()), "admin": "1" if admin else "0",
                   "rate_limit": "" if rate_limit is None else str(rate_limit),
                   "max_queued": "" if max_queued is None else str(max_queued),
+                  "weight": str(weight or 1), "max_priority": (max_priority or Priority.normal).value,
                   "webhook_secret": new_webhook_secret(),
                   # Revoking deletes the digest entry too; the key itself is never kept.
                   "digest_key": self.keys.api_key_digest(digest(key))}
@@ -182,8 +209,34 @@ class KeyStore:
         pipe = self.redis.pipeline()
         pipe.hset(self.keys.api_key(key_id), mapping=record)
         pipe.set(self.keys.api_key_digest(digest(key)), key_id)
+        if weight is not None:
+            pipe.hset(self.keys.fair_weights, key_id, str(weight))
         pipe.execute()
         return ApiKey.of(record), key
+
+    def set(self, name: str, *, weight: int | None = None, max_priority: Priority | None = None,
+            rate_limit: int | None = None, max_queued: int | None = None) -> ApiKey:
+        """Change the given limits of the key named `name` (KeyError if there is none; ValueError
+        for a weight outside 1..MAX_WEIGHT); the others stay. The API sees the change within
+        KEY_CACHE_SECONDS; the fair queue reads a new weight from `fair:weights` at once."""
+        if weight is not None:
+            check_weight(weight)
+        key = self.by_name(name)
+        if key is None:
+            raise KeyError(name)
+        given = {"weight": weight, "rate_limit": rate_limit, "max_queued": max_queued,
+                 "max_priority": max_priority.value if max_priority is not None else None}
+        changes: dict[Any, Any] = {field: str(value) for field, value in given.items() if value is not None}
+        if changes:
+            pipe = self.redis.pipeline()  # MULTI/EXEC: the record and fair:weights change together
+            pipe.hset(self.keys.api_key(key.id), mapping=changes)
+            if weight is not None:
+                pipe.hset(self.keys.fair_weights, key.id, str(weight))
+            pipe.execute()
+        changed = self.get(key.id)
+        if changed is None:  # revoked meanwhile
+            raise KeyError(name)
+        return changed
 
     def list(self) -> list[ApiKey]:
         ids = self.redis.hgetall(self.keys.api_keys).values()
@@ -210,6 +263,7 @@ class KeyStore:
         pipe = self.redis.pipeline()
         pipe.delete(self.keys.api_key(str(key_id)), *([digest_key] if digest_key else []))
         pipe.hdel(self.keys.api_keys, name)
+        pipe.hdel(self.keys.fair_weights, str(key_id))
         pipe.execute()
         return True
 

@@ -148,6 +148,7 @@ class Job(BaseModel):
     finished_at: datetime | None = None
     expires_at: datetime | None = None
     webhook: WebhookState | None = None
+    priority: Priority = Priority.normal  # the lane it was queued in (a job recorded before lanes: normal)
 
 
 class Serves(BaseModel):

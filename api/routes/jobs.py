@@ -18,7 +18,7 @@ from fastapi import (
 )
 
 from api.auth import Caller, CallerDep, admit, caller
-from api.deps import BatchFilesDep, IdempotencyKeyDep, SubmitOptionsDep, check_webhook_url, options_of
+from api.deps import BatchFilesDep, CancelAfterDep, IdempotencyKeyDep, SubmitOptionsDep, check_webhook_url, options_of
 from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
@@ -35,13 +35,16 @@ MAX_WAIT_SECONDS = 60
 CURSOR_PATTERN = r"^-?[0-9]{1,17}(\.[0-9]{1,24})?(e[+-]?[0-9]{1,2})?$"
 
 _NO_JOB = {404: "No such job (unknown, or expired)"}
-_SUBMIT = problems(400, 404, 408, 409, 413, 415, 422, 429, 503, described={
-    404: "Unknown model", 503: BUSY, 409: "The job of this Idempotency-Key has expired; use a new key",
+PRIORITY_REFUSED = "A priority above the key's max_priority: nothing was recorded"
+_SUBMIT = problems(400, 403, 404, 408, 409, 413, 415, 422, 429, 503, described={
+    403: PRIORITY_REFUSED, 404: "Unknown model", 503: BUSY,
+    409: "The job of this Idempotency-Key has expired; use a new key",
     415: "Not an image in an accepted format, or an input of the wrong kind for the model (an image for a "
          "features model, features for an image model)",
     422: "A field failed validation (`errors` names each: a missing or unknown feature too); the image is "
          "empty, truncated or corrupt; or the Idempotency-Key was used with a different request"})
-_BATCH = {**problems(400, 404, 408, 413, 429, 503, described={404: "Unknown model", 503: BUSY}), 422: {
+_BATCH = {**problems(400, 403, 404, 408, 413, 429, 503,
+                    described={403: PRIORITY_REFUSED, 404: "Unknown model", 503: BUSY}), 422: {
     "model": BatchResponse, "content": problem_content(),
     "description": "No file was accepted (the items say why), or a field failed validation (a problem)"}}
 _CANCEL = problems(404, 409, 503, described={**_NO_JOB, 409: "Not queued: already running or finished"})
@@ -84,12 +87,13 @@ def _prefer_header() -> Any:
 
 
 async def submit_features_job(request: Request, response: Response, idempotency_key: IdempotencyKeyDep,
-                              svc: ServicesDep, caller: CallerDep,
+                              svc: ServicesDep, caller: CallerDep, cancel_after: CancelAfterDep,
                               prefer: Annotated[str | None, _prefer_header()] = None) -> Job:
     """POST /jobs with a JSON body (api.features): a features model's job, as the form's."""
     body = parse(await request.body(), FeaturesJob, NamedFeaturesJob)
     manifest = resolve_model(svc.registry, body.model)
-    options = options_of(svc.settings, body.model, body.webhook_url, body.webhook_events, body.expires_in)
+    options = options_of(svc.settings, body.model, body.webhook_url, body.webhook_events, body.expires_in,
+                         caller=caller, priority=body.priority, cancel_after=cancel_after)
     values = feature_vector(body, manifest)
     await admit(caller, svc, response)
     job, created = await submit(values, options, svc, caller, idempotency_key)

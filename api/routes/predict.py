@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Request, R
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.auth import Caller, CallerDep, admit, caller
-from api.deps import BatchFilesDep
+from api.auth import Caller, CallerDep, admit, caller, check_priority
+from api.deps import BatchFilesDep, PriorityDep
 from api.features import FeaturesPrediction, NamedFeaturesPrediction, PredictBody, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, problems
@@ -63,7 +63,8 @@ class BatchPredictions(BaseModel):
     predictions: list[SeedPrediction | FailedPrediction]
 
 
-_WHY = {404: "Unknown model (a JSON body's `model`)",
+_WHY = {403: "A priority above the key's max_priority: nothing was recorded",
+        404: "Unknown model (a JSON body's `model`)",
         415: "Not an image in an accepted format; or a JSON body for a model that takes images",
         422: "A field failed validation (`errors` names each: a missing or unknown feature too), the image is "
              "empty, truncated or corrupt, or the job failed on invalid input",
@@ -74,9 +75,10 @@ async def predict_features(request: Request, svc: ServicesDep, caller: CallerDep
                            response: Response) -> SeedPrediction:
     """POST /predict with a JSON body (api.features): a features model's answer."""
     body = parse(await request.body(), FeaturesPrediction, NamedFeaturesPrediction)
+    priority = check_priority(caller, body.priority)
     values = feature_vector(body, resolve_model(svc.registry, body.model))
     await admit(caller, svc, response)
-    job, _ = await submit(values, SubmitOptions(model=body.model), svc, caller)
+    job, _ = await submit(values, SubmitOptions(model=body.model, priority=priority), svc, caller)
     return await _finish(job, svc, caller)
 
 
@@ -89,8 +91,8 @@ def add_json_routes(app: FastAPI) -> None:
 
 
 @router.post("/predict", response_model=SeedPrediction, **ONE_FILE,
-             responses=problems(400, 404, 408, 413, 415, 422, 429, 503, 504, described=_WHY))
-async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep, caller: CallerDep,
+             responses=problems(400, 403, 404, 408, 413, 415, 422, 429, 503, 504, described=_WHY))
+async def predict(file: Annotated[UploadFile, File()], priority: PriorityDep, svc: ServicesDep, caller: CallerDep,
                   response: Response) -> SeedPrediction:
     """The default model's answer for one image, synchronously (up to PREDICT_TIMEOUT_SECONDS).
 
@@ -98,14 +100,15 @@ async def predict(file: Annotated[UploadFile, File()], svc: ServicesDep, caller:
     `{"model": "iris", "features": [5.1, 3.5, 1.4, 0.2]}`, or the numbers by name in
     `inputs`."""
     await admit(caller, svc, response)
-    job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(), svc, caller)
+    job, _ = await submit(read_upload(file, svc.settings.max_upload_bytes), SubmitOptions(priority=priority), svc,
+                          caller)
     return await _finish(job, svc, caller)
 
 
 @router.post("/predict/batch", **MANY_FILES,
              responses={200: {"model": BatchPredictions},
-                        **problems(400, 408, 413, 422, 429, 503, described={503: BUSY})})
-async def predict_batch(files: BatchFilesDep, svc: ServicesDep, caller: CallerDep,
+                        **problems(400, 403, 408, 413, 422, 429, 503, described={403: _WHY[403], 503: BUSY})})
+async def predict_batch(files: BatchFilesDep, priority: PriorityDep, svc: ServicesDep, caller: CallerDep,
                         response: Response) -> JSONResponse:
     """`{"predictions": [...]}` in file order; a failed file gets `{"error": ..., "status_code": ...}`."""
     await admit(caller, svc, response, len(files))
@@ -113,7 +116,7 @@ async def predict_batch(files: BatchFilesDep, svc: ServicesDep, caller: CallerDe
     for upload in files:  # enqueue all first, so they batch together in the worker
         try:
             upload_bytes = read_upload(upload, svc.settings.max_upload_bytes)
-            jobs.append((await submit(upload_bytes, SubmitOptions(), svc, caller))[0])
+            jobs.append((await submit(upload_bytes, SubmitOptions(priority=priority), svc, caller))[0])
         except HTTPException as exc:
             jobs.append(exc)
     predictions = []

@@ -141,7 +141,7 @@ async def _train(response: Response, name: str, base: Manifest, form: TrainingFo
     if base.input.kind != "image":
         raise reject(status.HTTP_422_UNPROCESSABLE_CONTENT, "not_an_image_model",
                      f"{base.key} takes features; training from a ZIP makes image models only")
-    options = options_of(settings, None, form.webhook_url, form.webhook_events, None)
+    options = options_of(settings, None, form.webhook_url, form.webhook_events, None, caller=who)
     await admit(who, svc, response)
     data = read_upload(form.file, settings.training_max_upload_bytes)
     try:  # reads and verifies every entry: CPU and memory, off the event loop

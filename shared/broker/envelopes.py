@@ -47,7 +47,7 @@ class InferMessage(NamedTuple):
     message: str
 
 
-def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float,
+def infer_message(app: Celery, queue: str, job_id: str, model_key: str, submitted_at: float, *,
                   lane: str = "normal", owner: str = "") -> InferMessage:
     """The inference task's message for one job. It names the job only: the job's input is
     stored once, in the job's record, and the worker gets it when it starts the job. Its

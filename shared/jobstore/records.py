@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from shared.registry import Manifest
-from shared.schemas import Job, JobStatus, ModelRef, TrainingProgress, WebhookEvent, WebhookState
+from shared.schemas import Job, JobStatus, ModelRef, Priority, TrainingProgress, WebhookEvent, WebhookState
 
 # The record fields a `Job` is read from. 'status' comes first: recent.lua filters on it.
 JOB_FIELDS = (
     "status", "id", "model_name", "model_version", "result", "error", "cached",
-    "created_at", "started_at", "finished_at", "deadline", "webhook", "kind", "progress",
+    "created_at", "started_at", "finished_at", "deadline", "webhook", "kind", "progress", "priority",
 )
 # Where a job's webhook goes and for which events (not part of the public record).
 WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
@@ -61,12 +61,14 @@ def new_record(
     tag: str | None = None,
     owner: str | None = None,
     kind: str | None = None,
+    priority: Priority | None = None,
 ) -> dict[str, str]:
     """A new record's fields; create.lua stamps its times (created_at, deadline, and for a
     cached result started_at and finished_at) with Redis' clock. `input`: the job's encoded
     pixels, stored here only (the task message names the job); `tag`: its message's delivery
     tag. Both go once the job has finished (finish.lua compacts the record). `kind`:
-    "training" for a training job (absent: inference)."""
+    "training" for a training job (absent: inference). `priority`: its lane (absent: normal,
+    as for records written before lanes)."""
     fields = {
         "id": job_id,
         "status": JobStatus.queued.value,
@@ -83,6 +85,8 @@ def new_record(
         fields["kind"] = kind
     if owner:
         fields["owner"] = owner  # the API key id that submitted it
+    if priority is not None:
+        fields["priority"] = priority.value
     if input is not None:
         fields["input"] = input
     if tag is not None:
@@ -130,6 +134,7 @@ def to_job(fields: dict[str, str]) -> Job:
         expires_at=_when(fields.get("deadline")),
         webhook=json.loads(fields["webhook"]) if fields.get("webhook") else None,
         progress=TrainingProgress.model_validate_json(fields["progress"]) if fields.get("progress") else None,
+        priority=Priority(fields.get("priority") or Priority.normal),
     )
 
 

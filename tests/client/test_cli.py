@@ -65,3 +65,18 @@ def test_get_cancel_models_queue(api, worker, tmp_path):
     assert queue.returncode == 0, queue.stderr
     assert "queued" in queue.stdout
     assert "workers: " in queue.stdout
+
+
+def test_submit_with_priority_and_cancel_after(api, tmp_path):
+    image = tmp_path / "7.png"
+    image.write_bytes(heldout_png(0))
+    queued = qi(api, "submit", "--no-wait", "--priority", "low", "--cancel-after", "10m", str(image))
+    assert queued.returncode == 0, queued.stderr
+    job = api.http.get(f"/jobs/{json.loads(queued.stdout)['id']}").json()
+    assert job["priority"] == "low"
+    assert job["expires_at"] is not None
+    refused = qi(api, "submit", "--no-wait", "--priority", "high", str(image))
+    assert refused.returncode == 1
+    assert "403" in refused.stderr or "priority" in refused.stderr, refused.stderr
+    bad = qi(api, "submit", "--no-wait", "--priority", "urgent", str(image))
+    assert bad.returncode == 2

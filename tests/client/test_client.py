@@ -212,3 +212,38 @@ def test_verify_webhook():
     with pytest.raises(InvalidWebhook):
         verify_webhook(body.replace("abc", "abd"), headers, secret)
     assert json.loads(body)["id"] == "abc"
+
+
+def test_priority_and_cancel_after(api, redis_server):
+    """Sent as the `priority` form field and the Cancel-After header, by both clients' submits."""
+    def deadline(job: Job) -> float:
+        assert job.expires_at is not None
+        return (job.expires_at - job.created_at).total_seconds()
+
+    with Client(api.url, api.key) as qi:
+        job = qi.submit(heldout_png(0), priority="low", cancel_after="5m")
+        assert job.priority == "low"
+        assert deadline(job) == pytest.approx(300, abs=0.01)
+        assert qi.get(job.id).priority == "low"
+        jobs, errors, _ = qi.submit_batch([heldout_png(1), heldout_png(2)], priority="low", cancel_after="1h")
+        assert not errors
+        assert [(j.priority, round(deadline(j))) for j in jobs.values()] == [("low", 3600)] * 2
+        plain = qi.submit(heldout_png(0))
+        assert (plain.priority, plain.expires_at) == ("normal", None)
+        with pytest.raises(BadRequest) as refused:
+            qi.submit(heldout_png(0), cancel_after="soon")
+        assert refused.value.status == 422
+
+    async def main() -> tuple[Job, dict[int, Job]]:
+        async with AsyncClient(api.url, api.key) as qi:
+            job = await qi.submit(heldout_png(3), priority="low", cancel_after="90s")
+            jobs, _, _ = await qi.submit_batch([heldout_png(4)], priority="low", cancel_after="2m")
+            return job, jobs
+
+    job, jobs = asyncio.run(main())
+    assert (job.priority, deadline(job)) == ("low", pytest.approx(90, abs=0.01))
+    assert (jobs[0].priority, deadline(jobs[0])) == ("low", pytest.approx(120, abs=0.01))
+    # Above the key's max_priority: the server's 403, typed.
+    with Client(api.url, api.key) as qi, pytest.raises(Unauthorized) as forbidden:
+        qi.submit(heldout_png(0), priority="high")
+    assert forbidden.value.status == 403

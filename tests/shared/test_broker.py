@@ -69,3 +69,16 @@ def test_redis_message_is_what_kombu_itself_writes(redis_server):
         assert ours["headers"][key] == theirs["headers"][key], key
     for key in ("delivery_info", "priority", "body_encoding", "delivery_mode", "correlation_id"):
         assert ours["properties"][key] == theirs["properties"][key], key
+
+
+def test_infer_message_carries_its_lane_and_owner():
+    import json
+
+    from shared.broker import infer_message, make_celery
+
+    app = make_celery(Settings(), "test")
+    tag, message = infer_message(app, "q", "job1", "digits:1", 1.5, lane="high", owner="key1")
+    properties = json.loads(message)["properties"]
+    assert (properties["qi_lane"], properties["qi_owner"], properties["delivery_tag"]) == ("high", "key1", tag)
+    _, plain = infer_message(app, "q", "job2", "digits:1", 1.5)
+    assert (json.loads(plain)["properties"]["qi_lane"], json.loads(plain)["properties"]["qi_owner"]) == ("normal", "")

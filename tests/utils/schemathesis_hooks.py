@@ -1,5 +1,5 @@
 """Schemathesis hooks (SCHEMATHESIS_HOOKS=tests.utils.schemathesis_hooks), for what a JSON
-Schema cannot make up. Neither changes whether a case is valid: what Schemathesis checks a
+Schema cannot make up. None changes whether a case is valid: what Schemathesis checks a
 response against is the case as generated.
 
 - Images: the document declares file parts as images (`encoding.contentType`); Schemathesis
@@ -16,6 +16,10 @@ response against is the case as generated.
   schema, so a webhook_url part (or JSON body field) whose generated value is a non-empty
   string goes out as a public https URL derived from it. No webhook worker runs: nothing is
   delivered.
+- Cancel-After: the pattern says what a duration is, not its range (more than 0, at most
+  JOB_TTL_SECONDS: documented, but a sum of parts no pattern can bound). A value that is a
+  duration outside that range goes out as one inside it, derived from it; any other value
+  goes out as generated.
 - Idempotency-Key: reusing a key with a different request is refused with 422 by design
   (documented; tests/api/test_job_api.py checks it). Schemathesis draws keys from a small
   space and reuses them, so a valid key (1 to 255 characters) gets a unique prefix and stays
@@ -30,7 +34,7 @@ from typing import Any
 import schemathesis
 from PIL import Image
 
-from api.deps import MAX_IDEMPOTENCY_KEY
+from api.deps import MAX_EXPIRES_IN, MAX_IDEMPOTENCY_KEY, duration_seconds
 from api.openapi import IMAGE_TYPES
 
 # Parts of a declared type go out through its serializer; Schemathesis has none for these
@@ -99,8 +103,21 @@ def _unique_idempotency_key(case: schemathesis.Case) -> None:
         case.headers["idempotency-key"] = (uuid.uuid4().hex + key)[:max(len(key), 32)]
 
 
+def _cancel_after_in_range(case: schemathesis.Case) -> None:
+    value = (case.headers or {}).get("cancel-after")
+    if not isinstance(value, str):
+        return
+    try:
+        seconds = duration_seconds(value.strip())
+    except ValueError:
+        return  # not a duration: a negative case, sent as generated
+    if not 0 < seconds <= MAX_EXPIRES_IN:
+        case.headers["cancel-after"] = f"{int(seconds) % MAX_EXPIRES_IN or 1}s"
+
+
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
     _unique_idempotency_key(case)
+    _cancel_after_in_range(case)
     _images_on_the_wire(case, kwargs)
     _public_webhook_in_json(case)
