@@ -23,6 +23,7 @@ def test_api_metrics_count_requests_submissions_rejections_and_backlog(api, work
     assert sample(after, "http_request_duration_seconds_count", method="POST", route="/jobs") >= 2
     assert 'inference_queue_backlog_jobs{state="queued"}' in after
     assert 'inference_queue_backlog_jobs{state="in_flight"}' in after
+    assert all(f'inference_queue_lane_jobs{{lane="{lane}"}}' in after for lane in ("high", "normal", "low"))
 
 
 def test_worker_metrics_show_batches_jobs_and_model_load(api, worker):
@@ -33,7 +34,7 @@ def test_worker_metrics_show_batches_jobs_and_model_load(api, worker):
     assert sample(after, "inference_jobs_total", model="digits:1", outcome="succeeded") - sample(
         before, "inference_jobs_total", model="digits:1", outcome="succeeded") == 3
     assert sample(after, "inference_batch_size_count") > sample(before, "inference_batch_size_count")
-    assert sample(after, "inference_queue_wait_seconds_count") >= 3
+    assert sample(after, "inference_queue_wait_seconds_count", lane="normal") >= 3
     assert sample(after, "inference_duration_seconds_count", model="digits:1") >= 1
     assert sample(after, "inference_model_load_seconds", model="digits:1") > 0
     assert "inference_queue_backlog_jobs" in after

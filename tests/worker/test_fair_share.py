@@ -2,9 +2,12 @@
 key's single job runs among the first batches behind another key's flood, whatever lane
 each uses; the queue's in-flight count is its own."""
 
+import time
+
 import httpx
 
 from devstack.processes import Flower, Worker, wait_for
+from shared.schemas import Priority
 from tests.utils.processes import new_key
 from tests.utils.samples import heldout_png
 
@@ -55,6 +58,57 @@ def test_one_keys_job_runs_among_the_first_batches_behind_another_keys_flood(pri
         worker.stop()
     # FIFO would finish all 256 first; round robin takes the single job second.
     assert ahead(flood, when) < BATCH, f"{ahead(flood, when)} of the flood finished first"
+
+
+def test_a_high_priority_job_overtakes_a_normal_backlog(private_stack, logdir):
+    server, api = private_stack
+    flooder, _ = new_key(server.url)
+    flood_ids = submit(api, flooder, FLOOD)
+    urgent_key, _ = new_key(server.url, max_priority=Priority.high)
+    urgent, = submit(api, urgent_key, 1, priority="high")
+    worker = Worker(server.url, logdir)
+    try:
+        flood = finished(api, flooder, flood_ids)
+        when = finished(api, urgent_key, [urgent])[urgent]
+    finally:
+        worker.stop()
+    assert ahead(flood, when) < BATCH, f"{ahead(flood, when)} of the normal backlog finished first"
+
+
+def test_a_low_lane_still_progresses_under_a_high_flood(private_stack, logdir):
+    """Of every 16 picks, one goes to a lower lane with jobs waiting (README: Fair share and
+    priority lanes): the low jobs finish long before the high flood does."""
+    server, api = private_stack
+    flooder, _ = new_key(server.url, max_priority=Priority.high)
+    flood_ids = submit(api, flooder, FLOOD, priority="high")
+    patient_key, _ = new_key(server.url)
+    patient = submit(api, patient_key, 4, priority="low")
+    worker = Worker(server.url, logdir)
+    try:
+        flood = finished(api, flooder, flood_ids)
+        done = finished(api, patient_key, patient)
+    finally:
+        worker.stop()
+    last = max(done.values())
+    assert ahead(flood, last) <= 4 * 16 + BATCH, f"{ahead(flood, last)} of the high flood finished first"
+    assert ahead(flood, last) < FLOOD / 2
+
+
+def test_cancel_after_expires_a_job_not_started_in_time(private_stack, logdir, digit_png):
+    server, api = private_stack
+    late = api.http.post("/jobs", files={"file": ("a.png", digit_png)}, headers={"Cancel-After": "1s"}).json()
+    on_time = api.http.post("/jobs", files={"file": ("b.png", digit_png)}, headers={"Cancel-After": "5m"}).json()
+    time.sleep(1.5)  # past the first one's deadline, with no worker to start it
+    worker = Worker(server.url, logdir)
+    try:
+        expired = api.wait_terminal(late["id"])
+        ran = api.wait_terminal(on_time["id"])
+    finally:
+        worker.stop()
+    assert expired["status"] == "failed"
+    assert expired["error"]["code"] == "expired"
+    assert expired["started_at"] is None, "no model time spent"
+    assert ran["status"] == "succeeded"
 
 
 def test_the_in_flight_count_is_the_queues_own_and_flowers_inspects_leave_nothing(private_stack, logdir):

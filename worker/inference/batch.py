@@ -18,6 +18,7 @@ from shared.calibration import Calibration, judge
 from shared.jobstore import JobStore
 from shared.schemas import (
     FULL_PROBABILITIES_MAX,
+    LANES,
     ErrorCode,
     JobError,
     JobStatus,
@@ -41,14 +42,18 @@ class Item:
     model_key: str
     submitted_at: float | None = None
     payload: str | None = None  # the input, in messages queued before it moved to the record
+    lane: str = "normal"  # the lane it waited in (its message's properties: shared/broker/fair.py)
 
 
-def parse(args: tuple) -> Item | None:
+def parse(args: tuple, properties: dict | None = None) -> Item | None:
     if len(args) == 4:  # [id, model, input, submitted_at]: queued before an upgrade
         args = (args[0], args[1], args[3], args[2])
     try:
         item = Item(*args)
         if isinstance(item.job_id, str) and isinstance(item.model_key, str):
+            lane = (properties or {}).get("qi_lane")
+            if lane in LANES:  # bounded label values: only the lanes
+                item.lane = str(lane)
             return item
     except (TypeError, ValueError):
         pass
@@ -129,7 +134,7 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
     metrics.BATCH_SIZE.observe(len(unique))
     for item in unique:
         if item.submitted_at:
-            metrics.QUEUE_WAIT.observe(max(0.0, now - item.submitted_at))
+            metrics.QUEUE_WAIT.labels(item.lane).observe(max(0.0, now - item.submitted_at))
     outcomes: dict[str, Prediction | JobError] = {}
     by_model: dict[str, list[tuple[str, np.ndarray]]] = defaultdict(list)
     chosen: dict[str, LoadedModel] = {}  # the version each model key runs on in this batch

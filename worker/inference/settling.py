@@ -24,7 +24,7 @@ class Settling:
 
     def run(self, requests) -> Ran:
         """On the model thread: run the jobs, record their outcomes (before any ack)."""
-        items = [item for item in (parse(r.args) for r in requests) if item is not None]
+        items = [item for item in (parse(r.args, _properties(r)) for r in requests) if item is not None]
         serving, settings = self.app.serving, self.settings
         run = uuid.uuid4().hex
         serving.in_flight[run] = [item.job_id for item in items]  # the heartbeat renews their leases
@@ -57,3 +57,9 @@ class Settling:
         """Eager and direct calls (no loop): run and report on this thread; no messages."""
         started = time.time()
         self.report.ran([r.id for r in requests], self.run(requests), started)
+
+
+def _properties(request) -> dict | None:
+    """The message's properties (its lane rides there), when the request has a message."""
+    message = getattr(request, "message", None)
+    return getattr(message, "properties", None)
