@@ -62,8 +62,9 @@ async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services
     job_id = new_job_id()
     run = _Run() if cache.result is not None else await _run(job_id, data, manifest, options, caller, svc)
     fingerprint = _fingerprint(digest, manifest, options)
+    lane, member = _place(options, caller, svc)
     new = NewJob(_record(job_id, manifest, cache, run, options, caller), run.message, idempotency_key, fingerprint,
-                 options.expires_in, lane=options.priority.value, weight=caller.weight)
+                 options.expires_in, lane=lane, weight=caller.weight, fair_owner=member)
     created = await svc.store.create(new, svc.settings.queue_name, svc.settings.max_queued_jobs, caller.max_active)
     job, is_new = await _outcome(created, fingerprint, caller, svc)
     if is_new:
@@ -93,9 +94,21 @@ async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, option
                svc: Services) -> _Run:
     """The input prepared (4xx when it is bad) and the task message that runs it."""
     job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder)
+    lane, member = _place(options, caller, svc)
     tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time(),
-                                 lane=options.priority.value, owner=caller.key_id or "")
+                                 lane=lane, owner=member)
     return _Run(job_input, tag, message)
+
+
+# With FAIR_SHARE=false every job waits in one list of one lane: first come, first served.
+_EVERYONE = "*"
+
+
+def _place(options: SubmitOptions, caller: Caller, svc: Services) -> tuple[str, str]:
+    """Where the job waits in the fair queue: its lane, and whose list (its key's)."""
+    if not svc.settings.fair_share:
+        return "normal", _EVERYONE
+    return options.priority.value, caller.key_id or ""
 
 
 def _fingerprint(digest: str, manifest: Manifest, options: SubmitOptions) -> str:

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         2, ge=0, description="How long the oldest waiting job waits for company when the model is free."
     )
     prefetch_batches: int = Field(2, ge=1, description="Prefetch = this many batches per worker.")
+    fair_share: bool = Field(True, description=(
+        "Serve the inference queue by lane (priority) and key, in weighted round robin; false: first come, first "
+        "served, one lane (README: Fair share and priority lanes)."))
     job_lease_seconds: float = Field(
         60, gt=0, description="A running job's lease (at most half the visibility timeout), renewed by heartbeats."
     )

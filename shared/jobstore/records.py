@@ -43,6 +43,7 @@ class NewJob(NamedTuple):
     expires_in: float | None = None  # the deadline, from creation (stamped by Redis' clock)
     lane: str = "normal"  # shared.schemas.Priority: which of the queue's lanes the message waits in
     weight: int = 1  # the owner's fair-share weight (its key's `weight`)
+    fair_owner: str | None = None  # whose turn in the lane it waits for; None: the record's owner
 
     @property
     def id(self) -> str:

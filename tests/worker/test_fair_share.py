@@ -8,7 +8,7 @@ import httpx
 
 from devstack.processes import Flower, Worker, wait_for
 from shared.schemas import Priority
-from tests.utils.processes import new_key
+from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png
 
 FLOOD = 256  # 8 batches of MAX_BATCH_SIZE (32)
@@ -58,6 +58,25 @@ def test_one_keys_job_runs_among_the_first_batches_behind_another_keys_flood(pri
         worker.stop()
     # FIFO would finish all 256 first; round robin takes the single job second.
     assert ahead(flood, when) < BATCH, f"{ahead(flood, when)} of the flood finished first"
+
+
+def test_with_fair_share_off_the_queue_is_first_come_first_served(private_stack, logdir):
+    server, _ = private_stack
+    api = start_api(server.url, logdir, fair_share=False)
+    try:
+        flooder, _ = new_key(server.url)
+        flood_ids = submit(api, flooder, 96)
+        single_key, _ = new_key(server.url, max_priority=Priority.high)
+        single, = submit(api, single_key, 1, priority="high")  # accepted, and waits its turn
+        worker = Worker(server.url, logdir)
+        try:
+            flood = finished(api, flooder, flood_ids)
+            when = finished(api, single_key, [single])[single]
+        finally:
+            worker.stop()
+    finally:
+        api.stop()
+    assert ahead(flood, when) == 96
 
 
 def test_a_high_priority_job_overtakes_a_normal_backlog(private_stack, logdir):

@@ -34,6 +34,8 @@
 --               its message's delivery tag: the message itself, which only names the job, is
 --               stored once, in the queue)
 --   lane        the job's lane (high, normal, low)
+--   member      whose list in the lane it waits in, and whose turn ('-' for no owner; one
+--               name for all when fair share is off)
 --   weight      the owner's fair-share weight
 --   doorbell    the doorbell message (shared/broker/fair.py)
 --   fair        false for a plain queue: the message goes to the Celery list (KEYS[2])
@@ -83,8 +85,8 @@ if a.message ~= '' then
     redis.call('ZADD', KEYS[12], now, a.id)
   else
     if redis.call('LPUSH', KEYS[9], a.message) == 1 then
-      redis.call('RPUSH', KEYS[10], a.owner == '' and '-' or a.owner)
-      redis.call('HSET', KEYS[11], a.owner == '' and '-' or a.owner, a.weight)
+      redis.call('RPUSH', KEYS[10], a.member)
+      redis.call('HSET', KEYS[11], a.member, a.weight)
     end
     redis.call('HINCRBY', KEYS[5], 'depth:' .. a.lane, 1)
     if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LPUSH', KEYS[2], a.doorbell) end

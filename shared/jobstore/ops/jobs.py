@@ -28,19 +28,20 @@ class JobLifeOps(OpsBase):
         `max_active` jobs queued or running, writes nothing. `fair`: the queue is served by
         lane and owner (shared/broker/fair.py), else first come first served (training)."""
         owner = new.fields.get("owner", "")
+        member = owner if new.fair_owner is None else new.fair_owner  # whose list and turn
         idempotency = self.keys.idempotency(f"{owner}:{new.idempotency_key}") if new.idempotency_key else None
         keys = (self.keys.job(new.id), queue, self._or_absent(idempotency), self.keys.index,
                 self.keys.fair_state(queue), self.keys.held(queue),
                 self.keys.owner_index(owner) if owner else self.keys.absent,
                 self.keys.active(owner) if owner else self.keys.absent,
-                self.keys.fair_jobs(queue, new.lane, owner), self.keys.fair_ring(queue, new.lane),
+                self.keys.fair_jobs(queue, new.lane, member), self.keys.fair_ring(queue, new.lane),
                 self.keys.fair_weights, self.keys.queued(queue))
         script_args = args(
             ttl=self.ttl, message=new.message, claim=f"{new.id}|{new.fingerprint}" if idempotency else "",
             expires_in="" if new.expires_in is None else repr(new.expires_in), id=new.id, max_queued=max_queued,
             keep=self.finished_ttl, owner=owner, max_active=max_active,
             fields=[v for item in new.fields.items() for v in item], lane=new.lane, weight=new.weight,
-            doorbell=DOORBELL, fair=fair)
+            member=member or "-", doorbell=DOORBELL, fair=fair)
 
         def parse(reply: list) -> Created:
             if reply[0] == "replay":
