@@ -1,9 +1,10 @@
 """Every Redis command the project sends stays fast whatever the backlog: fill a real Redis
-with N queued jobs (1,000,000 by default), then run each job-store operation and read the
-slowest execution of each command from Redis' own SLOWLOG.
+with N queued jobs (1,000,000 by default) of K API keys (10,000) in the fair queue's three
+lanes, then run each job-store operation and a worker's fair take, and read the slowest
+execution of each command from Redis' own SLOWLOG.
 
     make bench-backlog                  # = .venv/bin/python -m benchmarks.backlog
-    .venv/bin/python -m benchmarks.backlog --jobs 100000
+    .venv/bin/python -m benchmarks.backlog --jobs 100000 --keys 1000
 """
 
 import argparse
@@ -16,7 +17,9 @@ from typing import Any
 
 from devstack.processes import RedisServer
 from shared.apikeys import KeyOps, KeyStore
-from shared.broker import infer_message, make_celery
+from shared.broker import infer_message, make_celery, patch
+from shared.broker.fair import FairQueue
+from shared.broker.layout import DOORBELL
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.jobstore.replies import SCRIPTS, Op
 from shared.registry import Registry
@@ -26,12 +29,19 @@ from shared.settings import REPO_ROOT, Settings
 QUEUE = "inference"
 LIMIT_MS = 10.0
 DIGITS_INPUT = "A" * 88  # 8x8 uint8 pixels, base64
-OWNER = "0123456789abcdef"  # every job belongs to one API key: its index and quota set are the longest
+OWNER = "0123456789abcdef"  # half the jobs are this key's: its index and quota set are the longest
+LANES = ("normal",) * 8 + ("high", "low")  # a job's lane, by its number mod 10
 
 
-def fill(store: JobStore, client, jobs: int) -> list[str]:
-    """`jobs` queued digits jobs, each with its input and message, written as the API writes
-    them (create.lua), a thousand per round trip; their ids."""
+def owner_of(i: int, keys: int) -> str:
+    """Job i's key: every other job OWNER's, the rest spread over `keys` keys."""
+    return OWNER if i % 2 == 0 else f"{(i // 2) % keys:016x}"
+
+
+def fill(store: JobStore, client, jobs: int, keys: int = 1) -> list[str]:
+    """`jobs` queued digits jobs of `keys` API keys (see owner_of), each with its input and
+    message, written as the API writes them (create.lua), a thousand per round trip; their
+    ids, oldest first."""
     manifest = Registry(REPO_ROOT / "models", "digits").resolve(None)
     celery = make_celery(Settings(), "bench")
     template_tag, template = infer_message(celery, QUEUE, "x" * 32, manifest.key, 0.0)
@@ -39,11 +49,12 @@ def fill(store: JobStore, client, jobs: int) -> list[str]:
     ids = []
     for start in range(0, jobs, 1000):
         pipe = client.pipeline(transaction=False)
-        for _ in range(min(1000, jobs - start)):
+        for i in range(start, min(start + 1000, jobs)):
             job_id = new_job_id()
             message = template.replace("x" * 32, job_id).replace(template_tag, job_id)  # a tag of its own
-            fields = new_record(manifest, job_id, input=DIGITS_INPUT, tag=job_id, owner=OWNER)
-            op = store.ops.create(NewJob(fields, message), QUEUE, max_active=10**9)  # the quota's count too
+            fields = new_record(manifest, job_id, input=DIGITS_INPUT, tag=job_id, owner=owner_of(i, keys))
+            new = NewJob(fields, message, lane=LANES[i % 10])
+            op = store.ops.create(new, QUEUE, max_active=10**9)  # the quota's count too
             script(keys=op.keys, args=op.args, client=pipe)
             ids.append(job_id)
         pipe.execute()
@@ -55,7 +66,7 @@ def finished_bytes(store: JobStore, client, jobs: int = 10_000) -> float:
     `jobs` jobs created, started and finished with a real digits result; then flushed."""
     before = client.info("memory")["used_memory"]
     ids = fill(store, client, jobs)
-    client.delete(QUEUE)  # the messages were delivered
+    client.delete(QUEUE, *client.keys("*fair:*"))  # the messages were delivered
     result = Prediction(label="7", score=0.99, top_k=[LabelScore(label=str(i), score=0.1) for i in range(5)],
                         probabilities=[0.1] * 10)
     for start in range(0, jobs, 32):
@@ -73,7 +84,10 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
         store.heartbeat("bench@host", 15, Serves(models=["digits:1"]))
         store.workers()
         store.backlog(QUEUE)
-        store.requeue(QUEUE, {lost.job_id: ("tag", "{}") for lost in store.find_lost(QUEUE, older_than=0)})
+        store.ring(QUEUE)
+        store.requeue("training", {lost.job_id: ("tag", "{}") for lost in store.find_lost("training", older_than=0)})
+        fair = FairQueue(QUEUE, store.keys)  # a worker's burst of two batches (patch.QoS.take)
+        patch._FAIR_TAKE(client, fair.take_keys("unacked_index", "unacked"), fair.take_args(time.time(), 64, DOORBELL))
         store.sweep_lost(grace_seconds=0)
         store.ping()
     run = new_job_id()
@@ -99,6 +113,7 @@ def exercise(store: JobStore, client, ids: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--keys", type=int, default=10_000, help="API keys the jobs are spread over")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
@@ -110,16 +125,16 @@ def main() -> None:
             store = JobStore.connect(server.url, 86400, timeout=60)
             finished = finished_bytes(store, client)
             started = time.perf_counter()
-            fill(store, client, args.jobs)
+            ids = fill(store, client, args.jobs, args.keys)[:64]  # the oldest queued jobs
             filled = time.perf_counter() - started
             memory = client.info("memory")["used_memory"]
             client.config_set("slowlog-log-slower-than", 0)  # log every command ...
             client.config_set("slowlog-max-len", 100_000)
-            ids = client.zrange(store.keys.queued(QUEUE), 0, 63)  # the oldest queued jobs (read before the log)
             client.slowlog_reset()
             exercise(store, client, ids)
             slowest: dict[str, float] = defaultdict(float)
             scripts = {sha1(text.encode()).hexdigest(): name for name, text in SCRIPTS.items()}
+            scripts[patch._FAIR_TAKE.sha] = "take (fair, burst of 64)"
             for entry in client.slowlog_get(100_000):
                 command = entry["command"]
                 words = (command.decode(errors="replace") if isinstance(command, bytes) else command).split()
@@ -129,7 +144,8 @@ def main() -> None:
                 slowest[name] = max(slowest[name], entry["duration"] / 1000)
         finally:
             server.stop()
-    print(f"backlog: {args.jobs:,} queued jobs (filled in {filled:.0f} s; Redis used {memory / 2**20:,.0f} MiB, "
+    print(f"backlog: {args.jobs:,} queued jobs of {args.keys + 1:,} keys (filled in {filled:.0f} s; "
+          f"Redis used {memory / 2**20:,.0f} MiB, "
           f"{memory / args.jobs:,.0f} B per queued job; {finished:,.0f} B per finished job)\n")
     print("| command | slowest execution | within 10 ms |\n|---|---|---|")
     for name, ms in sorted(slowest.items(), key=lambda item: -item[1]):
