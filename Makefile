@@ -16,7 +16,7 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog bench-auth bench-bombs bench-flower openapi-check clean \
+.PHONY: run test venv train bench bench-backlog bench-fairness bench-auth bench-bombs bench-flower openapi-check clean \
 	base-images images compose-check
 
 venv: $(STAMP)
@@ -71,6 +71,11 @@ openapi-check: $(STAMP)
 # The slowest execution of every Redis command the project sends, with 1,000,000 jobs queued.
 bench-backlog: $(STAMP)
 	$(PY) -m benchmarks.backlog $(ARGS)
+
+# Fair share and priority lanes: key A's flood of the CNN model while key B submits one job a
+# second; B's latency alone, with fair share off (FIFO), on, and on with B's jobs high.
+bench-fairness: $(STAMP)
+	$(PY) -m benchmarks.fairness $(ARGS)
 
 # What API keys and the rate limit cost per POST /jobs: AUTH_DISABLED vs keys, side by side.
 bench-auth: $(STAMP)

@@ -36,7 +36,7 @@ class FairQueue:
         return [unacked_index, unacked, self.name, self.keys.held(self.name), self.keys.fair_state(self.name),
                 self.keys.fair_weights, *(self.keys.fair_ring(self.name, lane) for lane in LANES)]
 
-    def take_args(self, now: float, room: int, message: bytes) -> list:
+    def take_args(self, now: float, room: int, message: bytes | str) -> list:
         return [now, room, message, self.keys.fair_prefix(self.name), DOORBELL]
 
     def restore_keys(self, lane: str, owner: str) -> list[str]:
