@@ -38,10 +38,10 @@ def stamp(value: str) -> float:
 
 
 class Scenario:
-    def __init__(self, workdir: Path, redis: RedisServer, model_dir: Path, fair: bool):
+    def __init__(self, workdir: Path, redis: RedisServer, model_dir: Path, fair: bool, prefetch_batches: int = 2):
         redis.client().flushall()
         env: dict[str, Any] = dict(model_dir=model_dir, default_model=cnn.NAME, result_cache_ttl_seconds=0)
-        self.worker = Worker(redis.url, workdir, **env)
+        self.worker = Worker(redis.url, workdir, **env, prefetch_batches=prefetch_batches)
         self.api = Api(redis.url, workdir, **env, fair_share=fair)
         self.meter = CostMeter({"api": self.api.proc.pid, "worker": self.worker.proc.pid}, redis.client(),
                                load_generator=False)
@@ -104,6 +104,7 @@ def p(values: list[float], q: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="how long B trickles (and A's flood lasts)")
+    parser.add_argument("--prefetch-batches", type=int, default=2, help="the worker's PREFETCH_BATCHES")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -124,7 +125,7 @@ def main() -> None:
             count = max(20 * BATCH, int(rate * args.seconds) // 64 * 64)
             for name, fair, priority in (("fair share off (FIFO)", False, "normal"), ("fair share on", True, "normal"),
                                          ("fair share on, B high", True, "high")):
-                scenario = Scenario(workdir, redis, model_dir, fair=fair)
+                scenario = Scenario(workdir, redis, model_dir, fair=fair, prefetch_batches=args.prefetch_batches)
                 try:
                     rows[name] = scenario.flood(count, args.seconds, priority)
                     costs[name] = scenario.meter.per_job(scenario.jobs)
@@ -133,7 +134,7 @@ def main() -> None:
         finally:
             redis.stop()
     print(f"flood: {count} jobs of key A (about {count / rate:.0f} s of the worker at {rate:.0f} jobs/s); "
-          f"key B one job a second\n")
+          f"key B one job a second; PREFETCH_BATCHES={args.prefetch_batches}\n")
     print("| scenario | B p50 | B p99 | A jobs/s | service CPU ms/job | Redis commands/job |")
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():
