@@ -226,7 +226,9 @@ def queue() -> None:
         raise _fail(exc) from exc
     ready, backlog = seen["ready"], seen["backlog"]
     if backlog:
-        out.print(f"backlog: {backlog['queued']} queued, {backlog['in_flight']} in flight (from {seen['ops_url']})")
+        lanes = ", ".join(f"{lane} {n}" for lane, n in (backlog.get("lanes") or {}).items())
+        out.print(f"backlog: {backlog['queued']} queued{f' ({lanes})' if lanes else ''}, {backlog['in_flight']} "
+                  f"in flight (from {seen['ops_url']})")
     else:
         where = seen["ops_url"] or "no ops URL: set QI_OPS_URL"
         out.print(f"backlog: not reachable ({where})")
