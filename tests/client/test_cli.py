@@ -63,7 +63,7 @@ def test_get_cancel_models_queue(api, worker, tmp_path):
                            capture_output=True, text=True, timeout=60, env={**__import__("os").environ,
                                                                             "QI_OPS_URL": api.ops_url})
     assert queue.returncode == 0, queue.stderr
-    assert "queued (high 0, normal 0, low 0)" in queue.stdout or "queued (high" in queue.stdout
+    assert "queued (high " in queue.stdout, queue.stdout  # the backlog per lane
     assert "workers: " in queue.stdout
 
 
