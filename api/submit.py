@@ -60,9 +60,9 @@ async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services
     data, digest = _identify(data, manifest)
     cache = await _look_up(digest, manifest, caller, svc)
     job_id = new_job_id()
-    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, options, caller, svc)
-    fingerprint = _fingerprint(digest, manifest, options)
     lane, member = _place(options, caller, svc)
+    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, lane, member, svc)
+    fingerprint = _fingerprint(digest, manifest, options)
     new = NewJob(_record(job_id, manifest, cache, run, options, caller), run.message, idempotency_key, fingerprint,
                  options.expires_in, lane=lane, weight=caller.weight, fair_owner=member)
     created = await svc.store.create(new, svc.settings.queue_name, svc.settings.max_queued_jobs, caller.max_active)
@@ -90,11 +90,11 @@ async def _look_up(digest: str, manifest: Manifest, caller: Caller, svc: Service
     return _Cache(key, await svc.store.cached_result(key))
 
 
-async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, options: SubmitOptions, caller: Caller,
+async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, lane: str, member: str,
                svc: Services) -> _Run:
-    """The input prepared (4xx when it is bad) and the task message that runs it."""
+    """The input prepared (4xx when it is bad) and the task message that runs it, to wait in
+    `lane`, in `member`'s list (_place)."""
     job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder)
-    lane, member = _place(options, caller, svc)
     tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time(),
                                  lane=lane, owner=member)
     return _Run(job_input, tag, message)

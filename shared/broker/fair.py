@@ -21,6 +21,7 @@ from shared.broker.layout import DOORBELL
 from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.schemas import LANES
 
+_LANE_NAMES = frozenset(str(lane) for lane in LANES)
 SCRIPTS = {name: resources.files("shared.broker").joinpath("lua", f"{name}.lua").read_text()
            for name in ("take", "restore")}
 
@@ -53,6 +54,6 @@ def lane_and_owner(payload: dict) -> tuple[str, str] | None:
     not say (a message written before fair share: it goes back to the Celery list)."""
     properties = payload.get("properties") or {}
     lane = properties.get("qi_lane")
-    if lane not in {str(lane) for lane in LANES}:
+    if lane not in _LANE_NAMES:
         return None
     return str(lane), str(properties.get("qi_owner") or "-")

@@ -44,18 +44,26 @@ def ahead(flood: dict[str, str], when: str) -> int:
     return sum(1 for at in flood.values() if at < when)
 
 
-def test_one_keys_job_runs_among_the_first_batches_behind_another_keys_flood(private_stack, logdir):
-    server, api = private_stack  # no worker yet: a paused service with a backlog
-    flooder, _ = new_key(server.url)
-    flood_ids = submit(api, flooder, FLOOD)
-    single_key, _ = new_key(server.url)
-    single, = submit(api, single_key, 1)
+def queue_then_drain(api, server, logdir, flood: int, flood_lane: str, count: int, lane: str
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+    """With no worker yet (a paused service), key A queues `flood` jobs in `flood_lane`, then
+    key B `count` in `lane` (both keys may use any lane); then a worker drains the queue.
+    Each job's finish time: A's, B's."""
+    flooder, _ = new_key(server.url, max_priority=Priority.high)
+    flood_ids = submit(api, flooder, flood, priority=flood_lane)
+    other, _ = new_key(server.url, max_priority=Priority.high)
+    other_ids = submit(api, other, count, priority=lane)
     worker = Worker(server.url, logdir)
     try:
-        flood = finished(api, flooder, flood_ids)
-        when = finished(api, single_key, [single])[single]
+        return finished(api, flooder, flood_ids), finished(api, other, other_ids)
     finally:
         worker.stop()
+
+
+def test_one_keys_job_runs_among_the_first_batches_behind_another_keys_flood(private_stack, logdir):
+    server, api = private_stack
+    flood, single = queue_then_drain(api, server, logdir, FLOOD, "normal", 1, "normal")
+    when, = single.values()
     # FIFO would finish all 256 first; round robin takes the single job second.
     assert ahead(flood, when) < BATCH, f"{ahead(flood, when)} of the flood finished first"
 
@@ -63,34 +71,18 @@ def test_one_keys_job_runs_among_the_first_batches_behind_another_keys_flood(pri
 def test_with_fair_share_off_the_queue_is_first_come_first_served(private_stack, logdir):
     server, _ = private_stack
     api = start_api(server.url, logdir, fair_share=False)
-    try:
-        flooder, _ = new_key(server.url)
-        flood_ids = submit(api, flooder, 96)
-        single_key, _ = new_key(server.url, max_priority=Priority.high)
-        single, = submit(api, single_key, 1, priority="high")  # accepted, and waits its turn
-        worker = Worker(server.url, logdir)
-        try:
-            flood = finished(api, flooder, flood_ids)
-            when = finished(api, single_key, [single])[single]
-        finally:
-            worker.stop()
+    try:  # the single job is high: accepted, and waits its turn
+        flood, single = queue_then_drain(api, server, logdir, 96, "normal", 1, "high")
     finally:
         api.stop()
+    when, = single.values()
     assert ahead(flood, when) == 96
 
 
 def test_a_high_priority_job_overtakes_a_normal_backlog(private_stack, logdir):
     server, api = private_stack
-    flooder, _ = new_key(server.url)
-    flood_ids = submit(api, flooder, FLOOD)
-    urgent_key, _ = new_key(server.url, max_priority=Priority.high)
-    urgent, = submit(api, urgent_key, 1, priority="high")
-    worker = Worker(server.url, logdir)
-    try:
-        flood = finished(api, flooder, flood_ids)
-        when = finished(api, urgent_key, [urgent])[urgent]
-    finally:
-        worker.stop()
+    flood, urgent = queue_then_drain(api, server, logdir, FLOOD, "normal", 1, "high")
+    when, = urgent.values()
     assert ahead(flood, when) < BATCH, f"{ahead(flood, when)} of the normal backlog finished first"
 
 
@@ -98,16 +90,7 @@ def test_a_low_lane_still_progresses_under_a_high_flood(private_stack, logdir):
     """Of every 16 picks, one goes to a lower lane with jobs waiting (README: Fair share and
     priority lanes): the low jobs finish long before the high flood does."""
     server, api = private_stack
-    flooder, _ = new_key(server.url, max_priority=Priority.high)
-    flood_ids = submit(api, flooder, FLOOD, priority="high")
-    patient_key, _ = new_key(server.url)
-    patient = submit(api, patient_key, 4, priority="low")
-    worker = Worker(server.url, logdir)
-    try:
-        flood = finished(api, flooder, flood_ids)
-        done = finished(api, patient_key, patient)
-    finally:
-        worker.stop()
+    flood, done = queue_then_drain(api, server, logdir, FLOOD, "high", 4, "low")
     last = max(done.values())
     assert ahead(flood, last) <= 4 * 16 + BATCH, f"{ahead(flood, last)} of the high flood finished first"
     assert ahead(flood, last) < FLOOD / 2

@@ -6,5 +6,5 @@
 -- KEYS[2]  the fair queue's held set (set of delivery tags)
 --
 -- Returns {waiting high, waiting normal, waiting low, in flight}.
-local depth = redis.call('HMGET', KEYS[1], 'depth:high', 'depth:normal', 'depth:low')
-return {tonumber(depth[1]) or 0, tonumber(depth[2]) or 0, tonumber(depth[3]) or 0, redis.call('SCARD', KEYS[2])}
+local depth = lane_depths(KEYS[1])
+return {depth[1], depth[2], depth[3], redis.call('SCARD', KEYS[2])}

@@ -53,10 +53,8 @@ end
 if a.message ~= '' and a.max_queued > 0 then
   local backlog = 0
   if a.fair then
-    backlog = redis.call('SCARD', KEYS[6])
-    for _, d in ipairs(redis.call('HMGET', KEYS[5], 'depth:high', 'depth:normal', 'depth:low')) do
-      backlog = backlog + (tonumber(d) or 0)
-    end
+    local depth = lane_depths(KEYS[5])
+    backlog = redis.call('SCARD', KEYS[6]) + depth[1] + depth[2] + depth[3]
   else
     backlog = redis.call('LLEN', KEYS[2])
   end

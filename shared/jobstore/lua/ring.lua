@@ -7,11 +7,8 @@
 -- ARGV[1]  the doorbell
 --
 -- Returns 1 when it rang, else 0.
-local waiting = 0
-for _, d in ipairs(redis.call('HMGET', KEYS[2], 'depth:high', 'depth:normal', 'depth:low')) do
-  waiting = waiting + (tonumber(d) or 0)
-end
-if waiting > 0 and redis.call('LLEN', KEYS[1]) == 0 then
+local depth = lane_depths(KEYS[2])
+if depth[1] + depth[2] + depth[3] > 0 and redis.call('LLEN', KEYS[1]) == 0 then
   redis.call('LPUSH', KEYS[1], ARGV[1])
   return 1
 end
