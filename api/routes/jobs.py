@@ -10,6 +10,7 @@ from fastapi import (
     Form,
     Header,
     HTTPException,
+    Path,
     Query,
     Request,
     Response,
@@ -23,10 +24,10 @@ from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector,
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
 from api.services import Services, ServicesDep
-from api.submit import notify, submit
+from api.submit import notify, prepare_upload, record, submit
 from api.uploads import read_upload, resolve_model
 from shared.broker import batch_webhook_message
-from shared.jobstore import new_job_id
+from shared.jobstore import BATCH_ID, new_job_id
 from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
@@ -150,16 +151,19 @@ async def submit_batch(
     if batch_webhook_url is not None:
         check_webhook_url(batch_webhook_url, svc.settings)
     await admit(caller, svc, response, len(files))
+    # Every file is checked and prepared before any is recorded: a bad one fails in its item,
+    # and whatever the last file holds, the answer (and its batch_id) comes back.
+    prepared = [await prepare_upload(upload, options, svc, caller) for upload in files]
     items = []
-    for index, upload in enumerate(files):
+    for index, (upload, ready) in enumerate(zip(files, prepared, strict=True)):
         try:
+            if isinstance(ready, HTTPException):
+                raise ready
             item_key = f"{idempotency_key}#{index}" if idempotency_key else None
-            job, _ = await submit(read_upload(upload, svc.settings.max_upload_bytes), options, svc, caller, item_key)
+            job, _ = await record(ready, options, svc, caller, item_key)
             items.append(BatchItem(index=index, filename=upload.filename, job=job,
                                    status_code=200 if job.status.terminal else 202))
         except HTTPException as exc:
-            if exc.status_code == status.HTTP_404_NOT_FOUND:
-                raise  # an unknown model fails every item alike
             items.append(BatchItem(index=index, filename=upload.filename,
                                    error=Problem.of(exc.status_code, str(exc.detail)), status_code=exc.status_code))
     job_ids = [item.job.id for item in items if item.job]
@@ -177,7 +181,7 @@ async def submit_batch(
 @router.get("/batches/{batch_id}", response_model=Batch,
             responses=problems(404, 422, 503, described={404: "No such batch (unknown, or expired)"}))
 async def get_batch(
-    batch_id: str,
+    batch_id: Annotated[str, Path(pattern=BATCH_ID, description="A POST /jobs/batch's `batch_id`")],
     svc: ServicesDep,
     caller: CallerDep,
     wait: Annotated[float, _long_poll("every job to end")] = 0,
