@@ -30,7 +30,7 @@ ROUTE_FIELDS = ("queue", "owner", "batch", "batch_queue", "cache_key")
 
 # What new_job_id makes (a batch's id too): a route checks an id against it before it
 # becomes part of a key, so `X:hook` cannot name batch X's hook (Keyspace.batch_hook).
-BATCH_ID = r"^[0-9a-f]{32}$"
+BATCH_ID = r"\A[0-9a-f]{32}\Z"
 
 
 def new_job_id() -> str:
