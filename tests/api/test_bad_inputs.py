@@ -49,6 +49,15 @@ def test_deeply_nested_json_is_422(api, client, path):
     _nothing_left(client, api, before)
 
 
+def test_deeply_nested_json_for_a_route_that_fastapi_parses_is_422(api, redis_server):
+    """A body FastAPI parses itself (json.loads: a RecursionError, which it answered 400,
+    undocumented) is refused as JSON that does not parse: 422."""
+    admin, _ = new_key(redis_server.url, admin=True)  # the body is read before the admin check
+    response = httpx.post(f"{api.url}/models/digits/default", content=deep_json(), timeout=30,
+                          headers={"content-type": "application/json", "Authorization": f"Bearer {admin}"})
+    _problem(response, 422, "nested too deeply")
+
+
 @pytest.mark.parametrize("path", ["/jobs", "/predict"])
 def test_a_png_with_a_garbage_exif_chunk_is_422(api, client, path):
     before = _backlog(api)
