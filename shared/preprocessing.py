@@ -87,7 +87,7 @@ def _uint8(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         # Any byte order (I;16, I;16L, I;16B, I;16N): numpy reads each as its uint16 values;
         # the high byte is the 8-bit value. (`point` refuses I;16B.)
-        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8), mode="L")
+        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8))  # 2-D uint8: L
     if image.mode in ("L", "LA", "RGB", "RGBA"):
         return image
     if "A" in image.mode or "transparency" in image.info:

@@ -92,8 +92,8 @@ def test_16_bit_greyscale_of_either_byte_order_is_read_alike(manifest):
     as_16 = Image.open(io.BytesIO(big))
     assert as_16.mode == "I;16B"
     values = np.asarray(as_16).astype(np.uint16)
-    little = encode(Image.fromarray(values.astype("<u2"), mode="I;16"), "TIFF")
-    eight = encode(Image.fromarray((values >> 8).astype(np.uint8), mode="L"), "PNG")
+    little = encode(Image.frombytes("I;16", as_16.size, values.astype("<u2").tobytes()), "TIFF")
+    eight = encode(Image.fromarray((values >> 8).astype(np.uint8)), "PNG")
     expected = preprocess(eight, manifest, 10**7)
     assert np.array_equal(preprocess(big, manifest, 10**7), expected)
     assert np.array_equal(preprocess(little, manifest, 10**7), expected)
