@@ -17,6 +17,9 @@ from shared.settings import Settings, get_settings
 CLOSE = {"Connection": "close"}
 # Multipart framing and the small form fields on top of the file(s).
 FORM_OVERHEAD = 64 * 1024
+# A body declared this small arrives in one read of uvicorn's buffer (64 KiB) and holds no more:
+# MAX_BODIES counts only larger ones (and chunked), so a burst of small submissions is never refused.
+SMALL_BODY = 64 * 1024
 _settings = get_settings()
 # Multipart limits per route (FastAPI's form_limits): beyond them the form is not parsed (400).
 ONE_FILE: dict[str, Any] = {"form_limits": {"max_files": 1, "max_fields": 8, "max_part_size": FORM_OVERHEAD}}
@@ -29,10 +32,10 @@ MANY_FILES: dict[str, Any] = {
 TRAINING_PATH = re.compile(r"^/models(?:/[^/]+/versions)?$")
 
 
-def declares_body(headers: dict[bytes, bytes]) -> bool:
-    """Content-Length over 0, or a chunked body (which declares no length)."""
+def declares_body(headers: dict[bytes, bytes], over: int = 0) -> bool:
+    """Content-Length over `over` bytes, or a chunked body (which declares no length)."""
     length = headers.get(b"content-length", b"")
-    return (length.isdigit() and int(length) > 0) or b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+    return (length.isdigit() and int(length) > over) or b"chunked" in headers.get(b"transfer-encoding", b"").lower()
 
 
 def too_big(max_bytes: int) -> str:
@@ -76,8 +79,8 @@ class LimitBody:
     stalls (BODY_TIMEOUT_SECONDS between bytes) or is still arriving BODY_DEADLINE_SECONDS
     after the request began: a client that trickles a body would hold its connection (and
     its part of MAX_BODIES) for as long as it liked. 503 + Retry-After, before reading, for
-    a body beyond MAX_BODIES_PER_CLIENT from one address or MAX_BODIES in all: each holds
-    up to its limit in memory or in the temp dir while it arrives. Every refusal with the
+    a body (over SMALL_BODY, or chunked) beyond MAX_BODIES_PER_CLIENT from one address or
+    MAX_BODIES in all: each holds up to its limit in memory or in the temp dir while it arrives. Every refusal with the
     body unread closes the connection (uvicorn would otherwise read the rest and drop it)."""
 
     def __init__(self, app: ASGIApp, settings: Settings):
@@ -98,10 +101,9 @@ class LimitBody:
         if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
             REJECTED.labels("too_large").inc()
             return await problem(413, too_big(limit), CLOSE)(scope, receive, send)
-        if not declares_body(headers):
-            return await self.app(scope, receive, send)
         client = scope["client"][0] if scope.get("client") else ""
-        if busy := self.bodies.take(client):
+        counts = declares_body(headers, SMALL_BODY)  # towards MAX_BODIES
+        if counts and (busy := self.bodies.take(client)):
             REJECTED.labels("bodies").inc()
             return await problem(503, f"{busy}; retry shortly", {"Retry-After": str(RETRY_AFTER_SECONDS), **CLOSE})(
                 scope, receive, send)
@@ -112,7 +114,8 @@ class LimitBody:
             nonlocal receiving
             if receiving:
                 receiving = False
-                self.bodies.give_back(client)
+                if counts:
+                    self.bodies.give_back(client)
 
         async def counted() -> Message:
             nonlocal received

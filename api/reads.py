@@ -4,7 +4,8 @@ Reads cost Redis time too (a GET /jobs?status=… page may scan up to 1,000 inde
 so GET /jobs, GET /jobs/{id} and GET /batches/{id} spend the key's read rate
 (READ_RATE_LIMIT_PER_MINUTE, or the key's own): lua/rate.lua on a bucket of its own, apart
 from submissions, in one Redis call whatever the number of keys or jobs. Over it: 429 with
-Retry-After and the RateLimit-* headers of the read bucket.
+Retry-After and the RateLimit-* headers of the read bucket. A full Redis (maxmemory) cannot
+record the spend: reads go on unspent then, as they must (submissions get 503).
 
 A long-poll (`wait=S`) holds a request open for up to a minute: each key may hold
 MAX_LONG_POLLS_PER_KEY at once on each API process (counted here, in memory), 429 beyond.
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, status
+from redis.exceptions import ResponseError
 
 from api.auth import RATE_PERIOD_SECONDS, Caller, CallerDep, rate_headers
 from api.errors import reject
@@ -33,7 +35,13 @@ async def spend_read(caller: CallerDep, svc: ServicesDep) -> Caller:
     limit = caller.read_rate_limit
     if caller.key_id is None or not limit:
         return caller
-    rate = await svc.store.run(KeyOps(svc.store.keys).rate(caller.key_id, limit, RATE_PERIOD_SECONDS, 1, reads=True))
+    try:
+        rate = await svc.store.run(KeyOps(svc.store.keys).rate(caller.key_id, limit, RATE_PERIOD_SECONDS, 1,
+                                                                reads=True))
+    except ResponseError as exc:  # OutOfMemoryError too
+        if "OOM" in str(exc):
+            return caller  # a full Redis refuses the rate's write, and reads must go on (the read writes nothing)
+        raise
     if not rate.allowed:
         retry_after = max(1, math.ceil(rate.retry_after))
         raise reject(status.HTTP_429_TOO_MANY_REQUESTS, "read_rate_limited",

@@ -56,10 +56,12 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A request body still arriving this long after the request began gets 408."
     )
     max_bodies_per_client: int = Field(
-        8, ge=1, description="Request bodies one client address may send at once, per API process; beyond, 503."
+        8, ge=1, description="Request bodies (over 64 KiB, or chunked) one client address may send at once, "
+                             "per API process; beyond, 503."
     )
     max_bodies: int = Field(
-        64, ge=1, description="Request bodies being received at once, per API process; beyond, 503."
+        64, ge=1, description="Request bodies (over 64 KiB, or chunked) being received at once, per API process; "
+                              "beyond, 503."
     )
     read_rate_limit_per_minute: int = Field(
         6000, ge=1, description="Job reads (GET /jobs, /jobs/{id}, /batches/{id}) per minute per API key, "

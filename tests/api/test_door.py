@@ -142,6 +142,7 @@ def test_bodies_at_once_are_bounded_per_address_and_in_all(redis_server, logdir)
         assert refused.status == 503, refused
         assert b"the API is receiving 3 request bodies" in refused.body
         assert api.http.get("/jobs").status_code == 200, "requests without a body go on"
+        assert api.submit(heldout_png(5)).status_code == 202, "and small ones (SMALL_BODY: in one read)"
         for connection in held:  # gone mid-body: their slots come back
             connection.close()
         held.clear()
