@@ -1,8 +1,9 @@
 """API key management, against the service's Redis (REDIS_URL):
 
     python -m api.keys create NAME [--rate-limit N/minute] [--max-queued N] [--admin]
-                                   [--weight N] [--max-priority high|normal|low]
+                                   [--weight N] [--max-priority high|normal|low] [--read-rate N/minute]
     python -m api.keys set NAME [--weight N] [--max-priority P] [--rate-limit R] [--max-queued N]
+                                [--read-rate R]
     python -m api.keys list
     python -m api.keys revoke NAME
     python -m api.keys rotate-webhook-secret NAME
@@ -10,7 +11,8 @@
 `create` prints the key once (only its SHA-256 is stored); `list` never prints keys.
 `--weight` (1..100, default 1) is the key's fair share of the workers against the other
 keys with jobs waiting; `--max-priority` (default normal) the highest lane its jobs may ask
-for (admin keys: any). `set` changes a key's limits in place (the API sees them within a
+for (admin keys: any); `--read-rate` its job reads (GET /jobs, /jobs/{id}, /batches/{id})
+per minute (default READ_RATE_LIMIT_PER_MINUTE). `set` changes a key's limits in place (the API sees them within a
 second; the queue reads a new weight at once).
 """
 
@@ -34,6 +36,8 @@ _RATE = re.compile(r"^\s*(\d+)\s*(?:/\s*(second|minute|hour)s?)?\s*$")
 _PER_MINUTE = {"second": 60.0, "minute": 1.0, "hour": 1 / 60}
 RateOption = Annotated[str | None, typer.Option(help="Submissions per minute, e.g. 600/minute "
                                                      "(default: RATE_LIMIT_PER_MINUTE)")]
+ReadRateOption = Annotated[str | None, typer.Option(help="Job reads per minute, e.g. 6000/minute "
+                                                         "(default: READ_RATE_LIMIT_PER_MINUTE)")]
 MaxQueuedOption = Annotated[int | None, typer.Option(min=0, help="Queued + running jobs at most "
                                                                  "(default: MAX_QUEUED_JOBS_PER_KEY; 0: none)")]
 WeightOption = Annotated[int | None, typer.Option(min=1, max=MAX_WEIGHT, help=(
@@ -73,11 +77,13 @@ def create(
     = False,
     weight: WeightOption = None,
     max_priority: MaxPriorityOption = None,
+    read_rate: ReadRateOption = None,
 ) -> None:
     """Create a key and print it (once: it is not stored)."""
     try:
         _, key = store().create(name, rate_limit=per_minute(rate_limit) if rate_limit else None,
-                                max_queued=max_queued, admin=admin, weight=weight, max_priority=max_priority)
+                                max_queued=max_queued, admin=admin, weight=weight, max_priority=max_priority,
+                                read_rate_limit=per_minute(read_rate) if read_rate else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="NAME") from None
     typer.echo(key)
@@ -90,27 +96,33 @@ def set_limits(
     max_priority: MaxPriorityOption = None,
     rate_limit: RateOption = None,
     max_queued: MaxQueuedOption = None,
+    read_rate: ReadRateOption = None,
 ) -> None:
     """Change a key's weight, highest priority or limits; those not given stay."""
-    if weight is None and max_priority is None and rate_limit is None and max_queued is None:
-        raise typer.BadParameter("give at least one of --weight, --max-priority, --rate-limit, --max-queued")
+    if weight is None and max_priority is None and rate_limit is None and max_queued is None and read_rate is None:
+        raise typer.BadParameter("give at least one of --weight, --max-priority, --rate-limit, --max-queued, "
+                                 "--read-rate")
     try:
         key = store().set(name, weight=weight, max_priority=max_priority,
-                          rate_limit=per_minute(rate_limit) if rate_limit else None, max_queued=max_queued)
+                          rate_limit=per_minute(rate_limit) if rate_limit else None, max_queued=max_queued,
+                          read_rate_limit=per_minute(read_rate) if read_rate else None)
     except KeyError:
         raise typer.BadParameter(f"no key named {name!r}", param_hint="NAME") from None
     typer.echo(f"{name}: weight {key.weight}, max priority {key.max_priority.value}, rate/min "
                f"{'default' if key.rate_limit is None else key.rate_limit}, max queued "
-               f"{'default' if key.max_queued is None else key.max_queued}")
+               f"{'default' if key.max_queued is None else key.max_queued}, reads/min "
+               f"{'default' if key.read_rate_limit is None else key.read_rate_limit}")
 
 
 @cli.command("list")
 def list_keys() -> None:
     """Every key's name, id, limits and use (never the keys themselves)."""
-    table = Table("name", "id", "created", "last used", "rate/min", "max queued", "weight", "max priority", "admin")
+    table = Table("name", "id", "created", "last used", "rate/min", "reads/min", "max queued", "weight",
+                  "max priority", "admin")
     for key in store().list():
         table.add_row(key.name, key.id, _when(key.created_at), _when(key.last_used_at),
                       "default" if key.rate_limit is None else str(key.rate_limit),
+                      "default" if key.read_rate_limit is None else str(key.read_rate_limit),
                       "default" if key.max_queued is None else str(key.max_queued), str(key.weight),
                       "any" if key.admin else key.max_priority.value, "yes" if key.admin else "")
     console.print(table)
