@@ -2,6 +2,7 @@
 request with the time it arrived, and answers each path from a script (a status, or a
 function that handles the request itself: hang, sleep, ...). Default: 200."""
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -71,3 +72,30 @@ def hang(seconds: float) -> Callable[[BaseHTTPRequestHandler], None]:
             pass
 
     return step
+
+
+class Silent:
+    """A receiver that accepts every connection and never answers (nor reads): each attempt
+    to it lasts its whole deadline."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.port = self.socket.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.socket.close()
+        for connection in self.held:
+            connection.close()
