@@ -71,13 +71,14 @@ _WEBHOOK_PLACE = {"qi_lane": WEBHOOK_LANE, "qi_owner": WEBHOOK_MEMBER}
 JOB_PLACEHOLDER = "@@job@@"  # in a template, replaced by the job id (lua/_hooks.lua)
 
 
-def webhook_message(app: Celery, queue: str, job_id: str, event: str, attempt: int = 1) -> str:
-    """The message asking the webhook worker to deliver one event of one job (attempt n)."""
-    if attempt == 1:
+def webhook_message(app: Celery, queue: str, job_id: str, event: str, attempt: int = 1, deferred: int = 0) -> str:
+    """The message asking the webhook worker to deliver one event of one job (attempt n,
+    deferred `deferred` times already: worker/webhooks/gate.py)."""
+    if attempt == 1 and not deferred:
         return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK,
                              extra_properties=_WEBHOOK_PLACE)
-    return redis_message(app, queue, f"{job_id}-{event}-{attempt}", [job_id, event, attempt], task=DELIVER_TASK,
-                         extra_properties=_WEBHOOK_PLACE)
+    return redis_message(app, queue, f"{job_id}-{event}-{attempt}-{deferred}", [job_id, event, attempt, deferred],
+                         task=DELIVER_TASK, extra_properties=_WEBHOOK_PLACE)
 
 
 def webhook_template(app: Celery, queue: str, event: str) -> str:
@@ -107,7 +108,9 @@ def webhook_hooks(app: Celery, queue: str) -> WebhookHooks:
     return WebhookHooks(queue, webhook_template(app, queue, "completed"), webhook_template(app, queue, "running"))
 
 
-def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1) -> str:
-    """The message asking the webhook worker to deliver a batch's one event (attempt n)."""
-    return redis_message(app, queue, f"{batch_id}-batch-{attempt}", [batch_id, attempt], task=DELIVER_BATCH_TASK,
+def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1, deferred: int = 0) -> str:
+    """The message asking the webhook worker to deliver a batch's one event (attempt n,
+    deferred `deferred` times already)."""
+    return redis_message(app, queue, f"{batch_id}-batch-{attempt}-{deferred}", [batch_id, attempt, deferred],
+                         task=DELIVER_BATCH_TASK,
                          extra_properties=_WEBHOOK_PLACE)

@@ -37,6 +37,7 @@ def ids_waiting(client) -> set[str]:
     """Job ids of every delivery held in Redis: queued, scheduled, or taken by a worker."""
     keys = Keyspace()
     messages = [*client.lrange(keys.fair_jobs(QUEUE, "normal", "-"), 0, -1),
+                *client.lrange(keys.fair_jobs(QUEUE, "low", "-"), 0, -1),
                 *client.zrange(keys.webhook_retries(QUEUE), 0, -1), *client.hvals("unacked")]
     return {job_id for message in messages for job_id in _job_ids(message)}
 

@@ -159,7 +159,7 @@ def test_default_retry_schedule_spans_more_than_a_day(monkeypatch):
 def test_retries_wait_in_redis_until_due_by_its_clock(store, redis_server):
     r = redis_server.client()
     queue = f"hooks-{uuid.uuid4().hex}"
-    due, waiting = store.keys.webhook_retries(queue), store.keys.fair_jobs(queue, "normal", "-")
+    due, waiting = store.keys.webhook_retries(queue), store.keys.fair_jobs(queue, "low", "-")
     job = make_job(store, webhook_url="https://hooks.example.com/in")
     assert store.schedule_webhook_retry(queue, job.id, "soon", delay=0.3, keep=60, cap=DAY) == 1
     assert store.schedule_webhook_retry(queue, job.id, "later", delay=600, keep=60, cap=DAY) == 1
@@ -167,7 +167,7 @@ def test_retries_wait_in_redis_until_due_by_its_clock(store, redis_server):
     assert r.llen(waiting) == 0
     time.sleep(0.4)
     assert store.move_due_webhooks(queue, limit=10) == 1
-    # Into the webhook queue's one list (a fair queue: its Celery list holds only a doorbell).
+    # Into the webhook queue's low lane (a fair queue: its Celery list holds only a doorbell).
     assert r.lrange(waiting, 0, -1) == ["soon"]
     assert r.lrange(queue, 0, -1) == [DOORBELL]
     assert store.move_due_webhooks(queue, limit=10) == 0  # moved once
@@ -186,8 +186,8 @@ def test_due_retries_move_in_bounded_batches(store, redis_server):
     for n in range(5):
         store.schedule_webhook_retry(queue, job.id, f"m{n}", delay=0, keep=60, cap=DAY)
     assert [store.move_due_webhooks(queue, limit=2) for _ in range(4)] == [2, 2, 1, 0]
-    assert sorted(r.lrange(store.keys.fair_jobs(queue, "normal", "-"), 0, -1)) == [f"m{n}" for n in range(5)]
-    assert r.hget(store.keys.fair_state(queue), "depth:normal") == "5"
+    assert sorted(r.lrange(store.keys.fair_jobs(queue, "low", "-"), 0, -1)) == [f"m{n}" for n in range(5)]
+    assert r.hget(store.keys.fair_state(queue), "depth:low") == "5"
 
 
 def test_retries_never_keep_a_record_past_the_cap_after_its_job_finished(store, redis_server):

@@ -77,10 +77,11 @@ def attempt_once(url: str, msg_id: str, body: str, secrets: list[str]) -> Outcom
     return post(url, body.encode(), headers, settings.webhook_allowed_hosts, settings.webhook_timeout_seconds)
 
 
-def attempt_gated(owner: str | None, url: str, msg_id: str, body: str, secrets: list[str]) -> Outcome | Passage:
+def attempt_gated(owner: str | None, url: str, msg_id: str, body: str, secrets: list[str],
+                  deferred: int) -> Outcome | Passage:
     """One attempt, if the gate lets it through now (worker.webhooks.gate); else the gate's
     answer, to defer the delivery by."""
-    passage = gate.enter(owner, url)
+    passage = gate.enter(owner, url, deferred)
     if passage.token is None:
         return passage
     outcome = Outcome(None, "the attempt did not end", None)
@@ -112,7 +113,7 @@ CAPPED = "no further attempt: deliveries end WEBHOOK_RETRY_KEEP_SECONDS ({:g} s)
 
 
 @app.task(name=DELIVER_TASK, acks_late=True)
-def deliver(job_id: str, event: str, attempt: int = 1) -> str:
+def deliver(job_id: str, event: str, attempt: int = 1, deferred: int = 0) -> str:
     job, url, owner = store.webhook_target(job_id)
     if job is None or not url:
         return "gone"
@@ -130,10 +131,10 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
         state.status, state.last_status_code, state.last_error = "failed", None, unsigned
         store.record_webhook_attempt(job_id, state)
         return state.status
-    outcome = attempt_gated(owner, url, f"msg_{job_id}_{event}", body, secrets)
+    outcome = attempt_gated(owner, url, f"msg_{job_id}_{event}", body, secrets, deferred)
     if isinstance(outcome, Passage):  # deferred: the same attempt, later, not counted
-        scheduled = schedule(job_id, webhook_message(app, settings.webhook_queue, job_id, event, attempt),
-                             outcome.defer)
+        later = webhook_message(app, settings.webhook_queue, job_id, event, attempt, deferred + 1)
+        scheduled = schedule(job_id, later, outcome.defer)
         if scheduled >= 0:
             log.info("webhook %s/%s deferred %.1fs: %s", job_id, event, outcome.defer, outcome.why)
             return "deferred" if scheduled else "gone"
@@ -168,7 +169,7 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
 
 
 @app.task(name=DELIVER_BATCH_TASK, acks_late=True)
-def deliver_batch(batch_id: str, attempt: int = 1) -> str:
+def deliver_batch(batch_id: str, attempt: int = 1, deferred: int = 0) -> str:
     """A batch's one event, queued by the script that ended its last job (see
     shared/jobstore/lua/batch_create.lua): the batch, its counts and its jobs, signed with its
     owner's secrets, retried like a job's event. Its outcome is logged, not stored."""
@@ -181,9 +182,9 @@ def deliver_batch(batch_id: str, attempt: int = 1) -> str:
     if unsigned:
         log.warning("batch %s: %s", batch_id, unsigned)
         return "failed"
-    outcome = attempt_gated(owner, url, f"msg_batch_{batch_id}", batch.model_dump_json(), secrets)
+    outcome = attempt_gated(owner, url, f"msg_batch_{batch_id}", batch.model_dump_json(), secrets, deferred)
     if isinstance(outcome, Passage):
-        message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt)
+        message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt, deferred + 1)
         if schedule(batch_id, message, outcome.defer, batch=True) > 0:
             return "deferred"
         log.warning("batch %s webhook failed for good: %s, and its record ends first", batch_id, outcome.why)

@@ -19,7 +19,10 @@ from shared.jobstore import JobStore
 from shared.settings import Settings
 
 LEASE_MARGIN_SECONDS = 5.0  # an attempt holds its place its deadline and this at most
-BUSY_DEFER_SECONDS = (0.5, 1.5)  # a key at its limit: its delivery waits this (jitter) in Redis
+# A key at its limit: its delivery waits in Redis 0.5 to 1 s (jitter), doubling each time it
+# is deferred again, up to BUSY_DEFER_MAX_SECONDS: a key whose attempts hang (each holds its
+# place up to its deadline) does not churn its pile of deliveries through the queue.
+BUSY_DEFER_SECONDS, BUSY_DEFER_MAX_SECONDS = 1.0, 10.0
 FAILURE_WINDOW_SECONDS = 3600.0  # a breaker forgets failures in a row this long after the last
 
 
@@ -55,7 +58,8 @@ class Gate:
     def __init__(self, store: JobStore, settings: Settings):
         self.store, self.settings = store, settings
 
-    def enter(self, owner: str | None, url: str) -> Passage:
+    def enter(self, owner: str | None, url: str, deferred: int = 0) -> Passage:
+        """Whether an attempt may start now; `deferred`: how often this delivery was deferred."""
         receiver, token = receiver_of(url), uuid.uuid4().hex
         s = self.settings
         lease = s.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
@@ -66,8 +70,9 @@ class Gate:
         if verdict == "open":  # spread over a tenth of the cooldown, so that not all come back at once
             delay = wait + random.uniform(0, s.webhook_breaker_seconds / 10)
             return Passage(owner, receiver, None, delay, f"the circuit breaker of {receiver} is open")
-        return Passage(owner, receiver, None, random.uniform(*BUSY_DEFER_SECONDS),
-                       f"{s.webhook_max_in_flight_per_key} attempts of this key under way")
+        delay = random.uniform(0.5, 1.0) * min(BUSY_DEFER_MAX_SECONDS, BUSY_DEFER_SECONDS * 2 ** min(deferred, 8))
+        why = f"{s.webhook_max_in_flight_per_key} attempts of this key under way"
+        return Passage(owner, receiver, None, delay, why)
 
     def leave(self, passage: Passage, failed: bool) -> int:
         """The attempt ended; the receiver's failures in a row after it."""

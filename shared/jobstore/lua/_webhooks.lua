@@ -3,11 +3,14 @@
 --
 -- The webhook queue is a fair queue of one lane and one owner (shared/broker/envelopes.py),
 -- so a worker's BRPOP takes only its doorbell and no delivery is out of Redis unrecorded.
--- `first`: the index in KEYS of its four keys (OpsBase.webhook_keys): the owner's list, the
--- lane's ring, the queue's state, its Celery list. Pushed as restore.lua does, at the head.
-local function webhook_push(first, message, doorbell)
+-- A first attempt waits in the normal lane; retries and deferred attempts (webhook_due.lua)
+-- in the low one, so that a key's pile of deferred deliveries is not ahead of the others'
+-- first attempts (the take serves the normal lane first, 15 picks in 16).
+-- `first`: the index in KEYS of its four keys (OpsBase.webhook_keys): the owner's list in
+-- `lane`, the lane's ring, the queue's state, its Celery list. Pushed as restore.lua does.
+local function webhook_push(first, message, doorbell, lane)
   if redis.call('LPUSH', KEYS[first], message) == 1 then redis.call('RPUSH', KEYS[first + 1], '-') end
-  redis.call('HINCRBY', KEYS[first + 2], 'depth:normal', 1)
+  redis.call('HINCRBY', KEYS[first + 2], 'depth:' .. lane, 1)
   if redis.call('LLEN', KEYS[first + 3]) == 0 then redis.call('LPUSH', KEYS[first + 3], doorbell) end
 end
 
@@ -20,7 +23,7 @@ local function webhook_event(record, id, event, hooks, first)
   if not f[1] or f[1] == '' then return end
   if not string.find(',' .. (f[2] or '') .. ',', ',' .. event .. ',', 1, true) then return end
   local message = string.gsub(hooks[event], '@@job@@', (string.gsub(id, '%%', '%%%%')))
-  webhook_push(first, message, hooks.doorbell)
+  webhook_push(first, message, hooks.doorbell, 'normal')
 end
 
 -- A job of a batch with a webhook has ended: count it down; the batch's last job to end
@@ -30,7 +33,7 @@ end
 local function batch_ended(hook, queue, hooks, first)
   if redis.call('EXISTS', hook) == 1 and redis.call('HINCRBY', hook, 'left', -1) == 0 then
     local message = redis.call('HGET', hook, 'message')
-    if hooks then webhook_push(first, message, hooks.doorbell) else redis.call('LPUSH', queue, message) end
+    if hooks then webhook_push(first, message, hooks.doorbell, 'normal') else redis.call('LPUSH', queue, message) end
     redis.call('DEL', hook)
   end
 end

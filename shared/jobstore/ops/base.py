@@ -48,10 +48,10 @@ class OpsBase:
         self.finished_ttl = finished_ttl_seconds or ttl_seconds
         self.hooks = hooks
 
-    def webhook_keys(self, queue: str) -> tuple[str, ...]:
+    def webhook_keys(self, queue: str, lane: str = WEBHOOK_LANE) -> tuple[str, ...]:
         """The webhook queue's four keys as lua/_webhooks.lua's webhook_push takes them: its
-        one owner's list, its lane's ring, its state, its Celery list (the doorbell)."""
-        return (self.keys.fair_jobs(queue, WEBHOOK_LANE, WEBHOOK_MEMBER), self.keys.fair_ring(queue, WEBHOOK_LANE),
+        one owner's list in `lane`, the lane's ring, its state, its Celery list (the doorbell)."""
+        return (self.keys.fair_jobs(queue, lane, WEBHOOK_MEMBER), self.keys.fair_ring(queue, lane),
                 self.keys.fair_state(queue), queue)
 
     def _hook_keys(self) -> tuple[str, ...]:

@@ -93,7 +93,8 @@ class WebhookOps(OpsBase):
 
     def move_due_webhooks(self, queue: str, limit: int) -> Op[int]:
         """Move retries that are due onto the webhook queue (see lua/webhook_due.lua)."""
-        return Op((limit, DOORBELL), int, "webhook_due", (self.keys.webhook_retries(queue), *self.webhook_keys(queue)))
+        keys = (self.keys.webhook_retries(queue), *self.webhook_keys(queue, "low"))
+        return Op((limit, DOORBELL), int, "webhook_due", keys)
 
     def webhook_gate(self, owner: str | None, receiver: str, token: str, lease: float, max_in_flight: int,
                      cooldown: float) -> Op[tuple[str, float]]:
