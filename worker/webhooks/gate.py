@@ -67,8 +67,10 @@ class Gate:
                                                 s.webhook_breaker_seconds)
         if verdict == "go":
             return Passage(owner, receiver, token)
-        if verdict == "open":  # spread over a tenth of the cooldown, so that not all come back at once
-            delay = wait + random.uniform(0, s.webhook_breaker_seconds / 10)
+        if verdict == "open":
+            # Spread over a whole cooldown: a key's pile of deliveries to an open breaker comes
+            # back at the rate it was made, not all at once when the cooldown ends.
+            delay = wait + random.uniform(0, s.webhook_breaker_seconds)
             return Passage(owner, receiver, None, delay, f"the circuit breaker of {receiver} is open")
         delay = random.uniform(0.5, 1.0) * min(BUSY_DEFER_MAX_SECONDS, BUSY_DEFER_SECONDS * 2 ** min(deferred, 8))
         why = f"{s.webhook_max_in_flight_per_key} attempts of this key under way"
