@@ -117,7 +117,10 @@ def scenario(workdir: Path, redis: RedisServer, b_jobs: int, a_rate: float, boun
             time.sleep(0.2)
         stop.set()
         delays = [answering.arrived[path] - at for path, at in finished.items() if path in answering.arrived]
-        return {"delays": delays, "late": b_jobs - len(delays), "a_connections": len(silent.held)}
+        first = min(finished.values())
+        slowest = sorted(((answering.arrived[p] - at, at - first) for p, at in finished.items()
+                          if p in answering.arrived), reverse=True)[:3]
+        return {"delays": delays, "late": b_jobs - len(delays), "a_connections": len(silent.held), "slowest": slowest}
     finally:
         stop.set()
         worker.stop()
@@ -135,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--b-jobs", type=int, default=40, help="B's jobs per scenario, two a second")
     parser.add_argument("--a-rate", type=float, default=10.0, help="A's deliveries a second")
+    parser.add_argument("--verbose", action="store_true", help="also B's slowest deliveries, and when")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -155,6 +159,9 @@ def main() -> None:
         d = row["delays"]
         print(f"| {name} | {1000 * quantile(d, 50):.0f} ms | {1000 * quantile(d, 99):.0f} ms | "
               f"{1000 * max(d, default=float('nan')):.0f} ms | {row['late']} | {row['a_connections']} |")
+    if args.verbose:
+        for name, row in rows.items():
+            print(name, "slowest (delay, s after B's first):", [(round(d, 3), round(t, 1)) for d, t in row["slowest"]])
 
 
 if __name__ == "__main__":
