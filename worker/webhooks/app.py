@@ -10,6 +10,15 @@ one deadline and reads at most MAX_RESPONSE_BYTES of the response (worker.webhoo
 (JobStore.schedule_webhook_retry), not as a Celery countdown, so it survives restarts; every
 webhook worker moves due retries onto the queue each second (DueRetries).
 
+Fair between keys (worker.webhooks.gate): at most WEBHOOK_MAX_IN_FLIGHT_PER_KEY attempts of
+one key under way at once, and a circuit breaker per key and receiver; a delivery turned
+away is deferred in Redis (not counted as an attempt), never waited for on a thread. Bounded
+in time: a receiver's Retry-After counts up to WEBHOOK_RETRY_AFTER_MAX_SECONDS, and no retry
+or deferral is scheduled (nor the record kept) past WEBHOOK_RETRY_KEEP_SECONDS after the job
+finished. At least once across any single crash: the scripts that change a job's status
+queue its deliveries themselves (shared/jobstore/lua/_webhooks.lua), and the webhook queue
+is a fair queue, whose BRPOP takes only a doorbell (no delivery out of Redis unrecorded).
+
 Each delivery is signed with its job's owner's webhook secrets (shared.apikeys: the current
 one, and the previous one for a day after a rotation), looked up per delivery; a revoked
 key's jobs are not delivered. A job without an owner (AUTH_DISABLED) is signed with
