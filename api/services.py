@@ -10,7 +10,7 @@ from api.decoding import DecodePool
 from api.events import TaskEvents
 from api.versions import Versions
 from api.waiter import Waiter
-from shared.broker import make_celery
+from shared.broker import make_celery, webhook_hooks
 from shared.catalog import AsyncCatalog
 from shared.jobstore import AsyncJobStore
 from shared.registry import Registry
@@ -32,10 +32,12 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry | None = None) -> "Services":
+        celery = make_celery(settings, "api")
+        # With the hooks, the create (a cached result) and cancel scripts queue webhooks themselves.
         store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                       settings.redis_max_connections,
-                                      finished_ttl_seconds=settings.finished_job_ttl_seconds)
-        celery = make_celery(settings, "api")
+                                      finished_ttl_seconds=settings.finished_job_ttl_seconds,
+                                      hooks=webhook_hooks(celery, settings.webhook_queue))
         # Not strict: an invalid manifest is reported (GET /readyz) and the other models serve.
         registry = registry or Registry(settings.model_dir, settings.default_model, strict=False)
         return cls(

@@ -183,14 +183,12 @@ async def _outcome(created: Created, fingerprint: str, caller: Caller, svc: Serv
 
 async def _count_and_notify(job: Job, manifest: Manifest, cache: _Cache, options: SubmitOptions,
                             svc: Services) -> None:
-    """A new job is counted; one answered from the cache is done already, so its events and
-    its `completed` webhook go now (the worker sends them for the jobs it runs)."""
+    """A new job is counted; one answered from the cache is done already, so its events go
+    now (its `completed` webhook was queued by the create script itself)."""
     SUBMITTED.labels(manifest.key).inc()
     if cache.result is None:
         return
     svc.events.cached(job.id, job.result.label if job.result else "")
-    if options.webhook_url and WebhookEvent.completed in options.webhook_events:
-        await notify(job.id, WebhookEvent.completed, svc)
 
 
 async def _replay(replay: Replay, fingerprint: str, svc: Services) -> Job:
@@ -205,6 +203,3 @@ async def _replay(replay: Replay, fingerprint: str, svc: Services) -> Job:
     return job
 
 
-async def notify(job_id: str, event: WebhookEvent, svc: Services) -> None:
-    """Queue one webhook delivery (the worker does the same for jobs it runs)."""
-    await svc.store.notify(svc.celery, svc.settings.webhook_queue, [(job_id, event)])

@@ -128,6 +128,25 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, description="Deadline of one delivery attempt (resolve, connect, send, response)."
     )
+    # Fairness between keys (worker/webhooks/gate.py) and caps on how long a delivery lives.
+    webhook_max_in_flight_per_key: int = Field(
+        4, ge=0, description="Most delivery attempts of one key under way at once, all webhook workers together; "
+        "more wait in Redis, not on a thread (0: no limit)."
+    )
+    webhook_breaker_failures: int = Field(
+        5, ge=1, description="Failed attempts in a row (no answer, 429, 5xx) after which a key's receiver (host:port) "
+        "is not tried for WEBHOOK_BREAKER_SECONDS."
+    )
+    webhook_breaker_seconds: float = Field(
+        60.0, gt=0, description="Cooldown of an open circuit breaker; then one attempt probes the receiver."
+    )
+    webhook_retry_after_max_seconds: float = Field(
+        3600.0, ge=0, description="Longest Retry-After of a receiver that is honoured; a longer one counts as this."
+    )
+    webhook_retry_keep_seconds: int = Field(
+        86400, gt=0, description="Retries (and deferrals) end this long after the job finished: no delivery keeps "
+        "a record alive longer; the delivery then fails for good."
+    )
 
     # Training a new version from a ZIP (POST /models/{name}/versions; worker/training/app.py).
     training_queue: str = Field("training", description="Celery queue of training jobs (the training worker's).")

@@ -25,11 +25,11 @@ from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
 from api.reads import ReaderDep, long_poll, long_polls
 from api.services import Services, ServicesDep
-from api.submit import notify, prepare_upload, record, submit
+from api.submit import prepare_upload, record, submit
 from api.uploads import read_upload, resolve_model
 from shared.broker import batch_webhook_message
 from shared.jobstore import BATCH_ID, new_job_id
-from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
+from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
 MAX_WAIT_SECONDS = 60
@@ -253,9 +253,7 @@ async def cancel_job(job_id: str, svc: ServicesDep, caller: CallerDep) -> Job:
     if cancelled.before != JobStatus.queued:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"job {job_id} is {cancelled.before.value}; only a queued job can be cancelled")
-    if WebhookEvent.completed in cancelled.webhook_events:
-        await notify(job_id, WebhookEvent.completed, svc)
-    return cancelled.job
+    return cancelled.job  # its `completed` webhook, when asked for, was queued by the cancel script
 
 
 router.add_api_route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"], response_model=Job, responses=_CANCEL)

@@ -21,15 +21,16 @@ from shared.broker.compat import require
 
 require("kombu")
 
-from shared.broker.app import celery_config, make_celery  # noqa: E402
+from shared.broker.app import celery_config, fair_queues, make_celery  # noqa: E402
 from shared.broker.envelopes import (  # noqa: E402
     InferMessage,
+    WebhookHooks,
     batch_webhook_message,
     infer_message,
     redis_message,
     training_message,
+    webhook_hooks,
     webhook_message,
-    webhook_messages,
 )
 from shared.broker.layout import (  # noqa: E402
     DELIVER_BATCH_TASK,
@@ -40,7 +41,20 @@ from shared.broker.layout import (  # noqa: E402
 )
 
 __all__ = [
-    "DELIVER_BATCH_TASK", "DELIVER_TASK", "INFER_TASK", "TRAIN_TASK", "UNACKED_HASH",
-    "InferMessage", "batch_webhook_message", "celery_config", "infer_message", "make_celery", "redis_message",
-    "training_message", "webhook_message", "webhook_messages",
+    "DELIVER_BATCH_TASK",
+    "DELIVER_TASK",
+    "INFER_TASK",
+    "TRAIN_TASK",
+    "UNACKED_HASH",
+    "InferMessage",
+    "WebhookHooks",
+    "batch_webhook_message",
+    "celery_config",
+    "fair_queues",
+    "infer_message",
+    "make_celery",
+    "redis_message",
+    "training_message",
+    "webhook_hooks",
+    "webhook_message",
 ]

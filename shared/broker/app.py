@@ -51,3 +51,11 @@ def make_celery(settings: Settings, name: str, queue: str | None = None, cls: ty
         app.conf.task_default_queue = queue
     app.conf.update(conf)
     return app
+
+
+def fair_queues(settings: Settings) -> list[str]:
+    """The queues every consumer installs as fair (patch.install; any consumer's restore sweep
+    may restore any queue's message): the inference queue (by lane and key) and the webhook
+    queue (one lane, one owner: a BRPOP takes only its doorbell, so no delivery is ever out
+    of Redis without its record)."""
+    return [settings.queue_name, settings.webhook_queue]

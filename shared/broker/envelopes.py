@@ -5,7 +5,6 @@ the webhook pushes)."""
 import base64
 import json
 import uuid
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from celery import Celery
@@ -64,18 +63,54 @@ def training_message(app: Celery, queue: str, job_id: str) -> InferMessage:
     return InferMessage(tag, redis_message(app, queue, job_id, [job_id], task=TRAIN_TASK, delivery_tag=tag))
 
 
-def webhook_message(app: Celery, queue: str, job_id: str, event: str, attempt: int = 1) -> str:
-    """The message asking the webhook worker to deliver one event of one job (attempt n)."""
-    if attempt == 1:
-        return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK)
-    return redis_message(app, queue, f"{job_id}-{event}-{attempt}", [job_id, event, attempt], task=DELIVER_TASK)
+# The webhook queue is a fair queue with one lane and one owner (shared/broker/fair.py): a
+# worker's BRPOP takes only its doorbell, so no delivery is ever out of Redis unrecorded. Its
+# messages say where a restore puts them back.
+WEBHOOK_LANE, WEBHOOK_MEMBER = "normal", "-"
+_WEBHOOK_PLACE = {"qi_lane": WEBHOOK_LANE, "qi_owner": WEBHOOK_MEMBER}
+JOB_PLACEHOLDER = "@@job@@"  # in a template, replaced by the job id (lua/_hooks.lua)
 
 
-def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1) -> str:
-    """The message asking the webhook worker to deliver a batch's one event (attempt n)."""
-    return redis_message(app, queue, f"{batch_id}-batch-{attempt}", [batch_id, attempt], task=DELIVER_BATCH_TASK)
+def webhook_message(app: Celery, queue: str, job_id: str, event: str, attempt: int = 1, deferred: int = 0) -> str:
+    """The message asking the webhook worker to deliver one event of one job (attempt n,
+    deferred `deferred` times already: worker/webhooks/gate.py)."""
+    if attempt == 1 and not deferred:
+        return redis_message(app, queue, f"{job_id}-{event}", [job_id, event], task=DELIVER_TASK,
+                             extra_properties=_WEBHOOK_PLACE)
+    return redis_message(app, queue, f"{job_id}-{event}-{attempt}-{deferred}", [job_id, event, attempt, deferred],
+                         task=DELIVER_TASK, extra_properties=_WEBHOOK_PLACE)
 
 
-def webhook_messages(app: Celery, queue: str, hooks: Iterable[tuple[str, str]]) -> list[str]:
-    """One delivery message per (job id, event): what every webhook push sends."""
-    return [webhook_message(app, queue, job_id, event) for job_id, event in hooks]
+def webhook_template(app: Celery, queue: str, event: str) -> str:
+    """A job's first `event` delivery message with JOB_PLACEHOLDER for the job id, for the
+    scripts that end or start jobs to fill in (lua/_hooks.lua). Its body is left as plain
+    JSON (kombu decodes a message without body_encoding as is), so that the id can be
+    substituted; its delivery tag is '<job id>-<event>': each job's event is queued once."""
+    name = f"{JOB_PLACEHOLDER}-{event}"
+    envelope = json.loads(redis_message(app, queue, name, [JOB_PLACEHOLDER, event], task=DELIVER_TASK,
+                                        delivery_tag=name, extra_properties=_WEBHOOK_PLACE))
+    envelope["body"] = base64.b64decode(envelope["body"]).decode()
+    del envelope["properties"]["body_encoding"]
+    return json.dumps(envelope)
+
+
+class WebhookHooks(NamedTuple):
+    """What the scripts that change a job's status need to queue its webhook deliveries in
+    the same call: the webhook queue and one template per event."""
+
+    queue: str
+    completed: str
+    running: str
+
+
+def webhook_hooks(app: Celery, queue: str) -> WebhookHooks:
+    """Built once per process: the templates depend on the queue only."""
+    return WebhookHooks(queue, webhook_template(app, queue, "completed"), webhook_template(app, queue, "running"))
+
+
+def batch_webhook_message(app: Celery, queue: str, batch_id: str, attempt: int = 1, deferred: int = 0) -> str:
+    """The message asking the webhook worker to deliver a batch's one event (attempt n,
+    deferred `deferred` times already)."""
+    return redis_message(app, queue, f"{batch_id}-batch-{attempt}-{deferred}", [batch_id, attempt, deferred],
+                         task=DELIVER_BATCH_TASK,
+                         extra_properties=_WEBHOOK_PLACE)

@@ -144,6 +144,16 @@ class Keyspace:
         due, Redis' clock), for the webhook queue `queue`."""
         return self._key(f"webhooks:due:{queue}")
 
+    def webhook_in_flight(self, owner: str | None) -> str:
+        """Sorted set: one owner's webhook attempts under way (token -> when its lease ends),
+        at most WEBHOOK_MAX_IN_FLIGHT_PER_KEY entries, expiring (lua/webhook_gate.lua)."""
+        return self._key(f"webhooks:inflight:{owner or '-'}")
+
+    def webhook_breaker(self, owner: str | None, receiver: str) -> str:
+        """Hash: the circuit breaker of one owner's deliveries to one receiver (host:port):
+        failures in a row and when it opens again, expiring (lua/webhook_done.lua)."""
+        return self._key(f"webhooks:breaker:{owner or '-'}:{receiver}")
+
     # The model catalog (shared.catalog), which every API process and worker follows.
 
     @property

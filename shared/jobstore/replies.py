@@ -14,7 +14,7 @@ _LUA = {path.name.removesuffix(".lua"): path.read_text()
         for path in sorted(resources.files("shared.jobstore").joinpath("lua").iterdir(), key=lambda p: p.name)
         if path.name.endswith(".lua")}  # sorted: every process prepends helpers alike (one SHA per script)
 # Helpers (lua/_*.lua) are prepended to each script that calls a function they define (EVAL
-# has no imports): _batch.lua's batch_ended() to the scripts that end jobs, ...
+# has no imports): _webhooks.lua's batch_ended() to the scripts that end jobs, ...
 _HELPERS = {text: re.findall(r"^local function (\w+)\(", text, re.M)
             for name, text in _LUA.items() if name.startswith("_")}
 SCRIPTS = {name: "".join(helper for helper, functions in _HELPERS.items()

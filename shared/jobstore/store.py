@@ -7,12 +7,12 @@ from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio as aioredis
-from celery import Celery
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from shared.broker.envelopes import WebhookHooks
 from shared.jobstore import sending
 from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.ops import JobOps
@@ -56,13 +56,14 @@ class JobStore(_Face[redis.Redis]):
     @classmethod
     def connect(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
                 cache_ttl_seconds: int = 0, keys: Keyspace = DEFAULT_KEYSPACE,
-                finished_ttl_seconds: int | None = None) -> "JobStore":
-        """retries > 0 rides out a Redis restart (the worker); 0 fails fast."""
+                finished_ttl_seconds: int | None = None, hooks: WebhookHooks | None = None) -> "JobStore":
+        """retries > 0 rides out a Redis restart (the worker); 0 fails fast. With `hooks`, the
+        scripts that end or start jobs queue their webhook deliveries (shared.jobstore.ops.base)."""
         client = redis.Redis.from_url(
             url, **_options(timeout), retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds))
+        return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds, hooks))
 
     def _run(self, op: Op[T]) -> T:
         return sending.run(self._redis, self._scripts, op)
@@ -101,8 +102,8 @@ class JobStore(_Face[redis.Redis]):
         """Send an op built elsewhere (shared.apikeys.KeyOps: the webhook worker's key lookup)."""
         return self._run(op)
 
-    def record_webhook_attempt(self, job_id: str, state: WebhookState) -> int:
-        return self._run(self.ops.record_webhook_attempt(job_id, state))
+    def record_webhook_attempt(self, job_id: str, state: WebhookState, count: bool = True) -> int:
+        return self._run(self.ops.record_webhook_attempt(job_id, state, count))
 
     def find_lost(self, queue: str, older_than: float, limit: int = 100) -> list[Lost]:
         """Jobs queued over `older_than` seconds whose message Redis lost in delivery."""
@@ -113,10 +114,6 @@ class JobStore(_Face[redis.Redis]):
 
     def push(self, queue: str, messages: list[str]) -> int:
         return self._run(self.ops.push(queue, messages))
-
-    def notify(self, app: Celery, queue: str, hooks: list[tuple[str, WebhookEvent]]) -> int:
-        """Queue webhook deliveries for the webhook worker, in one round trip."""
-        return self._run(self.ops.notify(app, queue, hooks)) if hooks else 0
 
     def backlog(self, queue: str) -> dict[str, Any]:
         return self._run(self.ops.backlog(queue))
@@ -140,11 +137,20 @@ class JobStore(_Face[redis.Redis]):
         self._redis.close()
 
     def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float,
-                               batch: bool = False) -> bool:
+                               cap: float, batch: bool = False) -> int:
         """Deliver `message` on `queue` `delay` seconds from now, keeping the job's (with
-        `batch`, the batch's) record at least `keep` seconds beyond that. False (nothing
-        scheduled) when the record is gone."""
-        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep, batch))
+        `batch`, the batch's) record at least `keep` seconds beyond that, but never past `cap`
+        seconds after the job finished: 1; 0 when the record is gone; -1 past the cap
+        (nothing scheduled in either case)."""
+        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep, cap, batch))
+
+    def webhook_gate(self, owner: str | None, receiver: str, token: str, lease: float, max_in_flight: int,
+                     cooldown: float) -> tuple[str, float]:
+        return self._run(self.ops.webhook_gate(owner, receiver, token, lease, max_in_flight, cooldown))
+
+    def webhook_done(self, owner: str | None, receiver: str, token: str, failed: bool, failures: int,
+                     cooldown: float, window: float) -> int:
+        return self._run(self.ops.webhook_done(owner, receiver, token, failed, failures, cooldown, window))
 
     def move_due_webhooks(self, queue: str, limit: int = 100) -> int:
         """Move at most `limit` due retries onto the queue; how many it moved."""
@@ -156,13 +162,15 @@ class AsyncJobStore(_Face[aioredis.Redis]):
 
     @classmethod
     def connect(cls, url: str, ttl_seconds: int, timeout: float, max_connections: int = 64,
-                keys: Keyspace = DEFAULT_KEYSPACE, finished_ttl_seconds: int | None = None) -> "AsyncJobStore":
+                keys: Keyspace = DEFAULT_KEYSPACE, finished_ttl_seconds: int | None = None,
+                hooks: WebhookHooks | None = None) -> "AsyncJobStore":
         """No retries: when Redis is down the client gets a 503 at once, not a hung request.
         With every connection busy, a request waits for one (up to `timeout`) instead of
         failing at once: a burst of requests is not an unavailable Redis."""
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
                                                         **_options(timeout))
-        return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds, finished_ttl_seconds=finished_ttl_seconds))
+        return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds, finished_ttl_seconds=finished_ttl_seconds,
+                                                                 hooks=hooks))
 
     async def _run(self, op: Op[T]) -> T:
         return await sending.run_async(self._redis, self._scripts, op)
@@ -193,10 +201,6 @@ class AsyncJobStore(_Face[aioredis.Redis]):
 
     async def push(self, queue: str, messages: list[str]) -> int:
         return await self._run(self.ops.push(queue, messages))
-
-    async def notify(self, app: Celery, queue: str, hooks: list[tuple[str, WebhookEvent]]) -> int:
-        """Queue webhook deliveries for the webhook worker, in one round trip."""
-        return await self._run(self.ops.notify(app, queue, hooks)) if hooks else 0
 
     async def recent(self, limit: int, before: float | None, status: JobStatus | None,
                      scan_limit: int = 1000, owner: str | None = None) -> tuple[list[Job], float | None]:

@@ -8,6 +8,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.apikeys import PREVIOUS_SECRET_SECONDS, KeyStore
+from shared.broker.layout import DOORBELL
 from shared.jobstore import Keyspace
 from shared.settings import Settings
 from shared.webhooks import (
@@ -20,6 +21,8 @@ from shared.webhooks import (
 )
 from tests.utils.jobs import make_job
 
+DAY = 86400
+PREDICTION = '{"label": "7", "score": 0.9, "top_k": [{"label": "7", "score": 0.9}]}'
 SECRET, OLD = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_" + "c2VjcmV0LW9sZC1zZWNyZXQtb2xkLXNlY3JldA=="
 
 
@@ -167,21 +170,23 @@ def test_default_retry_schedule_spans_more_than_a_day(monkeypatch):
 def test_retries_wait_in_redis_until_due_by_its_clock(store, redis_server):
     r = redis_server.client()
     queue = f"hooks-{uuid.uuid4().hex}"
-    due = store.keys.webhook_retries(queue)
+    due, waiting = store.keys.webhook_retries(queue), store.keys.fair_jobs(queue, "low", "-")
     job = make_job(store, webhook_url="https://hooks.example.com/in")
-    assert store.schedule_webhook_retry(queue, job.id, "soon", delay=0.3, keep=60)
-    assert store.schedule_webhook_retry(queue, job.id, "later", delay=600, keep=60)
+    assert store.schedule_webhook_retry(queue, job.id, "soon", delay=0.3, keep=60, cap=DAY) == 1
+    assert store.schedule_webhook_retry(queue, job.id, "later", delay=600, keep=60, cap=DAY) == 1
     assert store.move_due_webhooks(queue, limit=10) == 0
-    assert r.llen(queue) == 0
+    assert r.llen(waiting) == 0
     time.sleep(0.4)
     assert store.move_due_webhooks(queue, limit=10) == 1
-    assert r.lrange(queue, 0, -1) == ["soon"]
+    # Into the webhook queue's low lane (a fair queue: its Celery list holds only a doorbell).
+    assert r.lrange(waiting, 0, -1) == ["soon"]
+    assert r.lrange(queue, 0, -1) == [DOORBELL]
     assert store.move_due_webhooks(queue, limit=10) == 0  # moved once
     assert r.zrange(due, 0, -1) == ["later"]
     # The record is kept until the last retry is due (and `keep` beyond), past its own TTL.
     assert r.ttl(store.keys.job(job.id)) > 600
     # Nothing is scheduled for a record that is gone.
-    assert not store.schedule_webhook_retry(queue, "missing", "x", delay=0, keep=60)
+    assert store.schedule_webhook_retry(queue, "missing", "x", delay=0, keep=60, cap=DAY) == 0
     assert r.zcard(due) == 1
 
 
@@ -190,9 +195,25 @@ def test_due_retries_move_in_bounded_batches(store, redis_server):
     queue = f"hooks-{uuid.uuid4().hex}"
     job = make_job(store, webhook_url="https://hooks.example.com/in")
     for n in range(5):
-        store.schedule_webhook_retry(queue, job.id, f"m{n}", delay=0, keep=60)
+        store.schedule_webhook_retry(queue, job.id, f"m{n}", delay=0, keep=60, cap=DAY)
     assert [store.move_due_webhooks(queue, limit=2) for _ in range(4)] == [2, 2, 1, 0]
-    assert sorted(r.lrange(queue, 0, -1)) == [f"m{n}" for n in range(5)]
+    assert sorted(r.lrange(store.keys.fair_jobs(queue, "low", "-"), 0, -1)) == [f"m{n}" for n in range(5)]
+    assert r.hget(store.keys.fair_state(queue), "depth:low") == "5"
+
+
+def test_retries_never_keep_a_record_past_the_cap_after_its_job_finished(store, redis_server):
+    r = redis_server.client()
+    queue = f"hooks-{uuid.uuid4().hex}"
+    job = make_job(store, webhook_url="https://hooks.example.com/in", cached_result=PREDICTION)  # finished now
+    record = store.keys.job(job.id)
+    r.expire(record, 10)
+    # Due within the cap: scheduled, and the record kept until the cap at most (not `keep` past the retry).
+    assert store.schedule_webhook_retry(queue, job.id, "within", delay=50, keep=3600, cap=100) == 1
+    assert 50 < r.ttl(record) <= 100
+    # Due past the cap: nothing scheduled, nothing extended.
+    assert store.schedule_webhook_retry(queue, job.id, "past", delay=101, keep=3600, cap=100) == -1
+    assert r.zrange(store.keys.webhook_retries(queue), 0, -1) == ["within"]
+    assert r.ttl(record) <= 100
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9000/in", "http://localhost:8080/in", "http://10.0.0.5/in"])

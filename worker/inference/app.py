@@ -17,16 +17,15 @@ from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from redis.exceptions import RedisError
 
-from shared.broker import make_celery, patch
+from shared.broker import fair_queues, make_celery, patch
 from shared.broker.rescue import rescue_lost
-from shared.schemas import WebhookEvent
 from shared.settings import get_settings
 
 if TYPE_CHECKING:
     from worker.inference.serving import Serving
 
 # kombu: bulk receive, safe when Redis is full, the inference queue fair (shared/broker/fair.py)
-patch.install(fair_queues=[get_settings().queue_name])
+patch.install(fair_queues=fair_queues(get_settings()))
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 
@@ -130,10 +129,8 @@ class Heartbeat(bootsteps.StartStopStep):
                 store.renew(job_ids, run, settings.lease_seconds)
             # A lease that ended a visibility timeout ago: its message was not redelivered.
             lost = store.sweep_lost(settings.visibility_timeout_seconds)
-            if lost:
+            if lost:  # their `completed` webhooks were queued by the sweep itself
                 log.warning("failed %d job(s) whose worker and message were lost: %s", len(lost), ", ".join(lost))
-                serving.notify_webhooks([(job_id, WebhookEvent.completed) for job_id, events in lost.items()
-                                         if WebhookEvent.completed in events])
             # Last: with Redis full, putting messages back is refused (and waits a beat).
             rescued = rescue_lost(store, serving.celery, settings)
             if rescued:

@@ -5,10 +5,11 @@ decoded, or that makes the model fail, fails alone while the rest of the batch s
 """
 
 import logging
+import os
+import signal
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -21,10 +22,8 @@ from shared.schemas import (
     LANES,
     ErrorCode,
     JobError,
-    JobStatus,
     LabelScore,
     Prediction,
-    WebhookEvent,
 )
 from worker.inference import metrics
 from worker.inference.model import LoadedModel
@@ -99,7 +98,9 @@ def _load_on_demand(models: dict[str, LoadedModel], key: str, failed: dict[str, 
     return None
 
 
-Hooks = list[tuple[str, WebhookEvent]]
+# Test-only (tests/worker/test_webhook_once.py): the worker SIGKILLs itself right after the
+# finish script returns, to show that the jobs' webhook deliveries were queued by that script.
+KILL_AFTER_FINISH = os.environ.get("QI_TEST_KILL_AFTER_FINISH") == "1"
 
 
 class Ran(NamedTuple):
@@ -112,24 +113,16 @@ class Ran(NamedTuple):
     ended: dict[str, ErrorCode]
 
 
-def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel],
-              notify: Callable[[Hooks], None] = lambda hooks: None, *, run: str | None = None,
+def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel], *, run: str | None = None,
               lease_seconds: float = 60, max_runs: int = 3, failed: dict[str, str] | None = None) -> Ran:
     """Run the jobs that are still queued (or whose lease ended: their worker was lost),
-    leased to `run`. `notify` gets the (job id, event) webhook deliveries that are due.
+    leased to `run`. Their webhook deliveries are queued by the start and finish scripts
+    themselves (with the store's hooks: shared.jobstore.ops.base).
     `failed`: models that failed to load here, with why (their jobs fail at once)."""
     run = run or uuid.uuid4().hex
     unique = list({item.job_id: item for item in items}.values())
     started = store.start([item.job_id for item in unique], run, lease_seconds, max_runs)
-    subscribed = {item.job_id: s.webhook_events for item, s in zip(unique, started, strict=True)}
-
-    def due(job_ids: list[str], event: WebhookEvent) -> None:
-        if hooks := [(job_id, event) for job_id in job_ids if event in subscribed.get(job_id, ())]:
-            notify(hooks)
-
     ended = {item.job_id: s.ended for item, s in zip(unique, started, strict=True) if s.ended}
-    due([item.job_id for item, s in zip(unique, started, strict=True) if s.runs and s.before == JobStatus.queued],
-        WebhookEvent.running)
     now = time.time()
     metrics.BATCH_SIZE.observe(len(unique))
     for item in unique:
@@ -171,7 +164,9 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
         for (job_id, _), row in zip(jobs, probabilities, strict=True):
             outcomes[job_id] = to_prediction(row, model.manifest.labels, model.manifest.calibration)
 
-    due([*ended, *store.finish(outcomes, run)], WebhookEvent.completed)
+    store.finish(outcomes, run)
+    if KILL_AFTER_FINISH:
+        os.kill(os.getpid(), signal.SIGKILL)
     for item in unique:
         if item.job_id in outcomes:
             outcome = outcomes[item.job_id]

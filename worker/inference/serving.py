@@ -10,11 +10,12 @@ from celery import Celery
 from prometheus_client import REGISTRY, start_http_server
 from redis.exceptions import RedisError
 
+from shared.broker import webhook_hooks
 from shared.broker.backlog import BacklogCollector
 from shared.catalog import Catalog
 from shared.jobstore import JobStore
 from shared.registry import Registry
-from shared.schemas import Serves, WebhookEvent
+from shared.schemas import Serves
 from shared.settings import Settings
 from worker.inference import metrics
 from worker.inference.runtime import Runtime
@@ -40,7 +41,8 @@ class Serving:
         (worker.inference.versions), and serve this process's metrics."""
         store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                  retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds,
-                                 finished_ttl_seconds=settings.finished_job_ttl_seconds)
+                                 finished_ttl_seconds=settings.finished_job_ttl_seconds,
+                                 hooks=webhook_hooks(celery, settings.webhook_queue))
         # The versions on disk and the defaults announced through Redis (shared.catalog); a
         # manifest that is invalid is reported, and the other models serve.
         registry = Registry(settings.model_dir, settings.default_model, strict=False)
@@ -67,9 +69,3 @@ class Serving:
     @property
     def serves(self) -> Serves:
         return Serves(models=sorted(self.runtime.models), failed=self.runtime.failed)
-
-    def notify_webhooks(self, hooks: list[tuple[str, WebhookEvent]]) -> None:
-        """Queue webhook deliveries for the webhook worker, in one round trip."""
-        if not hooks:
-            return
-        self.store.notify(self.celery, self.settings.webhook_queue, hooks)

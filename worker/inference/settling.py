@@ -29,7 +29,7 @@ class Settling:
         run = uuid.uuid4().hex
         serving.in_flight[run] = [item.job_id for item in items]  # the heartbeat renews their leases
         try:
-            return run_batch(items, serving.store, serving.runtime.models, serving.notify_webhooks, run=run,
+            return run_batch(items, serving.store, serving.runtime.models, run=run,
                              lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs,
                              failed=serving.runtime.failed)
         finally:

@@ -27,20 +27,18 @@ import uuid
 from celery import Task
 from redis.exceptions import RedisError
 
-from shared.broker import TRAIN_TASK, make_celery, patch
+from shared.broker import TRAIN_TASK, fair_queues, make_celery, patch, webhook_hooks
 from shared.jobstore import JobStore
 from shared.schemas import (
     ErrorCode,
     JobError,
-    JobStatus,
     TrainingResult,
-    WebhookEvent,
 )
 from shared.settings import get_settings
 from worker.training.trainer import Training, TrainingFailed
 
 # kombu: safe when Redis is full; the inference queue fair (any consumer may restore its messages)
-patch.install(fair_queues=[get_settings().queue_name])
+patch.install(fair_queues=fair_queues(get_settings()))
 log = logging.getLogger(__name__)
 settings = get_settings()
 
@@ -85,12 +83,9 @@ def store() -> JobStore:
     global _store
     if _store is None:
         _store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
-                                  retries=8, finished_ttl_seconds=settings.finished_job_ttl_seconds)
+                                  retries=8, finished_ttl_seconds=settings.finished_job_ttl_seconds,
+                                  hooks=webhook_hooks(app, settings.webhook_queue))
     return _store
-
-
-def notify(job_id: str, event: WebhookEvent) -> None:
-    store().notify(app, settings.webhook_queue, [(job_id, event)])
 
 
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True)
@@ -104,11 +99,7 @@ def run_job(job_id: str, task: Task | None = None) -> None:
     [started] = jobs.start([job_id], run, settings.lease_seconds, settings.max_job_runs)
     if not started.runs:
         log.info("skipping training job %s (%s)", job_id, started.ended or started.before or "gone")
-        if started.ended and WebhookEvent.completed in started.webhook_events:
-            notify(job_id, WebhookEvent.completed)
-        return
-    if started.before == JobStatus.queued and WebhookEvent.running in started.webhook_events:
-        notify(job_id, WebhookEvent.running)
+        return  # a webhook due (running, completed) was queued by the start script itself
     outcome: TrainingResult | JobError
     with Lease(jobs, job_id, run):
         try:
@@ -123,5 +114,4 @@ def run_job(job_id: str, task: Task | None = None) -> None:
                 log.exception("training job %s failed", job_id)
                 outcome = JobError(code=ErrorCode.training_failed, message=f"training failed: {exc}")
     log.info("training job %s: %s", job_id, outcome.model_dump_json())
-    if job_id in jobs.finish({job_id: outcome}, run) and WebhookEvent.completed in started.webhook_events:
-        notify(job_id, WebhookEvent.completed)
+    jobs.finish({job_id: outcome}, run)  # which queues its `completed` webhook, when asked for

@@ -10,6 +10,15 @@ one deadline and reads at most MAX_RESPONSE_BYTES of the response (worker.webhoo
 (JobStore.schedule_webhook_retry), not as a Celery countdown, so it survives restarts; every
 webhook worker moves due retries onto the queue each second (DueRetries).
 
+Fair between keys (worker.webhooks.gate): at most WEBHOOK_MAX_IN_FLIGHT_PER_KEY attempts of
+one key under way at once, and a circuit breaker per key and receiver; a delivery turned
+away is deferred in Redis (not counted as an attempt), never waited for on a thread. Bounded
+in time: a receiver's Retry-After counts up to WEBHOOK_RETRY_AFTER_MAX_SECONDS, and no retry
+or deferral is scheduled (nor the record kept) past WEBHOOK_RETRY_KEEP_SECONDS after the job
+finished. At least once across any single crash: the scripts that change a job's status
+queue its deliveries themselves (shared/jobstore/lua/_webhooks.lua), and the webhook queue
+is a fair queue, whose BRPOP takes only a doorbell (no delivery out of Redis unrecorded).
+
 Each delivery is signed with its job's owner's webhook secrets (shared.apikeys: the current
 one, and the previous one for a day after a rotation), looked up per delivery; a revoked
 key's jobs are not delivered. A job without an owner (AUTH_DISABLED) is signed with
@@ -22,18 +31,24 @@ from celery import Celery, bootsteps
 from redis.exceptions import RedisError
 
 from shared.apikeys import KeyOps
-from shared.broker import DELIVER_BATCH_TASK, DELIVER_TASK, batch_webhook_message, make_celery, patch, webhook_message
+from shared.broker import (
+    DELIVER_BATCH_TASK,
+    DELIVER_TASK,
+    batch_webhook_message,
+    fair_queues,
+    make_celery,
+    patch,
+    webhook_message,
+)
 from shared.jobstore import JobStore
 from shared.schemas import JobStatus, WebhookEvent, WebhookState
 from shared.settings import get_settings
-from shared.webhooks import (
-    backoff,
-    signed_headers,
-)
+from shared.webhooks import backoff, signed_headers
 from worker.webhooks.delivery import Outcome, post
+from worker.webhooks.gate import Gate, Passage, receiver_failed
 
 # kombu: bulk receive, safe when Redis is full, the inference queue fair (shared/broker/fair.py)
-patch.install(fair_queues=[get_settings().queue_name])
+patch.install(fair_queues=fair_queues(get_settings()))
 log = logging.getLogger(__name__)
 settings = get_settings()
 app: Celery = make_celery(
@@ -45,9 +60,10 @@ app: Celery = make_celery(
 )
 store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8)
 
-RETRY_GRACE_SECONDS = 3600  # a job's record is kept at least this long after a retry is due
+RETRY_GRACE_SECONDS = 3600  # a job's record is kept this long after a retry is due (within the cap)
 DUE_POLL_SECONDS = 1.0
 DUE_BATCH = 100  # retries moved per script call; at most 10 calls per tick
+gate = Gate(store, settings)
 
 
 def signing_secrets(owner: str | None) -> tuple[list[str], str | None]:
@@ -70,8 +86,43 @@ def attempt_once(url: str, msg_id: str, body: str, secrets: list[str]) -> Outcom
     return post(url, body.encode(), headers, settings.webhook_allowed_hosts, settings.webhook_timeout_seconds)
 
 
+def attempt_gated(owner: str | None, url: str, msg_id: str, body: str, secrets: list[str],
+                  deferred: int) -> Outcome | Passage:
+    """One attempt, if the gate lets it through now (worker.webhooks.gate); else the gate's
+    answer, to defer the delivery by."""
+    passage = gate.enter(owner, url, deferred)
+    if passage.token is None:
+        return passage
+    outcome = Outcome(None, "the attempt did not end", None)
+    try:
+        outcome = attempt_once(url, msg_id, body, secrets)
+    finally:
+        gate.leave(passage, receiver_failed(outcome.status_code, outcome.error))
+    return outcome
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float | None:
+    """Seconds until attempt `attempt + 1`, or None when `attempt` was the last. A receiver's
+    Retry-After counts up to WEBHOOK_RETRY_AFTER_MAX_SECONDS."""
+    if attempt >= settings.webhook_max_attempts:
+        return None
+    if retry_after is not None:
+        retry_after = min(retry_after, settings.webhook_retry_after_max_seconds)
+    return backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
+
+
+def schedule(record_id: str, message: str, delay: float, batch: bool = False) -> int:
+    """The delivery's next attempt (or the same one, deferred) in Redis' retry schedule: 1;
+    0 when the record is gone; -1 past WEBHOOK_RETRY_KEEP_SECONDS after the job finished."""
+    return store.schedule_webhook_retry(settings.webhook_queue, record_id, message, delay, RETRY_GRACE_SECONDS,
+                                        settings.webhook_retry_keep_seconds, batch)
+
+
+CAPPED = "no further attempt: deliveries end WEBHOOK_RETRY_KEEP_SECONDS ({:g} s) after the job finished"
+
+
 @app.task(name=DELIVER_TASK, acks_late=True)
-def deliver(job_id: str, event: str, attempt: int = 1) -> str:
+def deliver(job_id: str, event: str, attempt: int = 1, deferred: int = 0) -> str:
     job, url, owner = store.webhook_target(job_id)
     if job is None or not url:
         return "gone"
@@ -89,22 +140,36 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
         state.status, state.last_status_code, state.last_error = "failed", None, unsigned
         store.record_webhook_attempt(job_id, state)
         return state.status
-    code, error, retry_after = attempt_once(url, f"msg_{job_id}_{event}", body, secrets)
+    outcome = attempt_gated(owner, url, f"msg_{job_id}_{event}", body, secrets, deferred)
+    if isinstance(outcome, Passage):  # deferred: the same attempt, later, not counted
+        later = webhook_message(app, settings.webhook_queue, job_id, event, attempt, deferred + 1)
+        scheduled = schedule(job_id, later, outcome.defer)
+        if scheduled >= 0:
+            log.info("webhook %s/%s deferred %.1fs: %s", job_id, event, outcome.defer, outcome.why)
+            return "deferred" if scheduled else "gone"
+        state.status = "failed"
+        state.last_error = f"{outcome.why}; {CAPPED.format(settings.webhook_retry_keep_seconds)}"
+        store.record_webhook_attempt(job_id, state, count=False)
+        return state.status
+    code, error, retry_after = outcome
     state.last_status_code, state.last_error = code, error
     refused = error is not None and error.startswith("refused")
+    delay = retry_delay(attempt, retry_after)
     if code is not None and 200 <= code < 300:
         state.status = "delivered"
     elif code == 410:
         state.status = "disabled"  # the receiver asked us to stop for this job
-    elif not refused and (code is None or code == 429 or code >= 500) and attempt < settings.webhook_max_attempts:
+    elif not refused and (code is None or code == 429 or code >= 500) and delay is not None:
         state.status = "pending"
         store.record_webhook_attempt(job_id, state)
-        delay = backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
-        queue = settings.webhook_queue
-        retry = webhook_message(app, queue, job_id, event, attempt + 1)
-        if not store.schedule_webhook_retry(queue, job_id, retry, delay, RETRY_GRACE_SECONDS):
+        scheduled = schedule(job_id, webhook_message(app, settings.webhook_queue, job_id, event, attempt + 1), delay)
+        if scheduled > 0:
+            log.info("webhook %s/%s attempt %d failed (%s); retry in %.1fs", job_id, event, attempt, error, delay)
+            return state.status
+        if scheduled == 0:
             return "gone"
-        log.info("webhook %s/%s attempt %d failed (%s); retry in %.1fs", job_id, event, attempt, error, delay)
+        state.status, state.last_error = "failed", f"{error}; {CAPPED.format(settings.webhook_retry_keep_seconds)}"
+        store.record_webhook_attempt(job_id, state, count=False)
         return state.status
     else:
         state.status = "failed"
@@ -113,7 +178,7 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
 
 
 @app.task(name=DELIVER_BATCH_TASK, acks_late=True)
-def deliver_batch(batch_id: str, attempt: int = 1) -> str:
+def deliver_batch(batch_id: str, attempt: int = 1, deferred: int = 0) -> str:
     """A batch's one event, queued by the script that ended its last job (see
     shared/jobstore/lua/batch_create.lua): the batch, its counts and its jobs, signed with its
     owner's secrets, retried like a job's event. Its outcome is logged, not stored."""
@@ -126,18 +191,23 @@ def deliver_batch(batch_id: str, attempt: int = 1) -> str:
     if unsigned:
         log.warning("batch %s: %s", batch_id, unsigned)
         return "failed"
-    code, error, retry_after = attempt_once(url, f"msg_batch_{batch_id}", batch.model_dump_json(), secrets)
+    outcome = attempt_gated(owner, url, f"msg_batch_{batch_id}", batch.model_dump_json(), secrets, deferred)
+    if isinstance(outcome, Passage):
+        message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt, deferred + 1)
+        if schedule(batch_id, message, outcome.defer, batch=True) > 0:
+            return "deferred"
+        log.warning("batch %s webhook failed for good: %s, and its record ends first", batch_id, outcome.why)
+        return "failed"
+    code, error, retry_after = outcome
     if code is not None and 200 <= code < 300:
         return "delivered"
     refused = error is not None and error.startswith("refused")
-    if not refused and (code is None or code == 429 or code >= 500) and attempt < settings.webhook_max_attempts:
-        delay = backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
+    delay = retry_delay(attempt, retry_after)
+    if not refused and (code is None or code == 429 or code >= 500) and delay is not None:
         message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt + 1)
-        if store.schedule_webhook_retry(settings.webhook_queue, batch_id, message, delay, RETRY_GRACE_SECONDS,
-                                        batch=True):
+        if schedule(batch_id, message, delay, batch=True) > 0:
             log.info("batch %s webhook attempt %d failed (%s); retry in %.1fs", batch_id, attempt, error, delay)
             return "pending"
-        return "gone"
     log.warning("batch %s webhook failed for good: %s", batch_id, error)
     return "failed"
 
@@ -151,6 +221,9 @@ def move_due_retries() -> int:
             moved += batch
             if batch < DUE_BATCH:
                 break
+        # A doorbell lost with a webhook worker that died after its BRPOP (shared/broker/fair.py).
+        if store.ring(settings.webhook_queue):
+            log.info("rang the webhook queue's doorbell again: deliveries were waiting without one")
     except RedisError as exc:
         log.warning("moving due webhook retries failed: %s", exc)
     return moved

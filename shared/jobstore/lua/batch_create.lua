@@ -4,7 +4,7 @@
 -- task message). Each job still unfinished gets a 'batch' field naming that hash and a
 -- 'batch_queue' field naming the webhook queue (callers read both to pass them as keys; see
 -- _routes.lua); every script that ends a job (finish, cancel, start's expired and lost, the
--- lost-job sweep) counts it down there (see _batch.lua), and the one that brings it to zero
+-- lost-job sweep) counts it down there (see _webhooks.lua), and the one that brings it to zero
 -- queues the message: exactly one delivery, however the jobs end. Jobs ended already (a
 -- cached result, or one quick enough) are not counted.
 --

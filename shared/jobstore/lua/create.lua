@@ -18,6 +18,7 @@
 -- KEYS[11] the fair-share weights (hash: owner -> weight)
 -- KEYS[12] a plain (FIFO) queue's queued set (sorted set: job id -> when to look for its
 --          message again; see rescue.lua): the training queue
+-- KEYS[13..16] the webhook queue's four keys (see _webhooks.lua; Keyspace.absent without hooks)
 -- ARGV[1]  JSON:
 --   ttl         retention in seconds of the record and the idempotency key
 --   message     the task message, or '' when nothing is to run (a cached result)
@@ -39,6 +40,8 @@
 --   weight      the owner's fair-share weight
 --   doorbell    the doorbell message (shared/broker/fair.py)
 --   fair        false for a plain queue: the message goes to the Celery list (KEYS[2])
+--   hooks       webhook templates and doorbell (see _webhooks.lua), or false: a cached
+--               result's `completed` delivery is then not queued here
 --
 -- Returns {'replay', the idempotency key's value} when the key was used already,
 -- {'full', jobs queued or in flight} when the backlog is at its limit, {'quota', the
@@ -98,6 +101,7 @@ end
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then  -- a cached result: done already
   redis.call('HSET', KEYS[1], 'started_at', stamp, 'finished_at', stamp)
   redis.call('EXPIRE', KEYS[1], a.keep)
+  webhook_event(KEYS[1], a.id, 'completed', a.hooks, 13)
 end
 if a.claim ~= '' then redis.call('SET', KEYS[3], a.claim, 'EX', a.ttl) end
 for i, index in ipairs({KEYS[4], KEYS[7]}) do

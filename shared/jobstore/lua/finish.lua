@@ -15,6 +15,7 @@
 --
 -- KEYS[1]        the running set (sorted set: job id -> when its lease ends)
 -- KEYS[2..]      six keys per job (see _routes.lua)
+-- then          the webhook queue's four keys (see _webhooks.lua; Keyspace.absent without hooks)
 -- ARGV[1]        JSON:
 --   channel      the channel that finished job ids are published on
 --   cache_ttl    result cache TTL in seconds (0: cache nothing)
@@ -24,14 +25,17 @@
 --   seen         per job, its routing fields as the caller read them (see _routes.lua)
 --   statuses     per job, its new status: 'succeeded' or 'failed'
 --   values       per job, its result (when succeeded) or error (when failed), as JSON
+--   hooks        webhook templates and doorbell (see _webhooks.lua), or false: none queued
 --
 -- Returns 'stale' (nothing written) when routing fields changed, else the ids this run
--- finished. A succeeded job with a cache key fills the result cache.
+-- finished. A succeeded job with a cache key fills the result cache; a job that asked for
+-- its `completed` webhook has its delivery queued here, with its new status.
 local a = cjson.decode(ARGV[1])
 if routes_changed(2, a.seen) then return 'stale' end
 local t = redis.call('TIME')
 local stamp = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
 local done, published = {}, {}
+local hk = 2 + 6 * #a.ids  -- the webhook queue's keys
 for i, id in ipairs(a.ids) do
   local k = job_keys(2, i)
   local status, value = a.statuses[i], a.values[i]
@@ -43,7 +47,8 @@ for i, id in ipairs(a.ids) do
     redis.call('EXPIRE', k.record, a.keep)
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', k.active, id)
-    batch_ended(k.hook, k.hook_queue)
+    batch_ended(k.hook, k.hook_queue, a.hooks, hk)
+    webhook_event(k.record, id, 'completed', a.hooks, hk)
     done[#done + 1] = id
     published[#published + 1] = id
     if f[3] and status == 'succeeded' and a.cache_ttl > 0 then

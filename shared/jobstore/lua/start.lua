@@ -15,6 +15,7 @@
 --
 -- KEYS[1]      the running set (sorted set: job id -> when its lease ends)
 -- KEYS[2..]    six keys per job (see _routes.lua; the queued set is the one rescue.lua reads)
+-- then         the webhook queue's four keys (see _webhooks.lua; Keyspace.absent without hooks)
 -- ARGV[1]      JSON:
 --   expired    the error (JSON) recorded on a job whose deadline passed
 --   lost       the error (JSON) recorded on a job lost more times than `max_runs` allows
@@ -25,17 +26,20 @@
 --   keep       seconds a finished job's record is kept
 --   ids        the job ids, in KEYS' order
 --   seen       per job, its routing fields as the caller read them (see _routes.lua)
+--   hooks      webhook templates and doorbell (see _webhooks.lua), or false: none queued
 --
 -- Returns 'stale' (nothing written) when routing fields changed, else per job {status
 -- before the call ('' when the record is gone), what this call did ('run', 'expired',
 -- 'lost' or ''), the job's webhook events ('' for none), the job's input when this call
--- leased it to the run ('' otherwise)}.
+-- leased it to the run ('' otherwise)}. The webhook deliveries due are queued here: `running`
+-- for a queued job this call starts, `completed` for one it fails.
 local a = cjson.decode(ARGV[1])
 if routes_changed(2, a.seen) then return 'stale' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)  -- Lua's own formatting keeps only 14 digits
 local out, ended = {}, {}
+local hk = 2 + 6 * #a.ids  -- the webhook queue's keys
 for i, id in ipairs(a.ids) do
   local k = job_keys(2, i)
   local key = k.record
@@ -60,14 +64,18 @@ for i, id in ipairs(a.ids) do
       verdict, input = 'run', f[6] or ''
       local lease = now + a.lease
       redis.call('HSET', key, 'status', 'running', 'run', a.run, 'lease_until', string.format('%.6f', lease))
-      if status == 'queued' then redis.call('HSET', key, 'started_at', stamp) end
+      if status == 'queued' then
+        redis.call('HSET', key, 'started_at', stamp)
+        webhook_event(key, id, 'running', a.hooks, hk)
+      end
       redis.call('HINCRBY', key, 'runs', 1)
       redis.call('ZADD', KEYS[1], lease, id)
     end
     if verdict ~= 'run' then
       redis.call('EXPIRE', key, a.keep)
       redis.call('ZREM', k.active, id)
-      batch_ended(k.hook, k.hook_queue)
+      batch_ended(k.hook, k.hook_queue, a.hooks, hk)
+      webhook_event(key, id, 'completed', a.hooks, hk)
       ended[#ended + 1] = id
     end
   end

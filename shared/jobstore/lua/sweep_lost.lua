@@ -6,6 +6,7 @@
 --
 -- KEYS[1]    the running set (sorted set: job id -> when its lease ends)
 -- KEYS[2..]  six keys per candidate (see _routes.lua)
+-- then       the webhook queue's four keys (see _webhooks.lua; Keyspace.absent without hooks)
 -- ARGV[1]    JSON:
 --   grace    seconds after a lease ends (at least the visibility timeout: a message kombu
 --            still holds is redelivered, and its job taken over, within it)
@@ -14,6 +15,7 @@
 --   keep     seconds a finished job's record is kept
 --   ids      the candidates' job ids, in KEYS' order
 --   seen     per candidate, its routing fields as the caller read them (see _routes.lua)
+--   hooks    webhook templates and doorbell (see _webhooks.lua), or false: none queued
 --
 -- Returns 'stale' (nothing written) when routing fields changed, else, per job it failed,
 -- {its id, its webhook events ('' for none)}.
@@ -22,6 +24,7 @@ if routes_changed(2, a.seen) then return 'stale' end
 local t = redis.call('TIME')
 local cutoff = tonumber(t[1]) - a.grace
 local failed = {}
+local hk = 2 + 6 * #a.ids  -- the webhook queue's keys
 for i, id in ipairs(a.ids) do
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= cutoff then
@@ -33,7 +36,8 @@ for i, id in ipairs(a.ids) do
       redis.call('HSET', k.record, 'status', 'failed', 'error', a.error, 'finished_at', t[1], 'run', '')
       redis.call('EXPIRE', k.record, a.keep)
       redis.call('ZREM', k.active, id)
-      batch_ended(k.hook, k.hook_queue)
+      batch_ended(k.hook, k.hook_queue, a.hooks, hk)
+      webhook_event(k.record, id, 'completed', a.hooks, hk)
       failed[#failed + 1] = {id, f[3] or ''}
     end
   end

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
+from shared.broker.envelopes import WEBHOOK_LANE, WEBHOOK_MEMBER, WebhookHooks
+from shared.broker.layout import DOORBELL
 from shared.jobstore.keys import Keyspace
 from shared.jobstore.records import ROUTE_FIELDS
 from shared.jobstore.replies import Op
@@ -37,11 +39,30 @@ class OpsBase:
     """Holds the keyspace and retention, never a connection."""
 
     def __init__(self, keys: Keyspace, ttl_seconds: int, cache_ttl_seconds: int = 0,
-                 finished_ttl_seconds: int | None = None):
+                 finished_ttl_seconds: int | None = None, hooks: WebhookHooks | None = None):
         """`ttl_seconds`: how long a record lives unfinished; `finished_ttl_seconds` (default
-        the same): how long a finished one is kept, compacted, and the listing's window."""
+        the same): how long a finished one is kept, compacted, and the listing's window.
+        `hooks`: with them, the scripts that end or start jobs queue their webhook deliveries
+        themselves (lua/_webhooks.lua); without (tests' stores), none is queued."""
         self.keys, self.ttl, self.cache_ttl = keys, ttl_seconds, cache_ttl_seconds
         self.finished_ttl = finished_ttl_seconds or ttl_seconds
+        self.hooks = hooks
+
+    def webhook_keys(self, queue: str, lane: str = WEBHOOK_LANE) -> tuple[str, ...]:
+        """The webhook queue's four keys as lua/_webhooks.lua's webhook_push takes them: its
+        one owner's list in `lane`, the lane's ring, its state, its Celery list (the doorbell)."""
+        return (self.keys.fair_jobs(queue, lane, WEBHOOK_MEMBER), self.keys.fair_ring(queue, lane),
+                self.keys.fair_state(queue), queue)
+
+    def _hook_keys(self) -> tuple[str, ...]:
+        """webhook_keys of this store's webhook queue; absent keys (never written) without hooks."""
+        return self.webhook_keys(self.hooks.queue) if self.hooks else (self.keys.absent,) * 4
+
+    def _hook_args(self) -> dict[str, str] | bool:
+        """The scripts' `hooks` input (see lua/_webhooks.lua): templates and the doorbell, or false."""
+        if self.hooks is None:
+            return False
+        return {"completed": self.hooks.completed, "running": self.hooks.running, "doorbell": DOORBELL}
 
     def _or_absent(self, key: str | None) -> str:
         return key or self.keys.absent

@@ -35,13 +35,13 @@ class JobLifeOps(OpsBase):
                 self.keys.owner_index(owner) if owner else self.keys.absent,
                 self.keys.active(owner) if owner else self.keys.absent,
                 self.keys.fair_jobs(queue, new.lane, member), self.keys.fair_ring(queue, new.lane),
-                self.keys.fair_weights, self.keys.queued(queue))
+                self.keys.fair_weights, self.keys.queued(queue), *self._hook_keys())
         script_args = args(
             ttl=self.ttl, message=new.message, claim=f"{new.id}|{new.fingerprint}" if idempotency else "",
             expires_in="" if new.expires_in is None else repr(new.expires_in), id=new.id, max_queued=max_queued,
             keep=self.finished_ttl, owner=owner, max_active=max_active,
             fields=[v for item in new.fields.items() for v in item], lane=new.lane, weight=new.weight,
-            member=member or "-", doorbell=DOORBELL, fair=fair)
+            member=member or "-", doorbell=DOORBELL, fair=fair, hooks=self._hook_args())
 
         def parse(reply: list) -> Created:
             if reply[0] == "replay":
@@ -79,8 +79,9 @@ class JobLifeOps(OpsBase):
         def build(routes: list[Route]) -> Op[list[Started]]:
             script_args = args(expired=EXPIRED.model_dump_json(), lost=LOST.model_dump_json(),
                                channel=self.keys.finished_channel, max_runs=max_runs, run=run, lease=lease_seconds,
-                               keep=self.finished_ttl, ids=job_ids, seen=[route.seen for route in routes])
-            return Op(script_args, parse, "start", (self.keys.running, *route_keys(routes)))
+                               keep=self.finished_ttl, ids=job_ids, seen=[route.seen for route in routes],
+                               hooks=self._hook_args())
+            return Op(script_args, parse, "start", (self.keys.running, *route_keys(routes), *self._hook_keys()))
 
         return self._routed(job_ids, build)
 
@@ -94,8 +95,8 @@ class JobLifeOps(OpsBase):
         def build(routes: list[Route]) -> Op[list[str]]:
             script_args = args(channel=self.keys.finished_channel, cache_ttl=self.cache_ttl, run=run,
                                keep=self.finished_ttl, ids=job_ids, seen=[route.seen for route in routes],
-                               statuses=statuses, values=values)
-            return Op(script_args, list, "finish", (self.keys.running, *route_keys(routes)))
+                               statuses=statuses, values=values, hooks=self._hook_args())
+            return Op(script_args, list, "finish", (self.keys.running, *route_keys(routes), *self._hook_keys()))
 
         return self._routed(job_ids, build)
 
@@ -119,8 +120,8 @@ class JobLifeOps(OpsBase):
         def build(routes: list[Route]) -> Op[dict[str, list[WebhookEvent]]]:
             script_args = args(grace=grace_seconds, error=LOST.model_dump_json(), channel=self.keys.finished_channel,
                                keep=self.finished_ttl, ids=[route.id for route in routes],
-                               seen=[route.seen for route in routes])
-            return Op(script_args, parse, "sweep_lost", (self.keys.running, *route_keys(routes)))
+                               seen=[route.seen for route in routes], hooks=self._hook_args())
+            return Op(script_args, parse, "sweep_lost", (self.keys.running, *route_keys(routes), *self._hook_keys()))
 
         def candidates(ids: list[str]) -> dict[str, list[WebhookEvent]] | Op[dict[str, list[WebhookEvent]]]:
             return self._routed(ids, build) if ids else {}
@@ -140,8 +141,8 @@ class JobLifeOps(OpsBase):
 
         def build(routes: list[Route]) -> Op[Cancelled]:
             script_args = args(channel=self.keys.finished_channel, id=job_id, keep=self.finished_ttl,
-                               caller=owner or "", fields=names, seen=[routes[0].seen])
-            return Op(script_args, parse, "cancel", routes[0].keys)
+                               caller=owner or "", fields=names, seen=[routes[0].seen], hooks=self._hook_args())
+            return Op(script_args, parse, "cancel", (*routes[0].keys, *self._hook_keys()))
 
         return self._routed([job_id], build)
 

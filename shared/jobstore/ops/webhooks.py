@@ -1,18 +1,16 @@
 """Batches and webhooks: a batch's record and its one delivery, what a delivery sends and to
-whom, the retry schedule, and pushing deliveries onto their queue."""
+whom, the retry schedule, and what bounds the attempts of one key (its attempts under way,
+its receivers' circuit breakers)."""
 
 import json
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from celery import Celery
-
-from shared.broker.envelopes import webhook_messages
-from shared.jobstore.ops.base import OpsBase
+from shared.broker.layout import DOORBELL
+from shared.jobstore.ops.base import OpsBase, args
 from shared.jobstore.records import JOB_FIELDS, as_fields, read_job
 from shared.jobstore.replies import Op
-from shared.schemas import Batch, Job, JobStatus, WebhookEvent, WebhookState
+from shared.schemas import Batch, Job, JobStatus, WebhookState
 
 
 class WebhookOps(OpsBase):
@@ -26,9 +24,10 @@ class WebhookOps(OpsBase):
 
         return Op(("HMGET", self.keys.job(job_id), *names), parse)
 
-    def record_webhook_attempt(self, job_id: str, state: WebhookState) -> Op[int]:
-        """Count one more attempt and store its outcome (see lua/webhook_attempt.lua)."""
-        return Op((state.model_dump_json(),), int, "webhook_attempt", (self.keys.job(job_id),))
+    def record_webhook_attempt(self, job_id: str, state: WebhookState, count: bool = True) -> Op[int]:
+        """Count one more attempt (unless not `count`) and store its outcome (see
+        lua/webhook_attempt.lua)."""
+        return Op((state.model_dump_json(), int(count)), int, "webhook_attempt", (self.keys.job(job_id),))
 
     def create_batch(self, batch_id: str, job_ids: list[str], owner: str | None,
                      webhook: tuple[str, str, str] | None = None) -> Op[int]:
@@ -84,17 +83,31 @@ class WebhookOps(OpsBase):
     def push(self, queue: str, messages: list[str]) -> Op[int]:
         return Op(("LPUSH", queue, *messages), int)
 
-    def notify(self, app: Celery, queue: str, hooks: Iterable[tuple[str, WebhookEvent]]) -> Op[int]:
-        """Queue webhook deliveries, one per (job id, event), for the webhook worker."""
-        return self.push(queue, webhook_messages(app, queue, hooks))
-
     def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float,
-                               batch: bool = False) -> Op[bool]:
-        """Put a delivery's task message in Redis' retry schedule (see lua/webhook_retry.lua);
-        False when the job's (with `batch`, the batch's) record is gone."""
+                               cap: float, batch: bool = False) -> Op[int]:
+        """Put a delivery's task message in Redis' retry schedule (see lua/webhook_retry.lua):
+        1, or 0 when the job's (with `batch`, the batch's) record is gone, or -1 when it would
+        be due more than `cap` seconds after the job finished."""
         keys = (self.keys.webhook_retries(queue), self.keys.batch(job_id) if batch else self.keys.job(job_id))
-        return Op((repr(delay), repr(keep), message), bool, "webhook_retry", keys)
+        return Op(args(delay=delay, grace=keep, cap=cap, message=message), int, "webhook_retry", keys)
 
     def move_due_webhooks(self, queue: str, limit: int) -> Op[int]:
         """Move retries that are due onto the webhook queue (see lua/webhook_due.lua)."""
-        return Op((limit,), int, "webhook_due", (self.keys.webhook_retries(queue), queue))
+        keys = (self.keys.webhook_retries(queue), *self.webhook_keys(queue, "low"))
+        return Op((limit, DOORBELL), int, "webhook_due", keys)
+
+    def webhook_gate(self, owner: str | None, receiver: str, token: str, lease: float, max_in_flight: int,
+                     cooldown: float) -> Op[tuple[str, float]]:
+        """Whether an attempt of `owner`'s to `receiver` (host:port) may start: ('go', 0), or
+        ('busy' | 'open', seconds to wait) (see lua/webhook_gate.lua)."""
+        keys = (self.keys.webhook_in_flight(owner), self.keys.webhook_breaker(owner, receiver))
+        script_args = args(token=token, lease=lease, max=max_in_flight, cooldown=cooldown)
+        return Op(script_args, lambda reply: (str(reply[0]), float(reply[1])), "webhook_gate", keys)
+
+    def webhook_done(self, owner: str | None, receiver: str, token: str, failed: bool, failures: int,
+                     cooldown: float, window: float) -> Op[int]:
+        """An attempt let through by webhook_gate ended; the receiver's failures in a row
+        after it (see lua/webhook_done.lua)."""
+        keys = (self.keys.webhook_in_flight(owner), self.keys.webhook_breaker(owner, receiver))
+        script_args = args(token=token, failed=failed, failures=failures, cooldown=cooldown, window=window)
+        return Op(script_args, int, "webhook_done", keys)
