@@ -102,7 +102,7 @@ def deliver(job_id: str, event: str, attempt: int = 1) -> str:
         delay = backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
         queue = settings.webhook_queue
         retry = webhook_message(app, queue, job_id, event, attempt + 1)
-        if not store.schedule_webhook_retry(queue, job_id, retry, delay, RETRY_GRACE_SECONDS):
+        if not store.schedule_webhook_retry(queue, job_id, retry, delay, RETRY_GRACE_SECONDS, owner=owner):
             return "gone"
         log.info("webhook %s/%s attempt %d failed (%s); retry in %.1fs", job_id, event, attempt, error, delay)
         return state.status
@@ -134,7 +134,7 @@ def deliver_batch(batch_id: str, attempt: int = 1) -> str:
         delay = backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
         message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt + 1)
         if store.schedule_webhook_retry(settings.webhook_queue, batch_id, message, delay, RETRY_GRACE_SECONDS,
-                                        batch=True):
+                                        batch=True, owner=owner):
             log.info("batch %s webhook attempt %d failed (%s); retry in %.1fs", batch_id, attempt, error, delay)
             return "pending"
         return "gone"

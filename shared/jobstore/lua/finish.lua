@@ -30,7 +30,8 @@
 local a = cjson.decode(ARGV[1])
 if routes_changed(2, a.seen) then return 'stale' end
 local t = redis.call('TIME')
-local stamp = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)
 local done, published = {}, {}
 for i, id in ipairs(a.ids) do
   local k = job_keys(2, i)
@@ -42,7 +43,7 @@ for i, id in ipairs(a.ids) do
     redis.call('HSET', k.record, 'status', status, field, value, 'finished_at', stamp)
     redis.call('EXPIRE', k.record, a.keep)
     redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', k.active, id)
+    held_until(k.active, id, now + a.keep)  -- no longer active; held as long as its record
     batch_ended(k.hook, k.hook_queue)
     done[#done + 1] = id
     published[#published + 1] = id

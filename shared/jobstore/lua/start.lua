@@ -66,7 +66,7 @@ for i, id in ipairs(a.ids) do
     end
     if verdict ~= 'run' then
       redis.call('EXPIRE', key, a.keep)
-      redis.call('ZREM', k.active, id)
+      held_until(k.active, id, now + a.keep)  -- held as long as its record
       batch_ended(k.hook, k.hook_queue)
       ended[#ended + 1] = id
     end
