@@ -16,6 +16,7 @@ import pytest
 from devstack.processes import wait_for
 from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace
+from tests.utils.held import held_in_redis
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png
 
@@ -32,17 +33,6 @@ def cached_api(redis_server, logdir):
 
 def client_for(api, key: str) -> httpx.Client:
     return httpx.Client(base_url=api.url, timeout=30, headers={"Authorization": f"Bearer {key}"})
-
-
-def held_in_redis(redis_server, key_id: str) -> dict[str, int]:
-    """What Redis really holds for the key, read from the keys themselves (not the budget's
-    own set): its job records, its Idempotency-Keys, its batches."""
-    client = redis_server.client()
-    jobs = sum(client.hget(name, "owner") == key_id for name in client.scan_iter(KEYS.job("*"), count=1000))
-    idem = sum(1 for _ in client.scan_iter(KEYS.idempotency(f"{key_id}:*"), count=1000))
-    batches = sum(f'"owner": "{key_id}"' in (client.get(name) or "")
-                  for name in client.scan_iter(KEYS.batch("*"), count=1000) if not name.endswith(":hook"))
-    return {"jobs": jobs, "idem": idem, "batches": batches}
 
 
 def post(client: httpx.Client, image: bytes, **headers: str) -> httpx.Response:
@@ -70,11 +60,11 @@ def test_a_key_over_its_budget_gets_429_and_nothing_is_written(api, worker, redi
     with client_for(api, key) as mine, client_for(api, other) as theirs:
         for i in range(5):
             assert post(mine, heldout_png(i)).status_code == 202
-        before = held_in_redis(redis_server, key_id)
+        before = held_in_redis(redis_server.client(), key_id)
         assert before == {"jobs": 5, "idem": 0, "batches": 0}
         for i in range(3):
             refused_for_budget(post(mine, heldout_png(10 + i), **{"Idempotency-Key": f"late-{i}"}), 5)
-        assert held_in_redis(redis_server, key_id) == before  # no record, no Idempotency-Key
+        assert held_in_redis(redis_server.client(), key_id) == before  # no record, no Idempotency-Key
         assert len(mine.get("/jobs", params={"limit": 100}).json()["jobs"]) == 5
         assert post(theirs, heldout_png(0)).status_code == 202  # another key is not affected
         # Finished jobs still count: their records are kept FINISHED_JOB_TTL_SECONDS.
@@ -92,7 +82,7 @@ def test_cached_results_count(cached_api, worker, redis_server):
             assert cached.status_code == 200
             assert cached.json()["status"] == "succeeded"
         refused_for_budget(post(client, heldout_png(3)), 4)
-    assert held_in_redis(redis_server, key_id)["jobs"] == 4
+    assert held_in_redis(redis_server.client(), key_id)["jobs"] == 4
 
 
 def test_idempotency_replays_do_not_count_again(cached_api, worker, redis_server):
@@ -111,7 +101,7 @@ def test_idempotency_replays_do_not_count_again(cached_api, worker, redis_server
         assert cached.status_code == 200
         for _ in range(5):
             assert post(client, heldout_png(4), **{"Idempotency-Key": "cached"}).json()["id"] == cached.json()["id"]
-        assert held_in_redis(redis_server, key_id) == {"jobs": 2, "idem": 2, "batches": 0}
+        assert held_in_redis(redis_server.client(), key_id) == {"jobs": 2, "idem": 2, "batches": 0}
         assert post(client, heldout_png(4)).status_code == 200  # the 4th record
         refused_for_budget(post(client, heldout_png(4)), 4)
         # A replay is still answered at the limit: it writes nothing.
@@ -125,11 +115,11 @@ def test_a_batch_over_the_budget_is_refused_whole(api, redis_server):
     with client_for(api, key) as client:
         refused_for_budget(client.post("/jobs/batch", files=files[:5]), 5)  # 5 jobs + the batch's record
         refused_for_budget(client.post("/predict/batch", files=files), 5)  # 6 jobs (no batch record)
-        assert held_in_redis(redis_server, key_id) == {"jobs": 0, "idem": 0, "batches": 0}
+        assert held_in_redis(redis_server.client(), key_id) == {"jobs": 0, "idem": 0, "batches": 0}
         accepted = client.post("/jobs/batch", files=files[:4])  # 4 jobs + the batch: 5
         assert accepted.status_code == 202
         assert accepted.json()["batch_id"]
-        assert held_in_redis(redis_server, key_id) == {"jobs": 4, "idem": 0, "batches": 1}
+        assert held_in_redis(redis_server.client(), key_id) == {"jobs": 4, "idem": 0, "batches": 1}
         refused_for_budget(post(client, heldout_png(9)), 5)
 
 
