@@ -41,7 +41,7 @@ def assert_held_until_expiry(redis_server, store: JobStore, who: str, job_id: st
 
 
 def test_every_ending_keeps_the_job_counted_while_its_record_lives(keeping, redis_server):
-    finished, cancelled, expired = owner(), owner(), owner()
+    finished, cancelled, expired, lost = owner(), owner(), owner(), owner()
     job = make_job(keeping, queue=QUEUE, owner=finished)
     assert keeping.run(keeping.ops.held(finished)).records == 1
     assert held_score(redis_server, keeping, finished, job.id) > 0  # active: by created_at
@@ -57,6 +57,14 @@ def test_every_ending_keeps_the_job_counted_while_its_record_lives(keeping, redi
     time.sleep(0.05)
     assert keeping.start([job.id], "run")[0].expired
     assert_held_until_expiry(redis_server, keeping, expired, job.id)
+
+    job = make_job(keeping, queue=QUEUE, owner=lost)
+    keeping.start([job.id], "run")
+    ended = repr(time.time() - 5)  # as if its worker died 5 s after its lease ran out
+    redis_server.client().hset(keeping.keys.job(job.id), "lease_until", ended)
+    redis_server.client().zadd(keeping.keys.running, {job.id: float(ended)})
+    assert job.id in keeping.sweep_lost(grace_seconds=2)
+    assert_held_until_expiry(redis_server, keeping, lost, job.id)
 
 
 def test_a_webhook_retry_that_keeps_the_record_keeps_it_counted(keeping, redis_server):
