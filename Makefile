@@ -92,6 +92,12 @@ bench-auth: $(STAMP)
 bench-bombs: $(STAMP)
 	$(PY) -m benchmarks.bombs $(ARGS)
 
+# 32 concurrent unauthenticated 60 MB uploads against a real API: 401 before the body, so its RSS
+# and TMPDIR stay flat and GET /healthz answers within 100 ms (exit 1 if not).
+.PHONY: bench-door
+bench-door: $(STAMP)
+	$(PY) -m benchmarks.door $(ARGS)
+
 # Flower's memory through a soak of 50,000 jobs' task events: it levels off once Flower holds
 # its --max_tasks (ARGS="--max-tasks 100000" for Flower's own default, to compare).
 bench-flower: $(STAMP)

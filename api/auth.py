@@ -1,11 +1,12 @@
 """Who is calling: `Authorization: Bearer <API key>` on every route but health and docs,
 and each key's submission rate.
 
-`CallerDep` authenticates: one Redis round trip, whose answer is kept for at most
-KEY_CACHE_SECONDS (a revoked key gets 401 within a second; under load it saves ~0.3 ms of
-CPU per request, measured); `admit` spends a key's submission rate (lua/rate.lua) before an
-upload is decoded. The queued-jobs quota is enforced when the job is created (create.lua),
-atomically, so concurrent submits cannot overshoot it.
+api.door authenticates before the body is read, and `CallerDep` takes the key it found:
+one Redis round trip, whose answer is kept for at most KEY_CACHE_SECONDS (a revoked key
+gets 401 within a second; under load it saves ~0.3 ms of CPU per request, measured);
+`admit` spends a key's submission rate (lua/rate.lua) before an upload is decoded. The
+queued-jobs quota is enforced when the job is created (create.lua), atomically, so
+concurrent submits cannot overshoot it.
 """
 
 import math
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import reject
+from api.errors import problem, reject
 from api.services import Services, ServicesDep
 from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps, allows
 from shared.jobstore import Held
@@ -42,6 +44,7 @@ class Caller:
     name: str = "anonymous"
     admin: bool = False
     rate_limit: int = 0  # submissions per minute; 0: none
+    read_rate_limit: int = 0  # job reads per minute (api.reads); 0: none
     max_active: int = 0  # queued + running jobs; 0: none
     weight: int = 1  # fair share against the other keys with jobs waiting
     max_priority: Priority = Priority.normal  # the highest lane its jobs may ask for
@@ -51,6 +54,7 @@ class Caller:
     def of(cls, key: ApiKey, settings: Settings) -> "Caller":
         return cls(key.id, key.name, key.admin,
                    settings.rate_limit_per_minute if key.rate_limit is None else key.rate_limit,
+                   settings.read_rate_limit_per_minute if key.read_rate_limit is None else key.read_rate_limit,
                    settings.max_queued_jobs_per_key if key.max_queued is None else key.max_queued,
                    key.weight, Priority.high if key.admin else key.max_priority,  # an operator's key: any lane
                    settings.max_records_per_key if key.max_records is None else key.max_records)
@@ -81,25 +85,44 @@ class _RecentKeys:
 _recent = _RecentKeys()
 
 
+def _unauthorized_detail(why: str) -> str:
+    return f"{why}: {HOW_TO_GET_A_KEY}"
+
+
 def _unauthorized(why: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, f"{why}: {HOW_TO_GET_A_KEY}",
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, _unauthorized_detail(why),
                          headers={"WWW-Authenticate": "Bearer"})
+
+
+def unauthorized_problem(why: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The 401 as api.door answers it, before routing: the same problem as `_unauthorized`'s."""
+    return problem(status.HTTP_401_UNAUTHORIZED, _unauthorized_detail(why),
+                   {"WWW-Authenticate": "Bearer", **(headers or {})})
+
+
+async def authenticate(svc: Services, token: str) -> ApiKey | None:
+    """The key's record, or None for an unknown or revoked key (or one that is no key)."""
+    key = _recent.get(token)
+    if key is None and token.startswith(KEY_PREFIX):
+        key = await svc.store.run(KeyOps(svc.store.keys).authenticate(token))
+        if key is not None:
+            _recent.put(token, key)
+    return key
 
 
 async def caller(request: Request, svc: ServicesDep,
                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
     if svc.settings.auth_disabled:
         return ANONYMOUS
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("missing API key")
-    token = credentials.credentials
-    key = _recent.get(token)
-    if key is None and token.startswith(KEY_PREFIX):
-        key = await svc.store.run(KeyOps(svc.store.keys).authenticate(token))
-        if key is not None:
-            _recent.put(token, key)
+    # api.door authenticated the request before its body was read; it lets no keyed request
+    # in without a key, so the fallback below is only a second lock on the same door.
+    key: ApiKey | None = getattr(request.state, "api_key", None)
     if key is None:
-        raise _unauthorized("unknown or revoked API key")
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _unauthorized("missing API key")
+        key = await authenticate(svc, credentials.credentials)
+        if key is None:
+            raise _unauthorized("unknown or revoked API key")
     request.state.key_id = key.id  # for the access log (never the key itself)
     return Caller.of(key, svc.settings)
 
@@ -107,7 +130,7 @@ async def caller(request: Request, svc: ServicesDep,
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-def _rate_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
+def rate_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
     """The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers)."""
     return {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining),
             "RateLimit-Reset": str(math.ceil(reset))}
@@ -123,7 +146,7 @@ async def admit(caller: Caller, svc: Services, response: Response, cost: int = 1
         raise reject(status.HTTP_429_TOO_MANY_REQUESTS, "rate_limited",
                      f"{cost} files are more than this key's {limit} submissions per minute; send fewer at once")
     rate = await svc.store.run(KeyOps(svc.store.keys).rate(caller.key_id, limit, RATE_PERIOD_SECONDS, cost))
-    headers = _rate_headers(limit, rate.remaining, rate.reset)
+    headers = rate_headers(limit, rate.remaining, rate.reset)
     if not rate.allowed:
         retry_after = max(1, math.ceil(rate.retry_after))
         raise reject(status.HTTP_429_TOO_MANY_REQUESTS, "rate_limited",
@@ -160,4 +183,4 @@ def over_quota(caller: Caller, active: int) -> HTTPException:
     return reject(status.HTTP_429_TOO_MANY_REQUESTS, "quota",
                   f"this key has {active} jobs queued or running, its limit ({caller.max_active}); "
                   "wait for some to finish", QUOTA_RETRY_AFTER_SECONDS,
-                  _rate_headers(caller.max_active, 0, QUOTA_RETRY_AFTER_SECONDS))
+                  rate_headers(caller.max_active, 0, QUOTA_RETRY_AFTER_SECONDS))

@@ -48,6 +48,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
         detail = f"{request.method} is not allowed here; use {headers['Allow']}"
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's own JSON body parsing (json.loads) recursed too deep: the body is as
+        # invalid as JSON that does not parse, which FastAPI answers with 422.
+        return problem(422, "the body is nested too deeply to read; no body of this API nests more than a few levels",
+                       headers)
     return problem(exc.status_code, detail, headers)
 
 

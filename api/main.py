@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from api import access_log, errors, ops, web
 from api.deps import declared_fields_only, takes_webhooks
+from api.door import Door
 from api.limits import LimitBody
 from api.metrics import HttpMetrics
 from api.openapi import App
@@ -75,7 +76,9 @@ def create_app() -> FastAPI:
         takes_webhooks=takes_webhooks(settings),
         registry=Registry(settings.model_dir, settings.default_model, strict=False),
     )
+    # Outermost first: metrics, then the door (401 before any body is read), then the body limits.
     app.add_middleware(LimitBody, settings=settings)
+    app.add_middleware(Door, router=app.router, settings=settings)
     app.add_middleware(HttpMetrics)
     # Prometheus collects synchronously, so the backlog gauge gets a synchronous store of its own.
     backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)

@@ -6,6 +6,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -18,6 +19,8 @@ LATENCY = Histogram(
 )
 SUBMITTED = Counter("inference_jobs_submitted_total", "Jobs accepted and queued", ["model"])
 REJECTED = Counter("inference_jobs_rejected_total", "Submissions refused", ["reason"])
+BODIES = Gauge("http_request_bodies_receiving", "Request bodies being received now (MAX_BODIES bounds them)")
+LONG_POLLS = Gauge("http_long_polls", "Long-polls (wait=S) held open now, all keys")
 
 
 class HttpMetrics:

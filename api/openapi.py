@@ -7,6 +7,7 @@ operation at once, what FastAPI gets wrong or leaves out:
 - an error body is a `Problem`, sent as `application/problem+json` (FastAPI files it under
   `application/json`, and documents a list-shaped 422 that api.errors never sends);
 - 413 (api.limits.LimitBody, before routing) and 500 (api.errors) can answer any request;
+  408 and 503 (api.limits) any with a body, and 401 and 503 (api.door) any that takes a key;
 - an optional parameter or form field is absent or a value, never `null` (FastAPI documents
   `anyOf: [X, null]`, which a query string, a header or a form cannot say);
 - a form takes only its own fields (api.deps.declared_fields_only refuses others), and its
@@ -44,16 +45,18 @@ _DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one (`Authorization: Bearer <key>`)",
     403: "The key may not do this (an admin key is needed)",
     404: "Not found",
-    408: "The request body stalled: no bytes for BODY_TIMEOUT_SECONDS",
+    408: "The request body stalled (no bytes for BODY_TIMEOUT_SECONDS), or was still arriving "
+         "BODY_DEADLINE_SECONDS after the request began",
     409: "Conflict",
     413: "Body over its limit (MAX_UPLOAD_BYTES; MAX_BATCH_BYTES on /…/batch), checked before routing",
     415: "Not an image in an accepted format (PNG, JPEG, WebP, BMP, GIF, TIFF)",
     422: "A field failed validation (`errors` names each), or the image is empty, truncated or corrupt",
     429: "Over the key's submissions per minute (the batch's files count each), its queued + running jobs, or "
-         "its record budget (the records Redis holds for it: a batch must fit whole): nothing was recorded; retry "
-         "after Retry-After",
+         "its record budget (the records Redis holds for it: a batch must fit whole): nothing was recorded; or "
+         "over its job reads per minute, or its long-polls at once; retry after Retry-After",
     500: "Unexpected server error (logged)",
-    503: "Redis unreachable, or full (a write); retry after Retry-After",
+    503: "Redis unreachable, or full (a write); or more request bodies arriving at once than MAX_BODIES "
+         "(MAX_BODIES_PER_CLIENT from one address); retry after Retry-After",
     504: "No result in time; the job goes on at Location",
 }
 LOCATION = {"Location": {"description": "The job: /jobs/{id}", "schema": {"type": "string"}}}
@@ -79,6 +82,10 @@ JOB_LINKS = {
 }
 # Any request may get these, whatever its route: the body limit is checked before routing.
 _ANY_OPERATION = (413, 500)
+# A request with a body may get these before routing too (api.limits): its deadline, the bound on
+# bodies at once; and one with a key 401, or 503 when Redis cannot say whose it is (api.door).
+_WITH_BODY = (408, 503)
+_WITH_KEY = (401, 503)
 _REQUEST_ID_PARAMETER = {
     "name": REQUEST_ID, "in": "header", "required": False, "schema": {"type": "string"},
     "description": "Your id for this request, echoed in the answer and logged with it; one that is not "
@@ -143,7 +150,8 @@ def _make_true(document: dict[str, Any], hidden: tuple[str, ...]) -> None:
     schemas = document["components"]["schemas"]
     for operation in _operations(document):
         responses = operation["responses"]
-        for status in (*_ANY_OPERATION, *((401,) if operation.get("security") else ())):  # api.auth
+        for status in (*_ANY_OPERATION, *(_WITH_BODY if "requestBody" in operation else ()),
+                       *(_WITH_KEY if operation.get("security") else ())):
             responses.setdefault(str(status), {"description": _DESCRIPTIONS[status], "content": problem_content(),
                                                **({"headers": _HEADERS[status]} if status in _HEADERS else {})})
         if _schema(responses.get("422", {}), _JSON) == _REF + "HTTPValidationError":  # FastAPI's, for any parameter

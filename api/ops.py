@@ -1,6 +1,8 @@
 """The ops port: what operators' tools read, off the public surface. `GET /metrics`
-(Prometheus), `GET /queue` (the backlog; KEDA's metrics-api trigger reads `in_flight`) and
-`GET /healthz`, on OPS_HOST:OPS_PORT (127.0.0.1:9000 by default; 0 turns it off).
+(Prometheus), `GET /queue` (the backlog; KEDA's metrics-api trigger reads `in_flight`),
+`GET /readyz` (the live workers and every model version's state: the public /readyz says
+only ready or not) and `GET /healthz`, on OPS_HOST:OPS_PORT (127.0.0.1:9000 by default; 0
+turns it off).
 
 The public app serves it from its lifespan (`serving`): a second uvicorn server in the same
 process and event loop, with the same Services and the same Prometheus registry. The
@@ -20,7 +22,7 @@ from pydantic import BaseModel
 
 from api import errors
 from api.metrics import metrics_response
-from api.routes.health import healthz
+from api.routes.health import healthz, readiness
 from api.services import Services, ServicesDep
 from shared.settings import Settings
 
@@ -43,11 +45,13 @@ async def queue(svc: ServicesDep) -> Backlog:
 
 def create_app() -> FastAPI:
     """The ops app; `serving` gives it the public app's Services. No documentation pages:
-    its three routes are in the README."""
+    its routes are in the README."""
     app = FastAPI(title="Queue inference: ops", openapi_url=None, docs_url=None, redoc_url=None)
     app.add_api_route("/metrics", metrics_response)
     app.add_api_route("/queue", queue)
     app.add_api_route("/healthz", healthz)
+    # What serves where (worker names, versions, load errors): here, not on the public port.
+    app.add_api_route("/readyz", readiness)
     errors.install(app)  # Redis down: 503 + Retry-After, a problem, as on the public port
     return app
 
@@ -94,7 +98,7 @@ async def serving(services: Services, settings: Settings) -> AsyncIterator[None]
     server = _Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
                                     timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    log.info("ops port on http://%s:%d (/metrics, /queue, /healthz)", settings.ops_host, settings.ops_port)
+    log.info("ops port on http://%s:%d (/metrics, /queue, /healthz, /readyz)", settings.ops_host, settings.ops_port)
     try:
         yield
     finally:

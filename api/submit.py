@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from fastapi import HTTPException, status
+from fastapi import HTTPException, UploadFile, status
 
 from api.auth import Caller, over_budget, over_quota
 from api.errors import reject
 from api.inputs import stored_input
 from api.metrics import SUBMITTED
 from api.services import Services
-from api.uploads import resolve_model, takes
+from api.uploads import read_upload, resolve_model, takes
 from shared.broker import infer_message
 from shared.codec import FEATURE_DTYPE
 from shared.jobstore import Created, NewJob, Replay, new_job_id, new_record, to_job
@@ -52,16 +52,53 @@ class _Run(NamedTuple):
     message: str = ""
 
 
+class Prepared(NamedTuple):
+    """A submission checked and its input prepared, nothing written yet (`prepare`)."""
+
+    job_id: str
+    manifest: Manifest
+    digest: str
+    cache: _Cache
+    run: _Run
+    lane: str
+    member: str
+
+
 async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller,
                  idempotency_key: str | None = None) -> tuple[Job, bool]:
     """(the job, whether this call created it), owned by the caller's key. `data`: an
     image's bytes, or a features model's checked values (api.features.feature_vector)."""
+    return await record(await prepare(data, options, svc, caller), options, svc, caller, idempotency_key)
+
+
+async def prepare(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller) -> Prepared:
+    """Every check of the input, and its preparation: the 4xx for a bad one comes from here,
+    before anything is recorded (a batch prepares all its files before it records one)."""
     manifest = resolve_model(svc.registry, options.model)
     data, digest = _identify(data, manifest)
     cache = await _look_up(digest, manifest, caller, svc)
     job_id = new_job_id()
     lane, member = _place(options, caller, svc)
     run = _Run() if cache.result is not None else await _run(job_id, data, manifest, lane, member, svc)
+    return Prepared(job_id, manifest, digest, cache, run, lane, member)
+
+
+async def prepare_upload(upload: UploadFile, options: SubmitOptions, svc: Services,
+                         caller: Caller) -> Prepared | HTTPException:
+    """One file of a batch prepared, or the 4xx its item reports; an unknown model fails every
+    file alike, so it fails the whole request (raised)."""
+    try:
+        return await prepare(read_upload(upload, svc.settings.max_upload_bytes), options, svc, caller)
+    except HTTPException as exc:
+        if exc.status_code == status.HTTP_404_NOT_FOUND:
+            raise
+        return exc
+
+
+async def record(prepared: Prepared, options: SubmitOptions, svc: Services, caller: Caller,
+                 idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Record and enqueue a prepared submission, atomically: (the job, whether this call created it)."""
+    job_id, manifest, digest, cache, run, lane, member = prepared
     fingerprint = _fingerprint(digest, manifest, options)
     new = NewJob(_record(job_id, manifest, cache, run, options, caller), run.message, idempotency_key, fingerprint,
                  options.expires_in, lane=lane, weight=caller.weight, fair_owner=member)

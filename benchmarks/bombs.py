@@ -5,8 +5,11 @@ RSS (sampled every 10 ms, and the kernel's high-water mark) stays under 300 MB a
 
 Rounds: a 40-Mpx PNG (refused with 413 from its header, nothing decoded), then PNG (RGB,
 RGBA) and JPEG bombs just under MAX_IMAGE_PIXELS (16 Mpx), which are decoded, in the API's
-bounded decode pool (api/decoding.py). One API process for all rounds, and no worker: the
-accepted jobs stay queued.
+bounded decode pool (api/decoding.py). Then the hostile inputs that once answered 500
+(devstack.hostile): a PNG with a garbage eXIf chunk (422), a 16-bit big-endian TIFF (202), a
+JSON body nested 100,000 deep (422), and a batch of two good files and a garbage-eXIf one
+last (202, the bad one failing in its item). A round also fails on any 5xx but a busy 503.
+One API process for all rounds, and no worker: the accepted jobs stay queued.
 
     make bench-bombs                    # = .venv/bin/python -m benchmarks.bombs
     .venv/bin/python -m benchmarks.bombs --bombs 64
@@ -29,6 +32,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from devstack.hostile import deep_json, png_with_garbage_exif, tiff_16bit_big_endian
 from devstack.processes import Api, RedisServer
 
 RSS_LIMIT_MB = 300.0
@@ -38,6 +42,16 @@ ROUNDS = [  # name, format, mode, width x height (the default MAX_IMAGE_PIXELS i
     ("PNG 15.9 Mpx", "PNG", "RGB", 4000, 3975),
     ("PNG 15.9 Mpx", "PNG", "RGBA", 4000, 3975),  # costliest: Image.reduce makes a premultiplied copy
     ("JPEG 15.9 Mpx", "JPEG", "RGB", 4000, 3975),
+]
+
+
+# name, what is sent (file: one upload to POST /jobs; json: the body of POST /jobs; batch:
+# POST /jobs/batch with two good files and this one last), the bytes.
+HOSTILE = [
+    ("PNG garbage eXIf", "file", png_with_garbage_exif()),
+    ("TIFF 16-bit big-endian", "file", tiff_16bit_big_endian()),
+    ("JSON nested 100,000 deep", "json", deep_json()),
+    ("batch, garbage eXIf last", "batch", png_with_garbage_exif()),
 ]
 
 
@@ -87,16 +101,33 @@ class Round:
     wall_s: float
 
     @property
+    def answered(self) -> bool:
+        """Every upload got an answer, and no 5xx but a busy 503."""
+        return all(code.isdigit() and (code[0] in "24" or code == "503") for code in self.statuses)
+
+    @property
     def ok(self) -> bool:
-        return self.rss_peak_mb < RSS_LIMIT_MB and self.healthz_max_ms < HEALTHZ_LIMIT_MS and not self.healthz_failed
+        return (self.rss_peak_mb < RSS_LIMIT_MB and self.healthz_max_ms < HEALTHZ_LIMIT_MS and not self.healthz_failed
+                and self.answered)
 
 
-async def send(url: str, data: bytes, fmt: str, bombs: int) -> Counter:
+def request(data: bytes, kind: str, fmt: str) -> dict:
+    """The keyword arguments of one upload's POST (`kind`: see HOSTILE)."""
+    if kind == "json":
+        return {"url": "/jobs", "content": data, "headers": {"content-type": "application/json"}}
+    if kind == "batch":
+        good = bomb("PNG", "L", 28, 28)
+        return {"url": "/jobs/batch", "files": [("files", ("a.png", good)), ("files", ("b.png", good)),
+                                                ("files", (f"bad.{fmt.lower()}", data))]}
+    return {"url": "/jobs", "files": {"file": (f"bomb.{fmt.lower()}", data)}}
+
+
+async def send(url: str, data: bytes, fmt: str, bombs: int, kind: str = "file") -> Counter:
     """`bombs` uploads at once; their status codes (or exception names) counted."""
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=bombs)) as client:
         async def one() -> str:
             try:
-                response = await client.post("/jobs", files={"file": (f"bomb.{fmt.lower()}", data)})
+                response = await client.post(**request(data, kind, fmt))
                 return str(response.status_code)
             except httpx.HTTPError as exc:
                 return type(exc).__name__
@@ -121,7 +152,11 @@ def probe(url: str, stop, out) -> None:
 
 
 def run_round(api: Api, name: str, fmt: str, mode: str, width: int, height: int, bombs: int) -> Round:
-    data = bomb(fmt, mode, width, height)
+    return measure(api, f"{name} ({width}x{height} {mode})", bomb(fmt, mode, width, height), fmt, bombs)
+
+
+def measure(api: Api, name: str, data: bytes, fmt: str, bombs: int, kind: str = "file") -> Round:
+    """`bombs` concurrent uploads of `data`, with the API's RSS and /healthz watched."""
     pid = api.proc.pid
     before = rss_mb(pid)
     try:
@@ -137,17 +172,17 @@ def run_round(api: Api, name: str, fmt: str, mode: str, width: int, height: int,
     sampler.start()
     time.sleep(0.1)  # the probe's first answers, before the load
     started = time.perf_counter()
-    statuses = asyncio.run(send(api.url, data, fmt, bombs))
+    statuses = asyncio.run(send(api.url, data, fmt, bombs, kind))
     wall = time.perf_counter() - started
     time.sleep(0.1)  # a last probe and sample after the last answer
     stop.set()
     latencies, failed = results.recv()
     prober.join()
     sampler.stop()
-    if set(statuses) - {"202", "413", "503"}:  # something broke: show why
+    if set(statuses) - {"202", "413", "422", "503"}:  # something broke: show why
         print(api.log.read_text()[-5000:], file=sys.stderr)
     peak = max([*samples, rss_mb(pid, "VmHWM")] if hwm else samples)
-    return Round(f"{name} ({width}x{height} {mode})", len(data) / 1000, statuses, before, peak,
+    return Round(name, len(data) / 1000, statuses, before, peak,
                  max(latencies), float(np.percentile(latencies, 99)), failed, wall)
 
 
@@ -160,9 +195,12 @@ def main() -> None:
         redis.start()
         try:
             # Keys off: decoding is measured here (what keys cost: make bench-auth).
-            api = Api(redis.url, Path(tmp), max_queued_jobs=100_000, auth_disabled=True)  # no 503 for the queue
+            # No 503 for the queue, nor for bodies at once from one address (MAX_BODIES_PER_CLIENT).
+            api = Api(redis.url, Path(tmp), max_queued_jobs=100_000, auth_disabled=True,
+                      max_bodies_per_client=args.bombs, max_bodies=args.bombs)
             try:
                 rounds = [run_round(api, *spec, bombs=args.bombs) for spec in ROUNDS]
+                rounds += [measure(api, name, data, "PNG", args.bombs, kind) for name, kind, data in HOSTILE]
             finally:
                 api.stop()
         finally:

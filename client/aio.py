@@ -109,16 +109,19 @@ class AsyncClient:
         return [ModelInfo.model_validate(m) for m in _core.check(await self._send("GET", "/models"))]
 
     async def queue(self) -> dict[str, Any]:
-        """What can be seen of the queue: GET /readyz (workers) always, and the backlog from the
-        ops port's GET /queue when it is reachable (`backlog` None otherwise)."""
-        ready = _core.check(await self._send("GET", "/readyz"))
-        backlog = None
+        """What can be seen of the queue: the backlog and the workers from the ops port's GET
+        /queue and GET /readyz when it is reachable (`backlog` None otherwise), else the public
+        GET /readyz (which names the workers to an admin key only)."""
+        ready = backlog = None
         if self.ops_url:
             try:
                 async with httpx.AsyncClient(timeout=5) as ops:
                     backlog = _core.check(await ops.get(f"{self.ops_url}/queue"))
+                    ready = _core.check(await ops.get(f"{self.ops_url}/readyz"))
             except (httpx.HTTPError, APIError):
-                backlog = None
+                pass
+        if ready is None:
+            ready = _core.check(await self._send("GET", "/readyz"))
         return {"ready": ready, "backlog": backlog, "ops_url": self.ops_url}
 
     verify_webhook = staticmethod(verify_webhook)

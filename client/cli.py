@@ -232,6 +232,9 @@ def queue() -> None:
     else:
         where = seen["ops_url"] or "no ops URL: set QI_OPS_URL"
         out.print(f"backlog: not reachable ({where})")
+    if "workers" not in ready:  # the public /readyz names them to an admin key only
+        out.print("redis: ok; workers: not shown (the ops port, QI_OPS_URL, or an admin key shows them)")
+        return
     out.print(f"redis: {ready['redis']}; workers: {ready['workers']}")
     for worker in ready["serving"]:
         failed = ", ".join(f"{name} ({why})" for name, why in worker["failed"].items())

@@ -54,11 +54,12 @@ def quieted(argv: list[str]) -> list[str]:
 
 
 class Readiness:
-    """Prints what to try next, once: when the API answers /readyz with an inference worker
-    up (its heartbeat), the moment `qi submit` would work."""
+    """Prints what to try next, once: when the API's ops port answers /readyz with an
+    inference worker up (its heartbeat), the moment `qi submit` would work. (The public
+    /readyz names no workers. With the ops port off: once the public one answers.)"""
 
-    def __init__(self, api_port: int, key_file: Path):
-        self.api_port, self.key_file = api_port, key_file
+    def __init__(self, api_port: int, key_file: Path, ops_port: int = 0):
+        self.api_port, self.key_file, self.ops_port = api_port, key_file, ops_port
         self.started = time.monotonic()
         self.next_poll = 0.0
         self.done = False
@@ -69,8 +70,9 @@ class Readiness:
             return
         self.next_poll = now + 1.0
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz", timeout=0.5) as response:
-                workers = json.loads(response.read()).get("workers", 0)
+            port = self.ops_port or self.api_port
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=0.5) as response:
+                workers = json.loads(response.read()).get("workers", 0) if self.ops_port else 1
         except (OSError, ValueError):
             return
         if workers:
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"API key in {key_file}{' (new)' if new_key else ''}: curl -H \"{header}\" "
               f"http://127.0.0.1:{args.api_port}/jobs", flush=True)
 
-    ready = Readiness(args.api_port, key_file)
+    ready = Readiness(args.api_port, key_file, args.ops_port)
     while not stopping:
         for child in (store, *services):
             child.supervise()

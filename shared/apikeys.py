@@ -8,6 +8,7 @@ A key is `qi_` + 43 random URL-safe characters (32 bytes). Redis keeps only its 
                                                rate_limit, max_queued,
                                                max_records,
                                                weight, max_priority,
+                                               read_rate_limit,
                                                webhook_secret,
                                                previous_webhook_secret,
                                                previous_until, digest_key
@@ -40,7 +41,8 @@ KEY_PREFIX = "qi_"
 PREVIOUS_SECRET_SECONDS = 24 * 3600  # a rotated webhook secret keeps signing this long
 MAX_WEIGHT = 100  # weights 1..100: a key's share is weight / the sum of the waiting keys' weights
 _FIELDS = ("id", "name", "created_at", "last_used_at", "admin", "rate_limit", "max_queued",
-           "webhook_secret", "previous_webhook_secret", "previous_until", "weight", "max_priority", "max_records")
+           "webhook_secret", "previous_webhook_secret", "previous_until", "weight", "max_priority", "read_rate_limit",
+           "max_records")
 
 
 def new_key() -> str:
@@ -83,6 +85,7 @@ class ApiKey:
     previous_until: float = 0.0
     weight: int = 1  # fair share against other keys with jobs waiting (1..MAX_WEIGHT)
     max_priority: Priority = Priority.normal  # the highest lane its jobs may ask for (admin keys: any)
+    read_rate_limit: int | None = None  # job reads per minute; None: READ_RATE_LIMIT_PER_MINUTE
 
     def webhook_secrets(self, now: float | None = None) -> list[str]:
         """The secrets deliveries are signed with: the current one, and the previous one for
@@ -104,7 +107,8 @@ class ApiKey:
                    previous_until=float(fields.get("previous_until") or 0),
                    # A key made before fair share has neither: the defaults.
                    weight=number("weight") or 1,
-                   max_priority=Priority(fields.get("max_priority") or Priority.normal))
+                   max_priority=Priority(fields.get("max_priority") or Priority.normal),
+                   read_rate_limit=number("read_rate_limit"))
 
 
 def _parse(values: list[str | None] | None) -> ApiKey | None:
@@ -141,15 +145,16 @@ class KeyOps:
     def get(self, key_id: str) -> Op[ApiKey | None]:
         return Op(("HMGET", self.keys.api_key(key_id), *_FIELDS), _parse)
 
-    def rate(self, key_id: str, limit: int, period: float, cost: int) -> Op[Rate]:
-        """Spend `cost` of the key's `limit` submissions per `period` seconds, or nothing when
-        over it (see lua/rate.lua)."""
+    def rate(self, key_id: str, limit: int, period: float, cost: int, reads: bool = False) -> Op[Rate]:
+        """Spend `cost` of the key's `limit` submissions (or, with `reads`, job reads: a bucket
+        of their own) per `period` seconds, or nothing when over it (see lua/rate.lua)."""
 
         def parse(reply: list[str]) -> Rate:
             allowed, wait, remaining, reset = reply
             return Rate(allowed == "1", float(wait), int(remaining), float(reset))
 
-        return Op((limit, period, cost), parse, "rate", (self.keys.rate(key_id),))
+        bucket = self.keys.read_rate(key_id) if reads else self.keys.rate(key_id)
+        return Op((limit, period, cost), parse, "rate", (bucket,))
 
 
 def create_key(redis_url: str, name: str, **limits: Any) -> tuple[str, str]:
@@ -191,7 +196,8 @@ class KeyStore:
         self.redis, self.keys, self.ops = client, keys, KeyOps(keys)
 
     def create(self, name: str, *, rate_limit: int | None = None, max_queued: int | None = None,
-               admin: bool = False, weight: int | None = None, max_priority: Priority | None = None,
+               admin: bool = False, weight: int | None = None,
+               max_priority: Priority | None = None, read_rate_limit: int | None = None,
                max_records: int | None = None) -> tuple[ApiKey, str]:
         """A new key named `name` (unique); the record and the key, which is shown only now.
         ValueError for a name taken or a weight outside 1..MAX_WEIGHT."""
@@ -202,6 +208,7 @@ class KeyStore:
                   "id": key_id, "name": name, "created_at": repr(time.time()), "admin": "1" if admin else "0",
                   "rate_limit": "" if rate_limit is None else str(rate_limit),
                   "max_queued": "" if max_queued is None else str(max_queued),
+                  "read_rate_limit": "" if read_rate_limit is None else str(read_rate_limit),
                   "max_records": "" if max_records is None else str(max_records),
                   "weight": str(weight or 1), "max_priority": (max_priority or Priority.normal).value,
                   "webhook_secret": new_webhook_secret(),
@@ -218,7 +225,8 @@ class KeyStore:
         return ApiKey.of(record), key
 
     def set(self, name: str, *, weight: int | None = None, max_priority: Priority | None = None,
-            rate_limit: int | None = None, max_queued: int | None = None, max_records: int | None = None) -> ApiKey:
+            rate_limit: int | None = None, max_queued: int | None = None,
+            read_rate_limit: int | None = None, max_records: int | None = None) -> ApiKey:
         """Change the given limits of the key named `name` (KeyError if there is none; ValueError
         for a weight outside 1..MAX_WEIGHT); the others stay. The API sees the change within
         KEY_CACHE_SECONDS; the fair queue reads a new weight from `fair:weights` at once."""
@@ -227,7 +235,8 @@ class KeyStore:
         key = self.by_name(name)
         if key is None:
             raise KeyError(name)
-        given = {"weight": weight, "rate_limit": rate_limit, "max_queued": max_queued, "max_records": max_records,
+        given = {"weight": weight, "rate_limit": rate_limit, "max_queued": max_queued,
+                 "read_rate_limit": read_rate_limit, "max_records": max_records,
                  "max_priority": max_priority.value if max_priority is not None else None}
         changes: dict[Any, Any] = {field: str(value) for field, value in given.items() if value is not None}
         if changes:

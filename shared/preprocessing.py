@@ -7,6 +7,8 @@ functions, so what the model saw in training is what it sees in service.
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -28,20 +30,35 @@ class ImageTooLarge(ValueError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 
 
+@contextmanager
+def undecodable() -> Iterator[None]:
+    """Whatever Pillow or numpy raise on the bytes, as InvalidImage. Their decoders and the
+    EXIF parser raise a grab bag on hostile input (OSError, SyntaxError from a garbage eXIf
+    chunk, ValueError, struct.error, KeyError, IndexError...), and every one of them is the
+    upload's fault, not ours: the client gets a 4xx and the worker never sees it. Our own
+    refusals pass through; so does MemoryError, which is the service's state, not the file's."""
+    try:
+        yield
+    except (InvalidImage, ImageTooLarge, MemoryError):
+        raise
+    except Exception as exc:
+        raise InvalidImage(f"image could not be decoded ({type(exc).__name__}: {exc}); is the file complete "
+                           "and valid?") from exc
+
+
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """The image's header only (format and size), checked before any pixel is decompressed,
     so a small upload declaring a huge image costs nothing. Pixels come with `load`."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's own guard fired before ours (its message quotes its built-in limit).
-        raise ImageTooLarge(f"image has more pixels than the limit of {max_pixels}") from exc
-    except Image.UnidentifiedImageError as exc:
-        raise UnsupportedFormat(f"not a supported image; send one of: {', '.join(ALLOWED_FORMATS)}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImage(f"image could not be decoded ({exc}); is the file complete?") from exc
+    with undecodable():  # outside: the two refusals below are ours, and pass through it
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow's own guard fired before ours (its message quotes its built-in limit).
+            raise ImageTooLarge(f"image has more pixels than the limit of {max_pixels}") from exc
+        except Image.UnidentifiedImageError as exc:
+            raise UnsupportedFormat(f"not a supported image; send one of: {', '.join(ALLOWED_FORMATS)}") from exc
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
@@ -51,13 +68,12 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 def load(image: Image.Image, side: int | None = None) -> Image.Image:
     """Decompress the first frame and apply its EXIF orientation. With `side`, a JPEG is
     decoded straight at 1/2, 1/4 or 1/8 scale while both edges stay at least `side`."""
-    try:
+    with undecodable():
         if side is not None and image.format == "JPEG":
             image.draft(None, (side, side))
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImage(f"image could not be decoded ({exc}); is the file complete?") from exc
-    ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy
+        # Parses the EXIF block: a garbage one raises here (SyntaxError, ...), not in load().
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy
     return image
 
 
@@ -69,7 +85,9 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
 def _uint8(image: Image.Image) -> Image.Image:
     """L, LA, RGB or RGBA: 8 bits a channel, what `reduce` and the alpha composite take."""
     if image.mode.startswith("I;16"):
-        return image.point(lambda v: v / 256).convert("L")
+        # Any byte order (I;16, I;16L, I;16B, I;16N): numpy reads each as its uint16 values;
+        # the high byte is the 8-bit value. (`point` refuses I;16B.)
+        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8))  # 2-D uint8: L
     if image.mode in ("L", "LA", "RGB", "RGBA"):
         return image
     if "A" in image.mode or "transparency" in image.info:
@@ -149,7 +167,14 @@ def to_pixels(image: Image.Image, spec: Preprocessing, input_shape: tuple[int, .
     Loads the image if `open_image` left it unloaded."""
     height, width, channels = input_shape
     side = working_side(input_shape)
-    image = _to_mode(_shrink(_uint8(load(image, side)), side), spec.color_mode)
+    image = load(image, side)
+    with undecodable():  # a mode or a size that the steps below do not take is the image's fault
+        return _pixels(_to_mode(_shrink(_uint8(image), side), spec.color_mode), spec, (height, width, channels))
+
+
+def _pixels(image: Image.Image, spec: Preprocessing, shape: tuple[int, int, int]) -> np.ndarray:
+    """An 8-bit image of the model's colour mode -> HxWxC float32, ink bright, cropped, resized."""
+    height, width, channels = shape
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

@@ -52,6 +52,24 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         10.0, gt=0, description="A request body that sends nothing for this long gets 408."
     )
+    body_deadline_seconds: float = Field(
+        60.0, gt=0, description="A request body still arriving this long after the request began gets 408."
+    )
+    max_bodies_per_client: int = Field(
+        8, ge=1, description="Request bodies (over 64 KiB, or chunked) one client address may send at once, "
+                             "per API process; beyond, 503."
+    )
+    max_bodies: int = Field(
+        64, ge=1, description="Request bodies (over 64 KiB, or chunked) being received at once, per API process; "
+                              "beyond, 503."
+    )
+    read_rate_limit_per_minute: int = Field(
+        6000, ge=1, description="Job reads (GET /jobs, /jobs/{id}, /batches/{id}) per minute per API key, "
+                                "unless set per key."
+    )
+    max_long_polls_per_key: int = Field(
+        100, ge=1, description="Long-polls (wait=S) one API key may hold at once, per API process; beyond, 429."
+    )
 
     max_batch_size: int = Field(32, ge=1, description="Largest batch the worker runs at once.")
     max_delay_ms: int = Field(

@@ -6,6 +6,7 @@ resolves the host once per attempt, vets every address, and connects to a vetted
 """
 
 import ipaddress
+import logging
 import random
 import socket
 from collections.abc import Callable
@@ -22,6 +23,7 @@ _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.10
 # Not globally reachable (IANA special-purpose registry), though Python < 3.11.10 says it is.
 _SPECIAL = ipaddress.ip_network("192.0.0.0/24")
 
+log = logging.getLogger(__name__)
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
@@ -130,7 +132,11 @@ def check_destination(url: str, allowed_hosts: list[str], resolver: Resolver = r
     if not _allowed(host, port, allowed_hosts):
         for address in addresses:
             if blocked(ipaddress.ip_address(address)):
-                raise WebhookRefused(f"{host} resolves to {address}, a private, loopback or reserved address")
+                # The address goes to the log only: the refusal is stored on the job, where its
+                # owner reads it, and an inside address is no business of theirs.
+                log.warning("webhook refused: %s resolves to %s, a private, loopback or reserved address",
+                            host, address)
+                raise WebhookRefused(f"{host} resolves to a private, loopback or reserved address")
         _check_port(port)
     return Destination(host, port, addresses)
 

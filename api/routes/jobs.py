@@ -1,5 +1,6 @@
 import re
 import time
+from contextlib import nullcontext
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -22,11 +23,12 @@ from api.deps import BatchFilesDep, CancelAfterDep, IdempotencyKeyDep, SubmitOpt
 from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector, json_route, parse
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
+from api.reads import ReaderDep, long_poll, long_polls
 from api.services import Services, ServicesDep
-from api.submit import check_budget, notify, submit
+from api.submit import check_budget, notify, prepare_upload, record, submit
 from api.uploads import read_upload, resolve_model
 from shared.broker import batch_webhook_message
-from shared.jobstore import new_job_id
+from shared.jobstore import BATCH_ID, new_job_id
 from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem, WebhookEvent
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
@@ -73,9 +75,10 @@ async def _answer(job: Job, created: bool, prefer: str | None, response: Respons
     """A submission's answer: Location, and the job after `Prefer: wait`; 200 when final."""
     response.headers["Location"] = f"/jobs/{job.id}"
     wait = _prefer_wait(prefer)
-    if wait:
-        response.headers["Preference-Applied"] = f"wait={wait:g}"
-        job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id) or job
+    with long_polls.hold(caller.key_id, svc.settings.max_long_polls_per_key) if wait else nullcontext(False) as held:
+        if held:  # else over the key's long-polls: answered at once (api.reads)
+            response.headers["Preference-Applied"] = f"wait={wait:g}"
+            job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id) or job
     if not created or job.status.terminal:
         response.status_code = status.HTTP_200_OK
     return job
@@ -152,16 +155,19 @@ async def submit_batch(
     # Refused whole, before the rate is spent: the jobs (with their keys) and the batch's record.
     await check_budget(caller, svc, len(files) * (2 if idempotency_key else 1) + 1)
     await admit(caller, svc, response, len(files))
+    # Every file is checked and prepared before any is recorded: a bad one fails in its item,
+    # and whatever the last file holds, the answer (and its batch_id) comes back.
+    prepared = [await prepare_upload(upload, options, svc, caller) for upload in files]
     items = []
-    for index, upload in enumerate(files):
+    for index, (upload, ready) in enumerate(zip(files, prepared, strict=True)):
         try:
+            if isinstance(ready, HTTPException):
+                raise ready
             item_key = f"{idempotency_key}#{index}" if idempotency_key else None
-            job, _ = await submit(read_upload(upload, svc.settings.max_upload_bytes), options, svc, caller, item_key)
+            job, _ = await record(ready, options, svc, caller, item_key)
             items.append(BatchItem(index=index, filename=upload.filename, job=job,
                                    status_code=200 if job.status.terminal else 202))
         except HTTPException as exc:
-            if exc.status_code == status.HTTP_404_NOT_FOUND:
-                raise  # an unknown model fails every item alike
             items.append(BatchItem(index=index, filename=upload.filename,
                                    error=Problem.of(exc.status_code, str(exc.detail)), status_code=exc.status_code))
     job_ids = [item.job.id for item in items if item.job]
@@ -177,11 +183,11 @@ async def submit_batch(
 
 
 @router.get("/batches/{batch_id}", response_model=Batch,
-            responses=problems(404, 422, 503, described={404: "No such batch (unknown, or expired)"}))
+            responses=problems(404, 422, 429, 503, described={404: "No such batch (unknown, or expired)"}))
 async def get_batch(
     batch_id: str,
     svc: ServicesDep,
-    caller: CallerDep,
+    caller: ReaderDep,
     wait: Annotated[float, _long_poll("every job to end")] = 0,
     offset: Annotated[int, Query(ge=0, le=10_000, description="The page's first job (next_offset)")] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
@@ -189,26 +195,29 @@ async def get_batch(
     """A POST /jobs/batch's jobs: counts by status, `done` once every job is terminal, and a
     page of the jobs in submission order."""
     deadline = time.monotonic() + wait
-    while True:
-        batch = await svc.store.batch(batch_id, offset, limit, caller.key_id)
-        if batch is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r} (unknown, or expired)")
-        left = deadline - time.monotonic()
-        if batch.done or left <= 0:
-            return batch
-        # Wait for one unfinished job at a time: the waiter wakes on its end.
-        whole = offset == 0 and batch.next_offset is None  # the page holds every job already
-        pending = batch if whole else await svc.store.batch(batch_id, 0, batch.total, caller.key_id)
-        unfinished = [job.id for job in (pending.jobs if pending else []) if not job.status.terminal]
-        if not unfinished:
-            continue
-        await svc.waiter.wait_for_job(svc.store, unfinished[0], left, caller.key_id)
+    with long_poll(caller, svc.settings.max_long_polls_per_key) if wait else nullcontext():
+        while True:
+            # An id the API never makes is never made into a key (`X:hook` named X's webhook hash).
+            batch = (await svc.store.batch(batch_id, offset, limit, caller.key_id)
+                     if re.match(BATCH_ID, batch_id) else None)
+            if batch is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r} (unknown, or expired)")
+            left = deadline - time.monotonic()
+            if batch.done or left <= 0:
+                return batch
+            # Wait for one unfinished job at a time: the waiter wakes on its end.
+            whole = offset == 0 and batch.next_offset is None  # the page holds every job already
+            pending = batch if whole else await svc.store.batch(batch_id, 0, batch.total, caller.key_id)
+            unfinished = [job.id for job in (pending.jobs if pending else []) if not job.status.terminal]
+            if not unfinished:
+                continue
+            await svc.waiter.wait_for_job(svc.store, unfinished[0], left, caller.key_id)
 
 
-@router.get("/jobs", response_model=JobPage, responses=problems(403, 422, 503))
+@router.get("/jobs", response_model=JobPage, responses=problems(403, 422, 429, 503))
 async def list_jobs(
     svc: ServicesDep,
-    caller: CallerDep,
+    caller: ReaderDep,
     status_filter: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page")] = None,
@@ -223,14 +232,15 @@ async def list_jobs(
     return JobPage(jobs=jobs, next_cursor=repr(next_score) if next_score is not None else None)
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses=problems(404, 422, 503, described=_NO_JOB))
+@router.get("/jobs/{job_id}", response_model=Job, responses=problems(404, 422, 429, 503, described=_NO_JOB))
 async def get_job(
     job_id: str,
     svc: ServicesDep,
-    caller: CallerDep,
+    caller: ReaderDep,
     wait: Annotated[float, _long_poll("the end")] = 0,
 ) -> Job:
-    job = await svc.waiter.wait_for_job(svc.store, job_id, wait, caller.key_id)
+    with long_poll(caller, svc.settings.max_long_polls_per_key) if wait else nullcontext():
+        job = await svc.waiter.wait_for_job(svc.store, job_id, wait, caller.key_id)
     if job is None:
         raise _no_job(job_id)
     return job

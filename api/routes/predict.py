@@ -12,7 +12,7 @@ from api.features import FeaturesPrediction, NamedFeaturesPrediction, PredictBod
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, problems
 from api.services import Services, ServicesDep
-from api.submit import SubmitOptions, check_budget, submit
+from api.submit import SubmitOptions, check_budget, prepare_upload, record, submit
 from api.uploads import read_upload, resolve_model
 from shared.registry import UnknownModel
 from shared.schemas import ErrorCode, Job, JobStatus, Prediction, SeedPrediction
@@ -113,11 +113,13 @@ async def predict_batch(files: BatchFilesDep, priority: PriorityDep, svc: Servic
     """`{"predictions": [...]}` in file order; a failed file gets `{"error": ..., "status_code": ...}`."""
     await check_budget(caller, svc, len(files))  # refused whole, before the rate is spent
     await admit(caller, svc, response, len(files))
+    options = SubmitOptions(priority=priority)
+    # Every file checked first, then all enqueued, so they batch together in the worker.
+    prepared = [await prepare_upload(upload, options, svc, caller) for upload in files]
     jobs: list[Job | HTTPException] = []
-    for upload in files:  # enqueue all first, so they batch together in the worker
+    for ready in prepared:
         try:
-            upload_bytes = read_upload(upload, svc.settings.max_upload_bytes)
-            jobs.append((await submit(upload_bytes, SubmitOptions(priority=priority), svc, caller))[0])
+            jobs.append(ready if isinstance(ready, HTTPException) else (await record(ready, options, svc, caller))[0])
         except HTTPException as exc:
             jobs.append(exc)
     predictions = []

@@ -130,6 +130,10 @@ class Keyspace:
         """String: one API key's submission rate state (see lua/rate.lua)."""
         return self._key(f"rate:{key_id}")
 
+    def read_rate(self, key_id: str) -> str:
+        """String: one API key's job-read rate state (lua/rate.lua; api/reads.py)."""
+        return self._key(f"read-rate:{key_id}")
+
     @property
     def model_versions(self) -> str:
         """Hash: model name -> the last version number a training job reserved (see

@@ -28,6 +28,11 @@ WEBHOOK_FIELDS = ("webhook_url", "webhook_events")
 ROUTE_FIELDS = ("queue", "owner", "batch", "batch_queue", "cache_key")
 
 
+# What new_job_id makes (a batch's id too): a route checks an id against it before it
+# becomes part of a key, so `X:hook` cannot name batch X's hook (Keyspace.batch_hook).
+BATCH_ID = r"\A[0-9a-f]{32}\Z"
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 

@@ -139,7 +139,7 @@ def test_a_missing_artifact_is_trained_at_start(tmp_path, logdir):
         assert "ARTIFACT MISSING" in log
         assert "TRAINED AT START" in log
         assert not (models / "iris" / "1" / "model.keras").exists(), "trained into memory only"
-        (serving,) = api.http.get("/readyz").json()["serving"]
+        (serving,) = api.ops.get("/readyz").json()["serving"]
         assert serving["models"] == ["iris:1"]
         response = api.http.post("/predict", json={"model": "iris", "features": SETOSA})
         assert response.status_code == 200, response.text

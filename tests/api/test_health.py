@@ -2,16 +2,19 @@
 
 import time
 
+import httpx
+
 from devstack.processes import wait_for
 from shared.jobstore import Keyspace
+from tests.utils.processes import new_key
 
 
 def test_healthz(api):
     assert api.http.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readyz_reports_consuming_workers(api, worker):
-    body = api.http.get("/readyz").json()
+def test_readyz_reports_consuming_workers_on_the_ops_port(api, worker):
+    body = api.ops.get("/readyz").json()
     assert body["redis"] == "ok"
     assert body["workers"] >= 1
     assert any(name.startswith(worker.name + "@") for name in body["worker_names"])
@@ -21,6 +24,25 @@ def test_readyz_reports_consuming_workers(api, worker):
     assert digits["default_version"]
     assert digits["error"] is None
     assert any(name.startswith(worker.name + "@") for name in digits["workers"])
+
+
+def test_the_public_readyz_says_ready_and_nothing_else(api, worker, redis_server):
+    """No worker names, versions or load errors to anyone without an admin key: a probe, a
+    tenant's key, a bad key alike (never a 401: a probe sends none)."""
+    tenant, _ = new_key(redis_server.url)
+    for headers in ({}, {"Authorization": f"Bearer {tenant}"}, {"Authorization": "Bearer qi_not-a-key"},
+                    {"Authorization": "Basic dXNlcjpwdw=="}):
+        response = httpx.get(f"{api.url}/readyz", headers=headers, timeout=10)
+        assert response.status_code == 200, (headers, response.text)
+        assert response.json() == {"status": "ok"}, headers
+        assert worker.name not in response.text
+
+
+def test_an_admin_key_sees_the_detail_on_the_public_readyz(api, worker, redis_server):
+    admin, _ = new_key(redis_server.url, admin=True)
+    body = httpx.get(f"{api.url}/readyz", headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert body.keys() == api.ops.get("/readyz").json().keys() >= {"status", "workers", "worker_names", "models"}
+    assert any(name.startswith(worker.name + "@") for name in body["worker_names"])
 
 
 def test_models_lists_the_default_model(api, worker):
@@ -49,6 +71,7 @@ def test_redis_down_is_503_with_retry_after_then_recovers(private_stack, digit_p
         api.submit(digit_png),
         api.http.get(f"/jobs/{accepted.json()['id']}"),
         api.http.get("/readyz"),
+        api.ops.get("/readyz"),
     ):
         assert response.status_code == 503, response.text
         assert int(response.headers["retry-after"]) > 0

@@ -67,7 +67,7 @@ def run(api, image: bytes, model: str) -> dict:
 
 
 def loaded_digits(api) -> list[str]:
-    (worker,) = api.http.get("/readyz").json()["serving"]
+    (worker,) = api.ops.get("/readyz").json()["serving"]
     return [key for key in worker["models"] if key.startswith("digits:")]
 
 
@@ -125,14 +125,14 @@ def test_a_broken_version_is_reported_and_the_others_serve(stack, digit_png):
     broken = wait_for(lambda: (m := status_of(api, "digits:4")) and m["status"] == "failed" and m, 20,
                       "digits:4 reported failed")
     assert broken["error"]
-    readiness = {f"{m['name']}:{m['version']}": m for m in api.http.get("/readyz").json()["models"]}
+    readiness = {f"{m['name']}:{m['version']}": m for m in api.ops.get("/readyz").json()["models"]}
     assert readiness["digits:4"]["status"] == "failed"
     assert readiness["digits:4"]["error"] == broken["error"]
     assert readiness["digits:bad"]["status"] == "failed"
     assert "invalid model manifest" in readiness["digits:bad"]["error"]
     assert readiness["digits:2"]["status"] == "serving"
     assert readiness["digits:2"]["default_version"]
-    assert readiness["digits:2"]["workers"] == api.http.get("/readyz").json()["worker_names"]
+    assert readiness["digits:2"]["workers"] == api.ops.get("/readyz").json()["worker_names"]
     started = time.monotonic()
     doomed = run(api, digit_png, "digits:4")
     assert (doomed["status"], doomed["error"]["code"]) == ("failed", "model_unavailable")

@@ -75,7 +75,8 @@ def test_launcher_restarts_a_killed_worker_and_stops_on_sigterm(tmp_path):
         assert api.get("/jobs").status_code == 200
         backlog = wait_for(lambda: httpx.get(f"http://127.0.0.1:{ops_port}/queue").json(), 30, "the ops port")
         assert backlog.keys() == {"queued", "in_flight", "total", "lanes"}
-        wait_for(lambda: api.get("/readyz").json()["workers"] >= 1, 60, "the worker's heartbeat")
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{ops_port}/readyz").json()["workers"] >= 1, 60,
+                 "the worker's heartbeat")
         # Then the start-up ends by saying what to try; no Celery banner scrolled it away.
         wait_for(lambda: "ready in " in log(), 10, f"the ready block (log: {output})")
         ready = log()[log().index("ready in "):]

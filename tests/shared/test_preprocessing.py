@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devstack.hostile import png_with_garbage_exif, tiff_16bit_big_endian
 from models.digits_data import render
 from shared.preprocessing import (
     ImageTooLarge,
@@ -82,3 +83,24 @@ def test_rejections():
         decode(png[:60], 10**7)
     with pytest.raises(ImageTooLarge, match="4096 pixels"):
         decode(png, 4096 - 1)
+
+
+def test_16_bit_greyscale_of_either_byte_order_is_read_alike(manifest):
+    """Image.point refused I;16B (a ValueError, once a 500); both byte orders give the same
+    tensor as the same picture in 8 bits."""
+    big = tiff_16bit_big_endian()
+    as_16 = Image.open(io.BytesIO(big))
+    assert as_16.mode == "I;16B"
+    values = np.asarray(as_16).astype(np.uint16)
+    little = encode(Image.frombytes("I;16", as_16.size, values.astype("<u2").tobytes()), "TIFF")
+    eight = encode(Image.fromarray((values >> 8).astype(np.uint8)), "PNG")
+    expected = preprocess(eight, manifest, 10**7)
+    assert np.array_equal(preprocess(big, manifest, 10**7), expected)
+    assert np.array_equal(preprocess(little, manifest, 10**7), expected)
+
+
+def test_whatever_pillow_raises_on_the_bytes_is_invalid_image(manifest):
+    """A garbage eXIf chunk: Pillow's EXIF parser raised SyntaxError, outside the error
+    handling (a 500 in the API; the training worker catches InvalidImage too)."""
+    with pytest.raises(InvalidImage, match="SyntaxError"):
+        preprocess(png_with_garbage_exif(), manifest, 10**7)

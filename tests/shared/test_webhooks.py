@@ -143,6 +143,17 @@ def test_delivery_time_check_refuses_any_non_global_answer_and_other_ports():
     assert allowed.addresses == ["127.0.0.1"]
 
 
+def test_a_refusal_at_delivery_names_the_host_not_the_address_it_resolves_to(caplog):
+    """The refusal is stored as the job's webhook.last_error, which its owner reads: the
+    inside address a name resolves to goes to the worker's log only."""
+    for inward in ("10.1.2.3", "127.0.0.1", "169.254.169.254", "fd00:ec2::254", "::ffff:192.168.7.9"):
+        with caplog.at_level("WARNING", "shared.webhooks"), pytest.raises(WebhookRefused) as refused:
+            check_destination("https://hooks.example.com/in", [], answers("93.184.215.14", inward))
+        assert str(refused.value) == "hooks.example.com resolves to a private, loopback or reserved address"
+        assert inward in caplog.text
+        caplog.clear()
+
+
 def test_default_retry_schedule_spans_more_than_a_day(monkeypatch):
     defaults = Settings.model_construct()
     monkeypatch.setattr(random, "uniform", lambda low, high: low)  # every jitter at its shortest

@@ -8,10 +8,12 @@ from shared.apikeys import create_key
 
 
 def new_key(redis_url: str, **limits) -> tuple[str, str]:
-    """An API key with a unique name, and its id; no rate or queue limit unless given."""
+    """An API key with a unique name, and its id; no rate (submissions or reads) or queue limit
+    unless given."""
     limits.setdefault("rate_limit", 1_000_000)
     limits.setdefault("max_queued", 0)
     limits.setdefault("max_records", 0)
+    limits.setdefault("read_rate_limit", 1_000_000)
     return create_key(redis_url, f"test-{uuid.uuid4().hex[:8]}", **limits)
 
 

@@ -46,7 +46,7 @@ def test_the_worker_finishes_queued_jobs_and_lives_through_a_full_redis(private_
         assert int(refused.headers["retry-after"]) > 0
         time.sleep(6)  # a heartbeat (5 s) and kombu's restore sweep run while full
         assert worker.proc.poll() is None, "the worker keeps running"
-        ready = api.http.get("/readyz").json()
+        ready = api.ops.get("/readyz").json()
         assert ready["redis"] == "full"
         assert ready["workers"] == 1, "its heartbeat still lands"
         assert client.hlen("unacked") == 0, "every delivered message was acknowledged"
@@ -57,7 +57,7 @@ def test_the_worker_finishes_queued_jobs_and_lives_through_a_full_redis(private_
         # Memory freed: submissions and the worker carry on, no restart needed.
         job = api.submit(digit_png).json()
         assert api.wait_terminal(job["id"])["status"] == "succeeded"
-        assert api.http.get("/readyz").json()["redis"] == "ok"
+        assert api.ops.get("/readyz").json()["redis"] == "ok"
         assert "Unrecoverable" not in worker.log.read_text()
     finally:
         worker.stop()

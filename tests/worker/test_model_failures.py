@@ -34,7 +34,7 @@ def broken_stack(tmp_path_factory, logdir):
 
 def test_the_failure_is_reported_in_readyz_and_models(broken_stack):
     api, _ = broken_stack
-    (serving,) = api.http.get("/readyz").json()["serving"]
+    (serving,) = api.ops.get("/readyz").json()["serving"]
     assert serving["models"] == ["digits:1"]
     assert "input_shape" in serving["failed"]["broken:1"]
     models = {m["name"]: m for m in api.http.get("/models").json()}

@@ -263,6 +263,7 @@ def test_ssrf_targets_are_refused(stack, digit_png):
     store.push(QUEUE, [webhook_message(CELERY, QUEUE, job.id, "completed")])
     final = delivered(api, job.id, status="failed")
     assert "resolves to" in final["webhook"]["last_error"]
+    assert "127.0.0.1" not in final["webhook"]["last_error"], "an inside address is the log's, not the owner's"
 
 
 def trickle(seen: dict) -> Callable[[BaseHTTPRequestHandler], None]:
