@@ -16,7 +16,8 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog bench-fairness bench-webhooks bench-auth bench-bombs bench-flower openapi-check clean \
+.PHONY: run test venv train bench bench-backlog bench-fairness bench-webhooks bench-budget bench-auth bench-bombs \
+	bench-flower openapi-check clean \
 	base-images images compose-check
 
 venv: $(STAMP)
@@ -81,6 +82,11 @@ bench-fairness: $(STAMP)
 # deliveries a second, with the per-key bounds and breaker and without them.
 bench-webhooks: $(STAMP)
 	$(PY) -m benchmarks.webhook_fairness $(ARGS)
+
+# The per-key record budget: key A's cached submissions with hanging webhooks at its full rate
+# while key B submits steadily; Redis' memory and A's records every 10 s (ARGS="--minutes 2").
+bench-budget: $(STAMP)
+	$(PY) -m benchmarks.budget $(ARGS)
 
 # What API keys and the rate limit cost per POST /jobs: AUTH_DISABLED vs keys, side by side.
 bench-auth: $(STAMP)

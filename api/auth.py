@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import problem, reject
 from api.services import Services, ServicesDep
 from shared.apikeys import KEY_PREFIX, ApiKey, KeyOps, allows
+from shared.jobstore import Held
 from shared.schemas import Priority
 from shared.settings import Settings
 
@@ -47,6 +48,7 @@ class Caller:
     max_active: int = 0  # queued + running jobs; 0: none
     weight: int = 1  # fair share against the other keys with jobs waiting
     max_priority: Priority = Priority.normal  # the highest lane its jobs may ask for
+    max_records: int = 0  # records Redis holds for the key (lua/_held.lua); 0: none
 
     @classmethod
     def of(cls, key: ApiKey, settings: Settings) -> "Caller":
@@ -54,7 +56,8 @@ class Caller:
                    settings.rate_limit_per_minute if key.rate_limit is None else key.rate_limit,
                    settings.read_rate_limit_per_minute if key.read_rate_limit is None else key.read_rate_limit,
                    settings.max_queued_jobs_per_key if key.max_queued is None else key.max_queued,
-                   key.weight, Priority.high if key.admin else key.max_priority)  # an operator's key: any lane
+                   key.weight, Priority.high if key.admin else key.max_priority,  # an operator's key: any lane
+                   settings.max_records_per_key if key.max_records is None else key.max_records)
 
 
 # Auth off: one tenant, whose jobs may take any lane.
@@ -161,6 +164,19 @@ def check_priority(caller: Caller, asked: Priority) -> Priority:
                      f"send priority {caller.max_priority.value} or lower (an operator raises it with "
                      "`python -m api.keys set NAME --max-priority`)")
     return asked
+
+
+def over_budget(caller: Caller, held: Held, keep: int, adding: int = 1) -> HTTPException:
+    """429 `budget`: the key holds as many records as it may (see lua/_held.lua). They free
+    only as they expire, so Retry-After is when the next one does."""
+    more = f"; this request needs {adding}" if adding > 1 else ""
+    return reject(status.HTTP_429_TOO_MANY_REQUESTS, "budget",
+                  f"this key's record budget is spent: it holds {held.records} records in Redis, its limit is "
+                  f"{caller.max_records}{more}: "
+                  "its jobs count until their records expire (finished ones FINISHED_JOB_TTL_SECONDS = "
+                  f"{keep} s after they end), a queued job's Idempotency-Key and its batches too; the next "
+                  f"expires in {held.frees_in} s (an operator raises the limit with "
+                  "`python -m api.keys set NAME --max-records N`)", held.frees_in)
 
 
 def over_quota(caller: Caller, active: int) -> HTTPException:

@@ -51,8 +51,9 @@ _DESCRIPTIONS = {
     413: "Body over its limit (MAX_UPLOAD_BYTES; MAX_BATCH_BYTES on /…/batch), checked before routing",
     415: "Not an image in an accepted format (PNG, JPEG, WebP, BMP, GIF, TIFF)",
     422: "A field failed validation (`errors` names each), or the image is empty, truncated or corrupt",
-    429: "Over the key's submissions per minute (the batch's files count each) or its queued + running jobs: "
-         "nothing was recorded; or over its job reads per minute, or its long-polls at once; retry after Retry-After",
+    429: "Over the key's submissions per minute (the batch's files count each), its queued + running jobs, or "
+         "its record budget (the records Redis holds for it: a batch must fit whole): nothing was recorded; or "
+         "over its job reads per minute, or its long-polls at once; retry after Retry-After",
     500: "Unexpected server error (logged)",
     503: "Redis unreachable, or full (a write); or more request bodies arriving at once than MAX_BODIES "
          "(MAX_BODIES_PER_CLIENT from one address); retry after Retry-After",

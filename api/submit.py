@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from fastapi import HTTPException, UploadFile, status
 
-from api.auth import Caller, over_quota
+from api.auth import Caller, over_budget, over_quota
 from api.errors import reject
 from api.inputs import stored_input
 from api.metrics import SUBMITTED
@@ -102,7 +102,8 @@ async def record(prepared: Prepared, options: SubmitOptions, svc: Services, call
     fingerprint = _fingerprint(digest, manifest, options)
     new = NewJob(_record(job_id, manifest, cache, run, options, caller), run.message, idempotency_key, fingerprint,
                  options.expires_in, lane=lane, weight=caller.weight, fair_owner=member)
-    created = await svc.store.create(new, svc.settings.queue_name, svc.settings.max_queued_jobs, caller.max_active)
+    created = await svc.store.create(new, svc.settings.queue_name, svc.settings.max_queued_jobs, caller.max_active,
+                                     max_records=caller.max_records)
     job, is_new = await _outcome(created, fingerprint, caller, svc)
     if is_new:
         await _count_and_notify(job, manifest, cache, options, svc)
@@ -174,6 +175,8 @@ async def _outcome(created: Created, fingerprint: str, caller: Caller, svc: Serv
         return await _replay(created.replay, fingerprint, svc), False
     if created.active is not None:
         raise over_quota(caller, created.active)
+    if created.held is not None:
+        raise over_budget(caller, created.held, svc.settings.finished_job_ttl_seconds)
     if created.fields is None:
         raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "queue_full",
                      f"the queue is full ({created.backlog} jobs queued or running; MAX_QUEUED_JOBS is "
@@ -202,4 +205,14 @@ async def _replay(replay: Replay, fingerprint: str, svc: Services) -> Job:
         raise HTTPException(status.HTTP_409_CONFLICT, "the job for this Idempotency-Key has expired")
     return job
 
+
+async def check_budget(caller: Caller, svc: Services, records: int) -> None:
+    """429 `budget` unless the caller's key can hold `records` more (a batch: its jobs and its
+    handle), before any is written: a batch is refused whole. Each job's create checks again,
+    atomically; this read only keeps a batch from being cut short."""
+    if caller.key_id is None or not caller.max_records:
+        return
+    held = await svc.store.held(caller.key_id)
+    if held.records + records > caller.max_records:
+        raise over_budget(caller, held, svc.settings.finished_job_ttl_seconds, records)
 

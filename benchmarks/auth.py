@@ -60,7 +60,7 @@ def main() -> None:
         settings = {"max_queued_jobs": 0, "result_cache_ttl_seconds": 0, "ops_port": 0}
         open_api = Api(redis.url, Path(tmp), auth_disabled=True, **settings)
         keyed_api = Api(redis.url, Path(tmp), **settings)
-        key, _ = create_key(redis.url, "bench", rate_limit=10**9, max_queued=10**9)
+        key, _ = create_key(redis.url, "bench", rate_limit=10**9, max_queued=10**9, max_records=0)
         try:
             clients = {"off": httpx.Client(base_url=open_api.url, timeout=30),
                        "on": httpx.Client(base_url=keyed_api.url, timeout=30,

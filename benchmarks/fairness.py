@@ -45,7 +45,8 @@ class Scenario:
         self.api = Api(redis.url, workdir, **env, fair_share=fair)
         self.meter = CostMeter({"api": self.api.proc.pid, "worker": self.worker.proc.pid}, redis.client(),
                                load_generator=False)
-        self.keys = {name: create_key(redis.url, name, rate_limit=10**6, max_queued=0, max_priority=Priority.high)[0]
+        self.keys = {name: create_key(redis.url, name, rate_limit=10**6, max_queued=0, max_records=0,
+                                       max_priority=Priority.high)[0]
                      for name in ("a", "b")}
         self.images = photo_images(64, side=cnn.SIDE)
         self.jobs = 0

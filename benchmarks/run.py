@@ -118,7 +118,8 @@ class Bench:
             started.append(webhooks := Worker(self.redis.url, self.workdir, app="worker.webhooks.app"))
             started.append(api := Api(self.redis.url, self.workdir, **env))
             started.append(flower := Flower(self.redis.url, self.workdir))
-            key = create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0)[0]
+            key = create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0,
+                             max_records=0)[0]
             pids = {"API": api.proc.pid, "inference worker": worker.proc.pid,
                     "webhook worker": webhooks.proc.pid, "Flower": flower.proc.pid}
             yield api, worker, key, pids

@@ -6,6 +6,7 @@ A key is `qi_` + 43 random URL-safe characters (32 bytes). Redis keeps only its 
     {qi}:apikey:<key id>                    -> name, created_at,           (hash)
                                                last_used_at, admin,
                                                rate_limit, max_queued,
+                                               max_records,
                                                weight, max_priority,
                                                read_rate_limit,
                                                webhook_secret,
@@ -40,7 +41,8 @@ KEY_PREFIX = "qi_"
 PREVIOUS_SECRET_SECONDS = 24 * 3600  # a rotated webhook secret keeps signing this long
 MAX_WEIGHT = 100  # weights 1..100: a key's share is weight / the sum of the waiting keys' weights
 _FIELDS = ("id", "name", "created_at", "last_used_at", "admin", "rate_limit", "max_queued",
-           "webhook_secret", "previous_webhook_secret", "previous_until", "weight", "max_priority", "read_rate_limit")
+           "webhook_secret", "previous_webhook_secret", "previous_until", "weight", "max_priority", "read_rate_limit",
+           "max_records")
 
 
 def new_key() -> str:
@@ -76,6 +78,7 @@ class ApiKey:
     admin: bool = False
     rate_limit: int | None = None  # submissions per minute; None: RATE_LIMIT_PER_MINUTE
     max_queued: int | None = None  # queued + running jobs; None: MAX_QUEUED_JOBS_PER_KEY
+    max_records: int | None = None  # records Redis holds for it; None: MAX_RECORDS_PER_KEY
     last_used_at: float | None = None
     webhook_secret: str = ""
     previous_webhook_secret: str = ""
@@ -97,7 +100,7 @@ class ApiKey:
 
         return cls(id=fields["id"], name=fields["name"], created_at=float(fields["created_at"]),
                    admin=fields.get("admin") == "1", rate_limit=number("rate_limit"),
-                   max_queued=number("max_queued"),
+                   max_queued=number("max_queued"), max_records=number("max_records"),
                    last_used_at=float(fields["last_used_at"]) if fields.get("last_used_at") else None,
                    webhook_secret=fields.get("webhook_secret", ""),
                    previous_webhook_secret=fields.get("previous_webhook_secret", ""),
@@ -194,7 +197,8 @@ class KeyStore:
 
     def create(self, name: str, *, rate_limit: int | None = None, max_queued: int | None = None,
                admin: bool = False, weight: int | None = None,
-               max_priority: Priority | None = None, read_rate_limit: int | None = None) -> tuple[ApiKey, str]:
+               max_priority: Priority | None = None, read_rate_limit: int | None = None,
+               max_records: int | None = None) -> tuple[ApiKey, str]:
         """A new key named `name` (unique); the record and the key, which is shown only now.
         ValueError for a name taken or a weight outside 1..MAX_WEIGHT."""
         if weight is not None:
@@ -205,6 +209,7 @@ class KeyStore:
                   "rate_limit": "" if rate_limit is None else str(rate_limit),
                   "max_queued": "" if max_queued is None else str(max_queued),
                   "read_rate_limit": "" if read_rate_limit is None else str(read_rate_limit),
+                  "max_records": "" if max_records is None else str(max_records),
                   "weight": str(weight or 1), "max_priority": (max_priority or Priority.normal).value,
                   "webhook_secret": new_webhook_secret(),
                   # Revoking deletes the digest entry too; the key itself is never kept.
@@ -221,7 +226,7 @@ class KeyStore:
 
     def set(self, name: str, *, weight: int | None = None, max_priority: Priority | None = None,
             rate_limit: int | None = None, max_queued: int | None = None,
-            read_rate_limit: int | None = None) -> ApiKey:
+            read_rate_limit: int | None = None, max_records: int | None = None) -> ApiKey:
         """Change the given limits of the key named `name` (KeyError if there is none; ValueError
         for a weight outside 1..MAX_WEIGHT); the others stay. The API sees the change within
         KEY_CACHE_SECONDS; the fair queue reads a new weight from `fair:weights` at once."""
@@ -231,7 +236,7 @@ class KeyStore:
         if key is None:
             raise KeyError(name)
         given = {"weight": weight, "rate_limit": rate_limit, "max_queued": max_queued,
-                 "read_rate_limit": read_rate_limit,
+                 "read_rate_limit": read_rate_limit, "max_records": max_records,
                  "max_priority": max_priority.value if max_priority is not None else None}
         changes: dict[Any, Any] = {field: str(value) for field, value in given.items() if value is not None}
         if changes:

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     max_queued_jobs_per_key: int = Field(
         1000, ge=0, description="Queued + running jobs per API key, unless the key sets its own (0: no limit)."
     )
+    max_records_per_key: int = Field(10_000, ge=0, description=(
+        "Records one API key may make Redis hold (its jobs until their records expire, their Idempotency-Keys, "
+        "batches), unless the key sets its own; beyond, 429 `budget` (0: no limit)."))
 
     result_cache_ttl_seconds: int = Field(
         3600, ge=0, description="Identical uploads reuse a result this long (0: off)."

@@ -25,7 +25,7 @@ from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
 from api.reads import ReaderDep, long_poll, long_polls
 from api.services import Services, ServicesDep
-from api.submit import prepare_upload, record, submit
+from api.submit import check_budget, prepare_upload, record, submit
 from api.uploads import read_upload, resolve_model
 from shared.broker import batch_webhook_message
 from shared.jobstore import BATCH_ID, new_job_id
@@ -152,6 +152,8 @@ async def submit_batch(
     request again (a retry after a lost answer) replays the same jobs."""
     if batch_webhook_url is not None:
         check_webhook_url(batch_webhook_url, svc.settings)
+    # Refused whole, before the rate is spent: the jobs (with their keys) and the batch's record.
+    await check_budget(caller, svc, len(files) * (2 if idempotency_key else 1) + 1)
     await admit(caller, svc, response, len(files))
     # Every file is checked and prepared before any is recorded: a bad one fails in its item,
     # and whatever the last file holds, the answer (and its batch_id) comes back.

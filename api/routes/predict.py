@@ -12,7 +12,7 @@ from api.features import FeaturesPrediction, NamedFeaturesPrediction, PredictBod
 from api.limits import MANY_FILES, ONE_FILE
 from api.openapi import BUSY, problems
 from api.services import Services, ServicesDep
-from api.submit import SubmitOptions, prepare_upload, record, submit
+from api.submit import SubmitOptions, check_budget, prepare_upload, record, submit
 from api.uploads import read_upload, resolve_model
 from shared.registry import UnknownModel
 from shared.schemas import ErrorCode, Job, JobStatus, Prediction, SeedPrediction
@@ -111,6 +111,7 @@ async def predict(file: Annotated[UploadFile, File()], priority: PriorityDep, sv
 async def predict_batch(files: BatchFilesDep, priority: PriorityDep, svc: ServicesDep, caller: CallerDep,
                         response: Response) -> JSONResponse:
     """`{"predictions": [...]}` in file order; a failed file gets `{"error": ..., "status_code": ...}`."""
+    await check_budget(caller, svc, len(files))  # refused whole, before the rate is spent
     await admit(caller, svc, response, len(files))
     options = SubmitOptions(priority=priority)
     # Every file checked first, then all enqueued, so they batch together in the worker.

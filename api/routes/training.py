@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NamedTuple
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile, status
 from fastapi import Path as PathParam
 
-from api.auth import Caller, CallerDep, admit, caller, over_quota
+from api.auth import Caller, CallerDep, admit, caller, over_budget, over_quota
 from api.deps import EVENTS_PATTERN, options_of
 from api.errors import reject
 from api.limits import ONE_FILE
@@ -167,9 +167,12 @@ async def _train(response: Response, name: str, base: Manifest, form: TrainingFo
     })
     fields = new_record(ModelRef(name=name, version=version), job_id, input=job_input, tag=tag, owner=who.key_id,
                         webhook_url=options.webhook_url, webhook_events=options.webhook_events, kind="training")
-    created = await store.create(NewJob(fields, message), queue, 0, who.max_active, fair=False)  # FIFO
+    created = await store.create(NewJob(fields, message), queue, 0, who.max_active, fair=False,  # FIFO
+                                 max_records=who.max_records)
     if created.active is not None:
         raise over_quota(who, created.active)
+    if created.held is not None:
+        raise over_budget(who, created.held, settings.finished_job_ttl_seconds)
     assert created.fields is not None  # no Idempotency-Key, no backlog limit: recorded
     response.headers["Location"] = f"/jobs/{job_id}"
     return to_job(created.fields)

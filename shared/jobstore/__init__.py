@@ -26,10 +26,10 @@ finished channel, which wakes the API's long-polls.
 from shared.jobstore.keys import Keyspace
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import BATCH_ID, NewJob, new_job_id, new_record, to_job
-from shared.jobstore.replies import Cancelled, Created, Lost, Replay, Started
+from shared.jobstore.replies import Cancelled, Created, Held, Lost, Replay, Started
 from shared.jobstore.store import AsyncJobStore, JobStore
 
 __all__ = [
-    "BATCH_ID", "AsyncJobStore", "Cancelled", "Created", "JobOps", "JobStore", "Keyspace", "Lost", "NewJob",
+    "BATCH_ID", "AsyncJobStore", "Cancelled", "Created", "Held", "JobOps", "JobStore", "Keyspace", "Lost", "NewJob",
     "Replay", "Started", "new_job_id", "new_record", "to_job",
 ]

@@ -109,7 +109,8 @@ class Keyspace:
 
     def active(self, owner: str) -> str:
         """Sorted set of one API key's queued and running job ids (by creation time): its
-        quota. Each terminal transition removes the job."""
+        quota; and of what it holds ended (member -> -(when it expires)): its record budget.
+        Each terminal transition moves the job from the first to the second (lua/_held.lua)."""
         return self._key(f"jobs:active:{owner}")
 
     def api_key(self, key_id: str) -> str:

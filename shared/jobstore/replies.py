@@ -46,15 +46,23 @@ class Replay(NamedTuple):
     fingerprint: str
 
 
+class Held(NamedTuple):
+    """An owner's record budget in use (lua/_held.lua)."""
+
+    records: int  # what Redis holds for it: jobs' records, Idempotency-Keys, batches
+    frees_in: int  # seconds until the next of them expires
+
+
 class Created(NamedTuple):
     """What `create` did: recorded the job (its fields, as stored), replayed an earlier
-    request with the same Idempotency-Key, or refused it: the backlog was full, or the
-    owner at its quota."""
+    request with the same Idempotency-Key, or refused it: the backlog was full, the owner at
+    its quota, or at its record budget."""
 
     fields: dict[str, str] | None = None
     replay: Replay | None = None
     backlog: int | None = None  # jobs queued or in flight, when refused for the backlog
     active: int | None = None  # the owner's jobs queued or running, when refused for its quota
+    held: Held | None = None  # what the owner holds, when refused for its record budget
 
 
 class Started(NamedTuple):

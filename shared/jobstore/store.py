@@ -17,7 +17,7 @@ from shared.jobstore import sending
 from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import NewJob
-from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Lost, Op, Started
+from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Held, Lost, Op, Started
 from shared.schemas import (
     Batch,
     Job,
@@ -137,12 +137,12 @@ class JobStore(_Face[redis.Redis]):
         self._redis.close()
 
     def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float,
-                               cap: float, batch: bool = False) -> int:
+                               cap: float, batch: bool = False, owner: str | None = None) -> int:
         """Deliver `message` on `queue` `delay` seconds from now, keeping the job's (with
         `batch`, the batch's) record at least `keep` seconds beyond that, but never past `cap`
         seconds after the job finished: 1; 0 when the record is gone; -1 past the cap
-        (nothing scheduled in either case)."""
-        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep, cap, batch))
+        (nothing scheduled in either case). `owner`: whose record budget counts the record."""
+        return self._run(self.ops.schedule_webhook_retry(queue, job_id, message, delay, keep, cap, batch, owner))
 
     def webhook_gate(self, owner: str | None, receiver: str, token: str, lease: float, max_in_flight: int,
                      cooldown: float) -> tuple[str, float]:
@@ -176,8 +176,12 @@ class AsyncJobStore(_Face[aioredis.Redis]):
         return await sending.run_async(self._redis, self._scripts, op)
 
     async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0,
-                     fair: bool = True) -> Created:
-        return await self._run(self.ops.create(new, queue, max_queued, max_active, fair))
+                     fair: bool = True, max_records: int = 0) -> Created:
+        return await self._run(self.ops.create(new, queue, max_queued, max_active, fair, max_records))
+
+    async def held(self, owner: str) -> Held:
+        """The records `owner` holds against its budget, and when the next expires."""
+        return await self._run(self.ops.held(owner))
 
     async def get(self, job_id: str, owner: str | None = None) -> Job | None:
         """The job, unless it is gone or (with `owner`) another owner's."""

@@ -12,6 +12,7 @@ def new_key(redis_url: str, **limits) -> tuple[str, str]:
     unless given."""
     limits.setdefault("rate_limit", 1_000_000)
     limits.setdefault("max_queued", 0)
+    limits.setdefault("max_records", 0)
     limits.setdefault("read_rate_limit", 1_000_000)
     return create_key(redis_url, f"test-{uuid.uuid4().hex[:8]}", **limits)
 

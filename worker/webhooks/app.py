@@ -111,11 +111,12 @@ def retry_delay(attempt: int, retry_after: float | None) -> float | None:
     return backoff(attempt, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds, retry_after)
 
 
-def schedule(record_id: str, message: str, delay: float, batch: bool = False) -> int:
+def schedule(record_id: str, message: str, delay: float, batch: bool = False, owner: str | None = None) -> int:
     """The delivery's next attempt (or the same one, deferred) in Redis' retry schedule: 1;
-    0 when the record is gone; -1 past WEBHOOK_RETRY_KEEP_SECONDS after the job finished."""
+    0 when the record is gone; -1 past WEBHOOK_RETRY_KEEP_SECONDS after the job finished.
+    `owner`'s record budget counts the record as long as the schedule keeps it."""
     return store.schedule_webhook_retry(settings.webhook_queue, record_id, message, delay, RETRY_GRACE_SECONDS,
-                                        settings.webhook_retry_keep_seconds, batch)
+                                        settings.webhook_retry_keep_seconds, batch, owner)
 
 
 CAPPED = "no further attempt: deliveries end WEBHOOK_RETRY_KEEP_SECONDS ({:g} s) after the job finished"
@@ -143,7 +144,7 @@ def deliver(job_id: str, event: str, attempt: int = 1, deferred: int = 0) -> str
     outcome = attempt_gated(owner, url, f"msg_{job_id}_{event}", body, secrets, deferred)
     if isinstance(outcome, Passage):  # deferred: the same attempt, later, not counted
         later = webhook_message(app, settings.webhook_queue, job_id, event, attempt, deferred + 1)
-        scheduled = schedule(job_id, later, outcome.defer)
+        scheduled = schedule(job_id, later, outcome.defer, owner=owner)
         if scheduled >= 0:
             log.info("webhook %s/%s deferred %.1fs: %s", job_id, event, outcome.defer, outcome.why)
             return "deferred" if scheduled else "gone"
@@ -162,7 +163,8 @@ def deliver(job_id: str, event: str, attempt: int = 1, deferred: int = 0) -> str
     elif not refused and (code is None or code == 429 or code >= 500) and delay is not None:
         state.status = "pending"
         store.record_webhook_attempt(job_id, state)
-        scheduled = schedule(job_id, webhook_message(app, settings.webhook_queue, job_id, event, attempt + 1), delay)
+        scheduled = schedule(job_id, webhook_message(app, settings.webhook_queue, job_id, event, attempt + 1), delay,
+                             owner=owner)
         if scheduled > 0:
             log.info("webhook %s/%s attempt %d failed (%s); retry in %.1fs", job_id, event, attempt, error, delay)
             return state.status
@@ -194,7 +196,7 @@ def deliver_batch(batch_id: str, attempt: int = 1, deferred: int = 0) -> str:
     outcome = attempt_gated(owner, url, f"msg_batch_{batch_id}", batch.model_dump_json(), secrets, deferred)
     if isinstance(outcome, Passage):
         message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt, deferred + 1)
-        if schedule(batch_id, message, outcome.defer, batch=True) > 0:
+        if schedule(batch_id, message, outcome.defer, batch=True, owner=owner) > 0:
             return "deferred"
         log.warning("batch %s webhook failed for good: %s, and its record ends first", batch_id, outcome.why)
         return "failed"
@@ -205,7 +207,7 @@ def deliver_batch(batch_id: str, attempt: int = 1, deferred: int = 0) -> str:
     delay = retry_delay(attempt, retry_after)
     if not refused and (code is None or code == 429 or code >= 500) and delay is not None:
         message = batch_webhook_message(app, settings.webhook_queue, batch_id, attempt + 1)
-        if schedule(batch_id, message, delay, batch=True) > 0:
+        if schedule(batch_id, message, delay, batch=True, owner=owner) > 0:
             log.info("batch %s webhook attempt %d failed (%s); retry in %.1fs", batch_id, attempt, error, delay)
             return "pending"
     log.warning("batch %s webhook failed for good: %s", batch_id, error)

@@ -11,16 +11,24 @@
 -- KEYS[1]      the batch's record (string: JSON)
 -- KEYS[2]      the batch's webhook hash (Keyspace.absent without a webhook)
 -- KEYS[3]      the webhook queue (list; Keyspace.absent without a webhook)
--- KEYS[3 + i]  the record of the batch's job i
+-- KEYS[4]      the owner's held records (sorted set, see _held.lua; Keyspace.absent
+--              without an owner): the batch's record counts against its budget (the API
+--              checked the budget had room for it and its jobs before creating them)
+-- KEYS[4 + i]  the record of the batch's job i
 -- ARGV[1]      the record (JSON)
 -- ARGV[2]      seconds the record (and the hash) live
 -- ARGV[3]      the delivery's task message ('' without a webhook)
+-- ARGV[4]      the record's member in KEYS[4] ('' without an owner)
 --
 -- Returns 1 when the delivery was queued at once (every job had ended), else 0.
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[4] ~= '' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[4], -(tonumber(t[1]) + tonumber(ARGV[2])), ARGV[4])
+end
 if ARGV[3] == '' then return 0 end
 local left = 0
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   local status = redis.call('HGET', KEYS[i], 'status')
   if status == 'queued' or status == 'running' then
     redis.call('HSET', KEYS[i], 'batch', KEYS[2], 'batch_queue', KEYS[3])

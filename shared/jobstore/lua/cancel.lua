@@ -28,7 +28,7 @@ if status == 'queued' then
   redis.call('HSET', k.record, 'status', 'cancelled', 'finished_at', t[1] .. '.' .. string.format('%06d', t[2]))
   redis.call('EXPIRE', k.record, a.keep)
   redis.call('ZREM', k.queued, a.id)
-  redis.call('ZREM', k.active, a.id)
+  held_until(k.active, a.id, tonumber(t[1]) + a.keep)  -- held as long as its record
   batch_ended(k.hook, k.hook_queue, a.hooks, 7)
   webhook_event(k.record, a.id, 'completed', a.hooks, 7)
   redis.call('PUBLISH', a.channel, a.id)

@@ -12,7 +12,8 @@
 -- KEYS[5]  the fair queue's state (hash: depth per lane, ...)
 -- KEYS[6]  the fair queue's held set (set: delivery tags a worker holds)
 -- KEYS[7]  the owner's listing index (sorted set; Keyspace.absent without an owner)
--- KEYS[8]  the owner's active jobs (sorted set: job id -> created_at; likewise)
+-- KEYS[8]  the owner's active jobs and held records (sorted set: job id -> created_at while
+--          active, member -> -(expiry) once ended; see _held.lua; likewise)
 -- KEYS[9]  the owner's list in the job's lane (list, head newest)
 -- KEYS[10] the lane's ring of owners (list)
 -- KEYS[11] the fair-share weights (hash: owner -> weight)
@@ -20,7 +21,8 @@
 --          message again; see rescue.lua): the training queue
 -- KEYS[13..16] the webhook queue's four keys (see _webhooks.lua; Keyspace.absent without hooks)
 -- ARGV[1]  JSON:
---   ttl         retention in seconds of the record and the idempotency key
+--   ttl         retention in seconds of the record and the idempotency key (a cached
+--               result's key: `keep`, as its record)
 --   message     the task message, or '' when nothing is to run (a cached result)
 --   claim       the idempotency key's value, '<job id>|<request fingerprint>', or '' when
 --               the request has no Idempotency-Key
@@ -42,10 +44,14 @@
 --   fair        false for a plain queue: the message goes to the Celery list (KEYS[2])
 --   hooks       webhook templates and doorbell (see _webhooks.lua), or false: a cached
 --               result's `completed` delivery is then not queued here
+--   max_records most records the owner may hold (0: no limit): its jobs until their records
+--               expire, and an Idempotency-Key that outlives its job's record (a queued job's:
+--               kept `ttl`); a cached result's key is kept as long as its record, counted with it
 --
 -- Returns {'replay', the idempotency key's value} when the key was used already,
 -- {'full', jobs queued or in flight} when the backlog is at its limit, {'quota', the
--- owner's active jobs} when the owner is at its limit (nothing is written in these cases),
+-- owner's active jobs} when the owner is at its limit, {'budget', records the owner holds,
+-- seconds until one of them expires} when it holds `max_records` (nothing is written in these cases),
 -- else {'created', created_at, deadline or ''}. A full Redis (maxmemory)
 -- refuses the first write, so nothing is written then either.
 local a = cjson.decode(ARGV[1])
@@ -72,6 +78,14 @@ if a.message ~= '' and a.owner ~= '' and a.max_active > 0 then
   local active = redis.call('ZCOUNT', KEYS[8], live_since, '+inf')
   if active >= a.max_active then return {'quota', active} end
 end
+-- The record budget: counted before the first write, so a refusal writes nothing.
+local queued_claim = a.claim ~= '' and a.message ~= ''  -- a queued job's key: a record of its own
+if a.owner ~= '' and a.max_records > 0 then
+  local held = held_count(KEYS[8], now, a.ttl)
+  if held + (queued_claim and 2 or 1) > a.max_records then
+    return {'budget', held, held_frees_in(KEYS[8], now, a.keep)}
+  end
+end
 local stamp = string.format('%.6f', now)
 redis.call('HSET', KEYS[1], 'created_at', stamp, unpack(a.fields))
 local deadline = ''
@@ -93,17 +107,21 @@ if a.message ~= '' then
     if redis.call('LLEN', KEYS[2]) == 0 then redis.call('LPUSH', KEYS[2], a.doorbell) end
   end
   redis.call('HSET', KEYS[1], 'queue', KEYS[2])
-  if a.owner ~= '' then
-    redis.call('ZADD', KEYS[8], now, a.id)
-    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', live_since)
-  end
+  if a.owner ~= '' then redis.call('ZADD', KEYS[8], now, a.id) end
 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then  -- a cached result: done already
   redis.call('HSET', KEYS[1], 'started_at', stamp, 'finished_at', stamp)
   redis.call('EXPIRE', KEYS[1], a.keep)
   webhook_event(KEYS[1], a.id, 'completed', a.hooks, 13)
 end
-if a.claim ~= '' then redis.call('SET', KEYS[3], a.claim, 'EX', a.ttl) end
+-- A cached result's Idempotency-Key lives no longer than its record (the replay of an
+-- expired job answers 409 anyway): one record for the budget.
+if a.claim ~= '' then redis.call('SET', KEYS[3], a.claim, 'EX', queued_claim and a.ttl or a.keep) end
+if a.owner ~= '' then
+  if a.message == '' then redis.call('ZADD', KEYS[8], -(now + a.keep), a.id) end
+  if queued_claim then redis.call('ZADD', KEYS[8], -(now + a.ttl), a.id .. ':idem') end
+  held_prune(KEYS[8], now, a.ttl)
+end
 for i, index in ipairs({KEYS[4], KEYS[7]}) do
   if i == 1 or a.owner ~= '' then
     redis.call('ZADD', index, now, a.id)

@@ -33,7 +33,8 @@
 local a = cjson.decode(ARGV[1])
 if routes_changed(2, a.seen) then return 'stale' end
 local t = redis.call('TIME')
-local stamp = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stamp = string.format('%.6f', now)
 local done, published = {}, {}
 local hk = 2 + 6 * #a.ids  -- the webhook queue's keys
 for i, id in ipairs(a.ids) do
@@ -46,7 +47,7 @@ for i, id in ipairs(a.ids) do
     redis.call('HSET', k.record, 'status', status, field, value, 'finished_at', stamp)
     redis.call('EXPIRE', k.record, a.keep)
     redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', k.active, id)
+    held_until(k.active, id, now + a.keep)  -- no longer active; held as long as its record
     batch_ended(k.hook, k.hook_queue, a.hooks, hk)
     webhook_event(k.record, id, 'completed', a.hooks, hk)
     done[#done + 1] = id

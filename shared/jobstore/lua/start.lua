@@ -73,7 +73,7 @@ for i, id in ipairs(a.ids) do
     end
     if verdict ~= 'run' then
       redis.call('EXPIRE', key, a.keep)
-      redis.call('ZREM', k.active, id)
+      held_until(k.active, id, now + a.keep)  -- held as long as its record
       batch_ended(k.hook, k.hook_queue, a.hooks, hk)
       webhook_event(key, id, 'completed', a.hooks, hk)
       ended[#ended + 1] = id

@@ -35,7 +35,7 @@ for i, id in ipairs(a.ids) do
       redis.call('HDEL', k.record, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
       redis.call('HSET', k.record, 'status', 'failed', 'error', a.error, 'finished_at', t[1], 'run', '')
       redis.call('EXPIRE', k.record, a.keep)
-      redis.call('ZREM', k.active, id)
+      held_until(k.active, id, tonumber(t[1]) + a.keep)  -- held as long as its record
       batch_ended(k.hook, k.hook_queue, a.hooks, hk)
       webhook_event(k.record, id, 'completed', a.hooks, hk)
       failed[#failed + 1] = {id, f[3] or ''}

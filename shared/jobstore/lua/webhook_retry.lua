@@ -9,12 +9,15 @@
 --
 -- KEYS[1]  the retry schedule (sorted set: task message -> when it is due, Unix seconds)
 -- KEYS[2]  the job's record (hash), or the batch's (string)
+-- KEYS[3]  the owner's held records (see _held.lua; Keyspace.absent without an owner): the
+--          record's count there follows its longer life
 -- ARGV[1]  JSON:
 --   delay    seconds from now until the attempt is due
 --   grace    seconds the record is kept after the attempt is due, at least (within the cap;
 --            a schedule may outlast the record's TTL)
 --   cap      WEBHOOK_RETRY_KEEP_SECONDS
 --   message  the delivery's task message
+--   member   the record's member in KEYS[3] ('' without an owner)
 --
 -- Returns 1 when scheduled, 0 when the record is gone, -1 when the attempt would be due past
 -- the cap (nothing scheduled, nothing kept: the delivery fails for good).
@@ -34,6 +37,9 @@ elseif ttl >= 0 and due > now + ttl then
   return -1
 end
 local keep = math.ceil(keep_until - now)
-if ttl >= 0 and ttl < keep then redis.call('EXPIRE', KEYS[2], keep) end
+if ttl >= 0 and ttl < keep then
+  redis.call('EXPIRE', KEYS[2], keep)
+  if a.member ~= '' then held_longer(KEYS[3], a.member, math.floor(now) + keep) end
+end
 redis.call('ZADD', KEYS[1], due, a.message)
 return 1

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from shared.broker.layout import DOORBELL
 from shared.jobstore.ops.base import EXPIRED, LOST, OpsBase, Route, args, route_keys
 from shared.jobstore.records import JOB_FIELDS, WEBHOOK_FIELDS, NewJob, as_fields, read_job, split_events
-from shared.jobstore.replies import Cancelled, Created, Op, Replay, Started
+from shared.jobstore.replies import Cancelled, Created, Held, Op, Replay, Started
 from shared.schemas import (
     ErrorCode,
     Job,
@@ -22,11 +22,12 @@ Page = tuple[list[Job], float | None]  # GET /jobs' page and its cursor
 
 class JobLifeOps(OpsBase):
     def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0,
-               fair: bool = True) -> Op[Created]:
+               fair: bool = True, max_records: int = 0) -> Op[Created]:
         """Record the job and push its message, atomically, by Redis' clock; an
-        Idempotency-Key used already (per owner), a backlog at `max_queued`, or an owner with
-        `max_active` jobs queued or running, writes nothing. `fair`: the queue is served by
-        lane and owner (shared/broker/fair.py), else first come first served (training)."""
+        Idempotency-Key used already (per owner), a backlog at `max_queued`, an owner with
+        `max_active` jobs queued or running, or one holding `max_records` records (see
+        lua/_held.lua), writes nothing. `fair`: the queue is served by lane and owner
+        (shared/broker/fair.py), else first come first served (training)."""
         owner = new.fields.get("owner", "")
         member = owner if new.fair_owner is None else new.fair_owner  # whose list and turn
         idempotency = self.keys.idempotency(f"{owner}:{new.idempotency_key}") if new.idempotency_key else None
@@ -41,7 +42,8 @@ class JobLifeOps(OpsBase):
             expires_in="" if new.expires_in is None else repr(new.expires_in), id=new.id, max_queued=max_queued,
             keep=self.finished_ttl, owner=owner, max_active=max_active,
             fields=[v for item in new.fields.items() for v in item], lane=new.lane, weight=new.weight,
-            member=member or "-", doorbell=DOORBELL, fair=fair, hooks=self._hook_args())
+            member=member or "-", doorbell=DOORBELL, fair=fair, hooks=self._hook_args(),
+            max_records=max_records)
 
         def parse(reply: list) -> Created:
             if reply[0] == "replay":
@@ -50,12 +52,19 @@ class JobLifeOps(OpsBase):
                 return Created(backlog=int(reply[1]))
             if reply[0] == "quota":
                 return Created(active=int(reply[1]))
+            if reply[0] == "budget":
+                return Created(held=Held(int(reply[1]), int(reply[2])))
             stamps = {"created_at": reply[1], **({"deadline": reply[2]} if reply[2] else {})}
             if new.fields["status"] != JobStatus.queued:  # a cached result: done at once
                 stamps.update(started_at=reply[1], finished_at=reply[1])
             return Created(fields={**new.fields, **stamps})
 
         return Op(script_args, parse, "create", keys)
+
+    def held(self, owner: str) -> Op[Held]:
+        """How many records `owner` holds, and when the next expires (see lua/held.lua)."""
+        return Op((self.ttl, self.finished_ttl), lambda reply: Held(int(reply[0]), int(reply[1])), "held",
+                  (self.keys.active(owner),))
 
     def get(self, job_id: str, owner: str | None = None) -> Op[Job | None]:
         """The job; None when it is gone, or belongs to another owner than `owner` (None:

@@ -37,8 +37,10 @@ class WebhookOps(OpsBase):
         url, queue, message = webhook or ("", "", "")
         record = json.dumps({"owner": owner or "", "created_at": time.time(), "jobs": job_ids, "webhook_url": url})
         keys = (self.keys.batch(batch_id), self.keys.batch_hook(batch_id) if webhook else self.keys.absent,
-                self._or_absent(queue), *(self.keys.job(job_id) for job_id in job_ids))
-        return Op((record, self.ttl + self.finished_ttl, message), int, "batch_create", keys)
+                self._or_absent(queue), self.keys.active(owner) if owner else self.keys.absent,
+                *(self.keys.job(job_id) for job_id in job_ids))
+        member = f"batch:{batch_id}" if owner else ""  # its place in the owner's record budget
+        return Op((record, self.ttl + self.finished_ttl, message, member), int, "batch_create", keys)
 
     def batch_target(self, batch_id: str) -> Op[tuple[str, str | None] | None]:
         """(its webhook URL, its owner) for the batch's delivery; None when it is gone."""
@@ -84,12 +86,15 @@ class WebhookOps(OpsBase):
         return Op(("LPUSH", queue, *messages), int)
 
     def schedule_webhook_retry(self, queue: str, job_id: str, message: str, delay: float, keep: float,
-                               cap: float, batch: bool = False) -> Op[int]:
+                               cap: float, batch: bool = False, owner: str | None = None) -> Op[int]:
         """Put a delivery's task message in Redis' retry schedule (see lua/webhook_retry.lua):
         1, or 0 when the job's (with `batch`, the batch's) record is gone, or -1 when it would
-        be due more than `cap` seconds after the job finished."""
-        keys = (self.keys.webhook_retries(queue), self.keys.batch(job_id) if batch else self.keys.job(job_id))
-        return Op(args(delay=delay, grace=keep, cap=cap, message=message), int, "webhook_retry", keys)
+        be due more than `cap` seconds after the job finished. `owner`: whose record budget
+        counts the record as long as the retry keeps it."""
+        keys = (self.keys.webhook_retries(queue), self.keys.batch(job_id) if batch else self.keys.job(job_id),
+                self.keys.active(owner) if owner else self.keys.absent)
+        member = (f"batch:{job_id}" if batch else job_id) if owner else ""
+        return Op(args(delay=delay, grace=keep, cap=cap, message=message, member=member), int, "webhook_retry", keys)
 
     def move_due_webhooks(self, queue: str, limit: int) -> Op[int]:
         """Move retries that are due onto the webhook queue (see lua/webhook_due.lua)."""
