@@ -13,6 +13,7 @@ from fastapi import HTTPException, status
 from api.auth import Caller, over_quota
 from api.errors import reject
 from api.inputs import stored_input
+from api.loadable import check_loadable
 from api.metrics import SUBMITTED
 from api.services import Services
 from api.uploads import resolve_model, takes
@@ -57,6 +58,7 @@ async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services
     """(the job, whether this call created it), owned by the caller's key. `data`: an
     image's bytes, or a features model's checked values (api.features.feature_vector)."""
     manifest = resolve_model(svc.registry, options.model)
+    await check_loadable(manifest, caller, svc)  # 409 for a version a tenant may not make workers load
     data, digest = _identify(data, manifest)
     cache = await _look_up(digest, manifest, caller, svc)
     job_id = new_job_id()

@@ -148,6 +148,12 @@ class Keyspace:
         return self._key("models:defaults")
 
     @property
+    def model_loadable(self) -> str:
+        """Set of 'name:version': the versions an admin marked loadable on demand (a worker
+        that has not loaded one loads it for its jobs; worker.inference.loads)."""
+        return self._key("models:loadable")
+
+    @property
     def model_epoch(self) -> str:
         """String: a counter bumped by every change of the versions or the defaults."""
         return self._key("models:epoch")
