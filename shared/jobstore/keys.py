@@ -135,6 +135,12 @@ class Keyspace:
         lua/reserve_version.lua)."""
         return self._key("models:reserved")
 
+    @property
+    def training_slots(self) -> str:
+        """Sorted set: training job id -> when its slot lapses (lua/training_slot.lua): the
+        training jobs queued or running, at most TRAINING_MAX_QUEUED_JOBS."""
+        return self._key("training:slots")
+
     def webhook_retries(self, queue: str) -> str:
         """Sorted set of webhook deliveries waiting to be retried (task message -> when it is
         due, Redis' clock), for the webhook queue `queue`."""

@@ -23,10 +23,10 @@ from shared.preprocessing import InvalidImage, preprocess
 from shared.registry import Manifest, Registry, version_order
 from shared.schemas import TrainingProgress, TrainingResult
 from shared.settings import get_settings
+from worker.training.staging import STAGING
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-STAGING = ".training"  # MODEL_DIR/.training/<job id>/<version>/: written, then renamed into place
 
 
 def _artifact_inside(manifest: Manifest) -> bool:
