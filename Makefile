@@ -16,7 +16,7 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog bench-fairness bench-auth bench-bombs bench-flower openapi-check clean \
+.PHONY: run test venv train bench bench-backlog bench-fairness bench-models bench-auth bench-bombs bench-flower openapi-check clean \
 	base-images images compose-check
 
 venv: $(STAMP)
@@ -76,6 +76,11 @@ bench-backlog: $(STAMP)
 # second; B's latency alone, with fair share off (FIFO), on, and on with B's jobs high.
 bench-fairness: $(STAMP)
 	$(PY) -m benchmarks.fairness $(ARGS)
+
+# Model thrash: key B's latency alone and while key A alternates two loadable versions; the
+# worker's on-demand loads against A's switches (benchmarks/model_thrash.py).
+bench-models: $(STAMP)
+	$(PY) -m benchmarks.model_thrash $(ARGS)
 
 # What API keys and the rate limit cost per POST /jobs: AUTH_DISABLED vs keys, side by side.
 bench-auth: $(STAMP)

@@ -53,12 +53,14 @@ def test_a_loadable_version_loads_off_the_model_thread_and_its_jobs_wait_for_it(
     marked.add("digits:1")
     loads = OnDemand(rt, cooldown_seconds=0, max_waiting=8)
     loads.resubmit = back = Resubmitted()
-    assert loads.hold("digits:1", "job-a") and loads.hold("digits:1", "job-b")  # they wait, not fail
+    assert loads.hold("digits:1", "job-a")
+    assert loads.hold("digits:1", "job-b")
     # Meanwhile the model thread serves the loaded version.
     assert rt.models["digits:3"].predict(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 10)
     assert back.event.wait(60)
     assert back.items == ["job-a", "job-b"]  # in order, once loaded
-    assert "digits:1" in rt.models and rt.models.load("digits:1") is rt.models["digits:1"]
+    assert "digits:1" in rt.models
+    assert rt.models.load("digits:1") is rt.models["digits:1"]
     assert loads.loads == 1
 
 
@@ -81,7 +83,8 @@ def test_at_most_one_on_demand_load_per_cooldown(runtime):
 def test_no_version_with_jobs_waiting_is_unloaded(runtime):
     rt, marked = runtime
     marked.update({"digits:1", "digits:2"})
-    assert rt.load_now("digits:1") and rt.load_now("digits:2")  # 2 evicts 1: one besides the default
+    assert rt.load_now("digits:1")
+    assert rt.load_now("digits:2")
     assert sorted(rt.models) == ["digits:2", "digits:3"]
     rt.busy = lambda: {"digits:2"}
     assert rt.load_now("digits:1")
