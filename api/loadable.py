@@ -5,7 +5,7 @@ batches, by naming versions they do not have loaded (worker.inference.loads).
 A job may name a version that is its model's default, one an admin marked loadable
 (POST /models/{name}/versions/{version}/loadable; shared.catalog), or one a live worker
 serves now (its heartbeat says so). Any other gets 409 `version_not_loaded`, before its
-input is read, and nothing is recorded. An admin key may name any version: its job marks
+input is decoded, and nothing is recorded. An admin key may name any version: its job marks
 the version loadable (an operator's choice, as the route's)."""
 
 from fastapi import status

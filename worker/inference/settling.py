@@ -27,11 +27,13 @@ class Settling:
         for a version that is loadable but not loaded here) wait for their load, unacknowledged
         (worker.inference.loads hands them back to the batcher once it is loaded)."""
         serving = self.app.serving
-        now = []
+        now, refused = [], set()  # versions that cannot load here: asked once per batch, not per job
         for request in requests:
             item = parse(request.args, _properties(request))
-            if item is None or item.model_key in serving.runtime.models or not serving.loads.hold(item.model_key,
-                                                                                                  request):
+            if item is None or item.model_key in serving.runtime.models or item.model_key in refused:
+                now.append(request)
+            elif not serving.loads.hold(item.model_key, request):
+                refused.add(item.model_key)
                 now.append(request)
         return now
 
