@@ -16,7 +16,7 @@ PYTHON := $(shell for p in python3.11 python3; do $(call is_311,$$p) && command 
 endif
 NEEDS := needs Python 3.11 (pyproject.toml requires-python >=3.11,<3.12); install python3.11 or run make PYTHON=/path/to/python3.11
 
-.PHONY: run test venv train bench bench-backlog bench-fairness bench-webhooks bench-budget bench-auth bench-bombs \
+.PHONY: run test venv train bench bench-backlog bench-fairness bench-webhooks bench-budget bench-models bench-auth bench-bombs \
 	bench-flower openapi-check clean \
 	base-images images compose-check
 
@@ -87,6 +87,11 @@ bench-webhooks: $(STAMP)
 # while key B submits steadily; Redis' memory and A's records every 10 s (ARGS="--minutes 2").
 bench-budget: $(STAMP)
 	$(PY) -m benchmarks.budget $(ARGS)
+
+# Model thrash: key B's latency alone and while key A alternates two loadable versions; the
+# worker's on-demand loads against A's switches (benchmarks/model_thrash.py).
+bench-models: $(STAMP)
+	$(PY) -m benchmarks.model_thrash $(ARGS)
 
 # What API keys and the rate limit cost per POST /jobs: AUTH_DISABLED vs keys, side by side.
 bench-auth: $(STAMP)

@@ -13,6 +13,7 @@ from fastapi import HTTPException, UploadFile, status
 from api.auth import Caller, over_budget, over_quota
 from api.errors import reject
 from api.inputs import stored_input
+from api.loadable import check_loadable
 from api.metrics import SUBMITTED
 from api.services import Services
 from api.uploads import read_upload, resolve_model, takes
@@ -75,6 +76,7 @@ async def prepare(data: bytes | np.ndarray, options: SubmitOptions, svc: Service
     """Every check of the input, and its preparation: the 4xx for a bad one comes from here,
     before anything is recorded (a batch prepares all its files before it records one)."""
     manifest = resolve_model(svc.registry, options.model)
+    await check_loadable(manifest, caller, svc)  # 409 for a version a tenant may not make workers load
     data, digest = _identify(data, manifest)
     cache = await _look_up(digest, manifest, caller, svc)
     job_id = new_job_id()

@@ -43,7 +43,7 @@ def calibrate(directory: Path) -> tuple[Calibration, float]:
 
     raw = json.loads((directory / "manifest.json").read_text())
     manifest = Manifest.model_validate({**raw, "directory": directory})
-    model = keras.saving.load_model(manifest.artifact_path, compile=False)
+    model = keras.saving.load_model(manifest.contained_artifact(), compile=False, safe_mode=True)
 
     def probabilities(x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float64)

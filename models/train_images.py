@@ -68,7 +68,7 @@ def train(x: np.ndarray, y: np.ndarray, classes: int, input_shape: tuple[int, ..
 
     keras.utils.set_random_seed(SEED)
     if base is not None:
-        model = keras.models.load_model(base)
+        model = keras.models.load_model(base, safe_mode=True)  # a version folder is data: no code runs
         rate = FINE_TUNE_LEARNING_RATE
     else:
         model = build(input_shape, classes, scale)

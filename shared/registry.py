@@ -83,6 +83,17 @@ class Manifest(BaseModel):
     def artifact_path(self) -> Path:
         return self.directory / self.artifact
 
+    def contained_artifact(self) -> Path:
+        """The artifact's path, resolved (symbolic links followed), or ValueError when it lies
+        outside its version folder (`../other/model.keras`, an absolute path, a link out): a
+        manifest may only name a file of its own version, never one elsewhere on the host."""
+        folder = self.directory.resolve()
+        path = (self.directory / self.artifact).resolve()
+        if not path.is_relative_to(folder) or path == folder:
+            raise ValueError(f"{self.key}: artifact {self.artifact!r} resolves to {path}, outside its version "
+                             f"folder {folder}; refused")
+        return path
+
 
 class UnknownModel(LookupError):
     pass

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     max_loaded_versions: int = Field(
         2, ge=1, description="Versions of one model a worker keeps loaded at most (its default always among them)."
     )
+    model_load_cooldown_seconds: float = Field(
+        30.0, ge=0, le=3600,
+        description="A worker starts at most one on-demand load (a loadable version it has not loaded) this often.",
+    )
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger uploads get 413.")
     max_image_pixels: int = Field(

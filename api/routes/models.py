@@ -86,6 +86,44 @@ async def set_default_version(name: Annotated[str, PathParam(pattern=NAME_PATTER
     return [info for info in model_infos(registry, workers) if info.name == name]
 
 
+class Loadable(BaseModel):
+    """Whether a version loads on demand for any key's jobs (api.loadable, worker.inference.loads)."""
+
+    model: str
+    loadable: bool
+
+
+@router.post("/models/{name}/versions/{version}/loadable", response_model=Loadable, dependencies=[Depends(admin)],
+             responses=problems(403, 404, 422, 503, described={404: "No such version in MODEL_DIR"}))
+async def mark_loadable(name: Annotated[str, PathParam(pattern=NAME_PATTERN, max_length=100)],
+                        version: Annotated[str, PathParam(pattern=VERSION_PATTERN, max_length=100)],
+                        svc: ServicesDep) -> Loadable:
+    """Admin: let any key's jobs name `name:version`: a worker that has not loaded it loads it
+    for them (off its model thread, at most one such load per MODEL_LOAD_COOLDOWN_SECONDS).
+    Without the mark only the default version, and versions a live worker serves, may be named."""
+    return await _mark(name, version, True, svc)
+
+
+@router.delete("/models/{name}/versions/{version}/loadable", response_model=Loadable, dependencies=[Depends(admin)],
+               responses=problems(403, 404, 422, 503, described={404: "No such version in MODEL_DIR"}))
+async def unmark_loadable(name: Annotated[str, PathParam(pattern=NAME_PATTERN, max_length=100)],
+                          version: Annotated[str, PathParam(pattern=VERSION_PATTERN, max_length=100)],
+                          svc: ServicesDep) -> Loadable:
+    """Admin: take the mark back; workers that have the version loaded keep serving it until
+    they unload it (MAX_LOADED_VERSIONS)."""
+    return await _mark(name, version, False, svc)
+
+
+async def _mark(name: str, version: str, loadable: bool, svc: ServicesDep) -> Loadable:
+    key = f"{name}:{version}"
+    if key not in svc.registry.manifests:
+        await svc.versions.refresh()  # a version just written is found
+    if key not in svc.registry.manifests:
+        raise HTTPException(404, f"no version {key} in MODEL_DIR; GET /models lists them")
+    await svc.versions.catalog.mark_loadable(key, loadable)
+    return Loadable(model=key, loadable=loadable)
+
+
 def model_infos(registry: Registry, workers: list[WorkerInfo]) -> list[ModelInfo]:
     try:
         default = registry.resolve(None).key

@@ -20,6 +20,7 @@ from api.limits import ONE_FILE
 from api.openapi import JOB_LINKS, LOCATION, RATE_LIMIT, problems
 from api.routes.models import NAME_PATTERN, admin
 from api.services import Services, ServicesDep
+from api.submit import SubmitOptions
 from api.uploads import read_upload, resolve_model
 from shared.archive import ArchiveRefused, Limits, read_archive
 from shared.broker import training_message
@@ -148,21 +149,36 @@ async def _train(response: Response, name: str, base: Manifest, form: TrainingFo
         found = await asyncio.to_thread(read_archive, data, Limits.of(settings))
     except ArchiveRefused as exc:
         raise reject(exc.status, exc.reason, str(exc)) from exc
-    queue = settings.training_queue
-    if await store.queue_length(queue) >= settings.training_max_queued_jobs:
-        raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "training_queue_full",
-                     f"{settings.training_max_queued_jobs} training jobs are queued already "
-                     "(TRAINING_MAX_QUEUED_JOBS); retry later", TRAINING_QUEUE_FULL_RETRY_AFTER_SECONDS)
-    version = await store.reserve_version(name, _highest_version(svc, name))
     job_id = new_job_id()
+    # Atomic, and counting running jobs too (lua/training_slot.lua): concurrent POSTs cannot
+    # overshoot. The worker releases the slot when it is done with the job (worker.training.app).
+    hold = settings.job_ttl_seconds + settings.training_time_limit_seconds + settings.lease_seconds
+    if not await store.take_training_slot(job_id, settings.training_max_queued_jobs, hold):
+        raise reject(status.HTTP_503_SERVICE_UNAVAILABLE, "training_queue_full",
+                     f"{settings.training_max_queued_jobs} training jobs are queued or running already "
+                     "(TRAINING_MAX_QUEUED_JOBS); retry later", TRAINING_QUEUE_FULL_RETRY_AFTER_SECONDS)
+    try:
+        return await _record(response, name, base, form.activate, options, svc, who, new, job_id, found.labels,
+                             data)
+    except BaseException:  # nothing recorded (over quota, Redis full): the slot is free again
+        await store.release_training_slot(job_id)
+        raise
+
+
+async def _record(response: Response, name: str, base: Manifest, activate: Activate, options: SubmitOptions,
+                  svc: Services, who: Caller, new: bool, job_id: str, labels: dict[str, list[str]],
+                  data: bytes) -> Job:
+    """Record the training job holding its slot, and queue its message (create.lua)."""
+    store, queue = svc.store, svc.settings.training_queue
+    version = await store.reserve_version(name, _highest_version(svc, name))
     tag, message = training_message(svc.celery, queue, job_id)
     job_input = json.dumps({
         "name": name,
         "version": version,
-        "activate": form.activate,
+        "activate": activate,
         "base": None if new else base.key,  # what it may fine-tune, and the default it must beat
         "template": base.key,  # whose input and preprocessing it takes
-        "labels": {label: len(names) for label, names in found.labels.items()},
+        "labels": {label: len(names) for label, names in labels.items()},
         "zip": base64.b64encode(data).decode("ascii"),
     })
     fields = new_record(ModelRef(name=name, version=version), job_id, input=job_input, tag=tag, owner=who.key_id,
@@ -172,7 +188,7 @@ async def _train(response: Response, name: str, base: Manifest, form: TrainingFo
     if created.active is not None:
         raise over_quota(who, created.active)
     if created.held is not None:
-        raise over_budget(who, created.held, settings.finished_job_ttl_seconds)
+        raise over_budget(who, created.held, svc.settings.finished_job_ttl_seconds)
     assert created.fields is not None  # no Idempotency-Key, no backlog limit: recorded
     response.headers["Location"] = f"/jobs/{job_id}"
     return to_job(created.fields)

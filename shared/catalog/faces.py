@@ -55,6 +55,12 @@ class Catalog(_Face[redis.Redis]):
     def read(self) -> Reading:
         return self.run(self.ops.read())
 
+    def loadable(self, key: str) -> bool:
+        return self.run(self.ops.loadable(key))
+
+    def mark_loadable(self, key: str, loadable: bool = True) -> bool:
+        return self.run(self.ops.mark_loadable(key, loadable))
+
     def announce(self) -> int:
         return self.run(self.ops.announce())
 
@@ -85,6 +91,12 @@ class AsyncCatalog(_Face[aioredis.Redis]):
         while not isinstance(need := advance(step, reply), Done):
             reply = await (reread(need.defaults) if isinstance(need, Reread) else self.run(need))
         return need.value
+
+    async def loadable(self, key: str) -> bool:
+        return await self.run(self.ops.loadable(key))
+
+    async def mark_loadable(self, key: str, loadable: bool = True) -> bool:
+        return await self.run(self.ops.mark_loadable(key, loadable))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -39,6 +39,17 @@ class CatalogOps:
         """Model name -> default version, for the models an admin or a training job set."""
         return Op(("HGETALL", self.keys.model_defaults), dict)
 
+    def loadable(self, key: str) -> Op[bool]:
+        """Whether an admin marked version `key` ('name:version') loadable on demand: one
+        SISMEMBER, asked only for a job whose version is neither loaded nor the default."""
+        return Op(("SISMEMBER", self.keys.model_loadable, key), bool)
+
+    def mark_loadable(self, key: str, loadable: bool) -> Op[bool]:
+        """Mark (or unmark) version `key` loadable on demand; whether that changed anything.
+        Only admins (api.routes.models), for versions on disk: the set stays as small as
+        MODEL_DIR."""
+        return Op(("SADD" if loadable else "SREM", self.keys.model_loadable, key), bool)
+
     def read(self) -> Op[Reading]:
         """The epoch and the defaults as of one moment (see lua/read.lua)."""
         return Op((), lambda reply: Reading(int(reply[0]), _pairs(reply[1])), "read", self._both)

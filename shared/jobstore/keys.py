@@ -140,6 +140,12 @@ class Keyspace:
         lua/reserve_version.lua)."""
         return self._key("models:reserved")
 
+    @property
+    def training_slots(self) -> str:
+        """Sorted set: training job id -> when its slot lapses (lua/training_slot.lua): the
+        training jobs queued or running, at most TRAINING_MAX_QUEUED_JOBS."""
+        return self._key("training:slots")
+
     def webhook_retries(self, queue: str) -> str:
         """Sorted set of webhook deliveries waiting to be retried (task message -> when it is
         due, Redis' clock), for the webhook queue `queue`."""
@@ -161,6 +167,12 @@ class Keyspace:
     def model_defaults(self) -> str:
         """Hash: model name -> its default version, where an admin or a training job set one."""
         return self._key("models:defaults")
+
+    @property
+    def model_loadable(self) -> str:
+        """Set of 'name:version': the versions an admin marked loadable on demand (a worker
+        that has not loaded one loads it for its jobs; worker.inference.loads)."""
+        return self._key("models:loadable")
 
     @property
     def model_epoch(self) -> str:

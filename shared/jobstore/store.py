@@ -115,6 +115,9 @@ class JobStore(_Face[redis.Redis]):
     def push(self, queue: str, messages: list[str]) -> int:
         return self._run(self.ops.push(queue, messages))
 
+    def release_training_slot(self, job_id: str) -> bool:
+        return self._run(self.ops.release_training_slot(job_id))
+
     def backlog(self, queue: str) -> dict[str, Any]:
         return self._run(self.ops.backlog(queue))
 
@@ -221,6 +224,13 @@ class AsyncJobStore(_Face[aioredis.Redis]):
     async def reserve_version(self, name: str, highest_on_disk: int) -> str:
         """The next version of model `name`, for a training job; never handed out twice."""
         return await self._run(self.ops.reserve_version(name, highest_on_disk))
+
+    async def take_training_slot(self, job_id: str, slots: int, hold_seconds: float) -> bool:
+        """One of the TRAINING_MAX_QUEUED_JOBS slots, atomically; False when all are held."""
+        return await self._run(self.ops.take_training_slot(job_id, slots, hold_seconds))
+
+    async def release_training_slot(self, job_id: str) -> bool:
+        return await self._run(self.ops.release_training_slot(job_id))
 
     async def queue_length(self, queue: str) -> int:
         return await self._run(self.ops.queue_length(queue))

@@ -103,7 +103,7 @@ def test_the_default_switches_and_rolls_back_on_every_api(stack, digit_png):
 
 
 def test_a_folder_is_found_without_a_reload_and_memory_stays_bounded(stack, digit_png):
-    models, api, other, _, _ = stack
+    models, api, other, admin, _ = stack
     started = time.monotonic()
     add_version(models, "3")
     wait_for(lambda: serving(api, "digits:3") and serving(other, "digits:3"), 30, "digits:3 found by the scan")
@@ -111,7 +111,16 @@ def test_a_folder_is_found_without_a_reload_and_memory_stays_bounded(stack, digi
     # MAX_LOADED_VERSIONS=2: the default (2) and the newcomer (3); 1 was unloaded...
     assert sorted(loaded_digits(api)) == ["digits:2", "digits:3"]
     assert status_of(api, "digits:1")["status"] == "unavailable"
-    # ...and is loaded again on demand for a job that names it.
+    # ...and no key but an admin's may name it now (409 version_not_loaded: not the default,
+    # not loaded, not marked loadable), so no tenant can make the workers load versions at will...
+    refused = api.submit(digit_png, model="digits:1")
+    assert refused.status_code == 409, refused.text
+    assert "digits:1 is not the default version" in refused.json()["detail"]
+    # ...until an admin marks it loadable: then it is loaded again on demand for a job that names it.
+    assert api.http.post("/models/digits/versions/1/loadable").status_code == 403
+    marked = admin.post("/models/digits/versions/1/loadable")
+    assert (marked.status_code, marked.json()) == (200, {"model": "digits:1", "loadable": True}), marked.text
+    assert admin.post("/models/digits/versions/9/loadable").status_code == 404
     job = run(api, digit_png, "digits:1")
     assert (job["status"], job["model"]["version"], job["result"]["label"]) == ("succeeded", "1", "7")
     wait_for(lambda: sorted(loaded_digits(api)) == ["digits:1", "digits:2"], 10, "digits:1 back, digits:3 out")
@@ -134,7 +143,13 @@ def test_a_broken_version_is_reported_and_the_others_serve(stack, digit_png):
     assert readiness["digits:2"]["default_version"]
     assert readiness["digits:2"]["workers"] == api.ops.get("/readyz").json()["worker_names"]
     started = time.monotonic()
-    doomed = run(api, digit_png, "digits:4")
+    refused = api.submit(digit_png, model="digits:4")  # a tenant's: 409, saying it failed to load
+    assert refused.status_code == 409, refused.text
+    assert "failed to load" in refused.json()["detail"]
+    accepted = admin.post("/jobs", files={"file": ("7.png", digit_png, "image/png")}, data={"model": "digits:4"})
+    assert accepted.status_code == 202, accepted.text  # an admin's job may name any version: it fails, at once
+    doomed = wait_for(lambda: (j := admin.get(f"/jobs/{accepted.json()['id']}").json())["status"] == "failed" and j,
+                      30, "the admin's job to fail")
     assert (doomed["status"], doomed["error"]["code"]) == ("failed", "model_unavailable")
     assert time.monotonic() - started < 10
     assert run(api, digit_png, "digits")["result"]["label"] == "7"  # the default, 2, serves on

@@ -24,10 +24,13 @@ R = TypeVar("R")
 
 class Batcher(Generic[T, R]):
     def __init__(self, run: Callable[[list[T]], R], done: Callable[[list[T], R | Exception, float], None],
-                 max_batch_size: int, max_delay_s: float):
+                 max_batch_size: int, max_delay_s: float, hold: Callable[[list[T]], list[T]] | None = None):
         """`run(batch)` on the model thread; then `done(batch, what run returned or raised,
-        wall-clock time the batch started)`, also on the model thread (it must hand over)."""
+        wall-clock time the batch started)`, also on the model thread (it must hand over).
+        `hold(batch)`: the items to run now; it keeps the others (jobs whose model version is
+        loading: worker.inference.loads) and submits them again later."""
         self._run = run
+        self._hold = hold
         self._done = done
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
@@ -93,6 +96,13 @@ class Batcher(Generic[T, R]):
 
     def _loop(self) -> None:
         while (batch := self._next()) is not None:
+            if self._hold is not None:
+                try:
+                    batch = self._hold(batch)
+                except Exception:  # they run, and fail or succeed there: never lost here
+                    log.exception("could not set aside a batch's jobs for a loading model")
+                if not batch:
+                    continue
             self.running = batch
             started = time.time()
             outcome: R | Exception

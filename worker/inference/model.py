@@ -42,9 +42,11 @@ def load_keras_model(manifest: Manifest):
     once): every start trains again until the artifact is restored."""
     import keras
 
-    path = manifest.artifact_path
+    path = manifest.contained_artifact()  # ValueError: it resolves outside its version folder
     if path.exists() or not manifest.train:
-        return keras.saving.load_model(path, compile=False)
+        # safe_mode=True said, not assumed from Keras' default: a version folder is data, and a
+        # Lambda layer's pickled bytecode in it must never run in the worker.
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
     log.warning("!" * 72)
     log.warning("%s: ARTIFACT MISSING (%s); TRAINING IT AT START FROM ITS BUNDLED DATA (%s.train)",
                 manifest.key, path, manifest.train)

@@ -18,6 +18,7 @@ from shared.registry import Registry
 from shared.schemas import Serves
 from shared.settings import Settings
 from worker.inference import metrics
+from worker.inference.loads import OnDemand
 from worker.inference.runtime import Runtime
 from worker.inference.versions import VersionWatcher
 
@@ -34,6 +35,13 @@ class Serving:
     # Run token -> the jobs that run is running: the heartbeat renews their leases.
     in_flight: dict[str, list[str]] = field(default_factory=dict)
     watcher: VersionWatcher | None = None
+    loads: OnDemand = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Waiting jobs hold prefetch room: at most all but one batch of it, so the other
+        # tenants' jobs are still received while a version loads.
+        waiting = max(1, self.settings.max_batch_size * (self.settings.prefetch_batches - 1))
+        self.loads = OnDemand(self.runtime, self.settings.model_load_cooldown_seconds, waiting)
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> "Serving":
@@ -53,7 +61,7 @@ class Serving:
             registry.refresh(defaults)
         except RedisError as exc:  # the watcher reads them once Redis answers
             log.warning("cannot read the model defaults yet: %s", exc)
-        runtime = Runtime(registry, settings.max_batch_size, settings.max_loaded_versions)
+        runtime = Runtime(registry, settings.max_batch_size, settings.max_loaded_versions, catalog.loadable)
         watcher = VersionWatcher(runtime, catalog, settings.model_poll_seconds, settings.model_scan_seconds, epoch)
         for key, seconds in runtime.load_seconds.items():
             metrics.MODEL_LOAD.labels(key).set(seconds)

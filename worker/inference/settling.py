@@ -22,18 +22,35 @@ class Settling:
         self.call_soon: Callable[[Callable[[], None]], object] | None = None  # the loop's hub; None: at once
         self._finished: deque = deque()
 
+    def hold(self, requests) -> list:
+        """On the model thread, before a batch runs: the requests to run now; the others (jobs
+        for a version that is loadable but not loaded here) wait for their load, unacknowledged
+        (worker.inference.loads hands them back to the batcher once it is loaded)."""
+        serving = self.app.serving
+        now, refused = [], set()  # versions that cannot load here: asked once per batch, not per job
+        for request in requests:
+            item = parse(request.args, _properties(request))
+            if item is None or item.model_key in serving.runtime.models or item.model_key in refused:
+                now.append(request)
+            elif not serving.loads.hold(item.model_key, request):
+                refused.add(item.model_key)
+                now.append(request)
+        return now
+
     def run(self, requests) -> Ran:
         """On the model thread: run the jobs, record their outcomes (before any ack)."""
         items = [item for item in (parse(r.args, _properties(r)) for r in requests) if item is not None]
         serving, settings = self.app.serving, self.settings
         run = uuid.uuid4().hex
         serving.in_flight[run] = [item.job_id for item in items]  # the heartbeat renews their leases
+        serving.runtime.running = {item.model_key for item in items}  # not unloaded under the batch
         try:
             return run_batch(items, serving.store, serving.runtime.models, run=run,
                              lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs,
                              failed=serving.runtime.failed)
         finally:
             del serving.in_flight[run]
+            serving.runtime.running = set()
 
     def ran(self, requests, outcome: "Ran | Exception", started: float) -> None:
         """On the model thread: hand the finished batch back to the loop's thread."""

@@ -44,7 +44,8 @@ class ServingTask(Task):
         self.settling.call_soon = consumer.hub.call_soon if consumer.hub is not None else None
         if self.batcher is None:
             self.batcher = Batcher(self.settling.run, self.settling.ran, settings.max_batch_size,
-                                   settings.max_delay_ms / 1000)
+                                   settings.max_delay_ms / 1000, hold=self.settling.hold)
+            self.app.serving.loads.resubmit = self.batcher.submit  # jobs whose version loaded
         self.batcher.start()
         return Receiving(task, app, consumer, self.batcher.submit, report)
 

@@ -23,8 +23,9 @@ in this process only. Time limit: TRAINING_TIME_LIMIT_SECONDS, checked after eve
 import logging
 import threading
 import uuid
+from pathlib import Path
 
-from celery import Task
+from celery import Task, signals
 from redis.exceptions import RedisError
 
 from shared.broker import TRAIN_TASK, fair_queues, make_celery, patch, webhook_hooks
@@ -35,6 +36,7 @@ from shared.schemas import (
     TrainingResult,
 )
 from shared.settings import get_settings
+from worker.training.staging import sweep_staging
 from worker.training.trainer import Training, TrainingFailed
 
 # kombu: safe when Redis is full; the inference queue fair (any consumer may restore its messages)
@@ -88,9 +90,24 @@ def store() -> JobStore:
     return _store
 
 
+@signals.worker_ready.connect
+def _sweep_at_start(**_: object) -> None:
+    """Before the first job: staging folders a killed run left behind (worker.training.staging)."""
+    try:
+        sweep_staging(Path(settings.model_dir), store())
+    except (OSError, RedisError) as exc:  # a sweep is housekeeping: the next start tries again
+        log.warning("could not sweep the training staging folders: %s", exc)
+
+
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True)
 def train(self: Task, job_id: str) -> None:
-    run_job(job_id, self)
+    try:
+        run_job(job_id, self)
+    finally:  # done with its message (ran or skipped): its TRAINING_MAX_QUEUED_JOBS slot is free
+        try:
+            store().release_training_slot(job_id)
+        except RedisError as exc:  # the slot lapses by itself (lua/training_slot.lua)
+            log.warning("cannot release the training slot of %s: %s", job_id, exc)
 
 
 def run_job(job_id: str, task: Task | None = None) -> None:

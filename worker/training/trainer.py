@@ -23,10 +23,19 @@ from shared.preprocessing import InvalidImage, preprocess
 from shared.registry import Manifest, Registry, version_order
 from shared.schemas import TrainingProgress, TrainingResult
 from shared.settings import get_settings
+from worker.training.staging import STAGING
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-STAGING = ".training"  # MODEL_DIR/.training/<job id>/<version>/: written, then renamed into place
+
+
+def _artifact_inside(manifest: Manifest) -> bool:
+    """Whether `manifest`'s artifact is a file inside its version folder (fine-tuning never
+    reads a file a manifest points at elsewhere)."""
+    try:
+        return manifest.contained_artifact().is_file()
+    except ValueError:
+        return False
 
 
 class TrainingFailed(Exception):
@@ -78,7 +87,7 @@ class Training:
             raise TrainingFailed(f"the archive is refused: {exc}") from exc
         base = registry.manifests.get(request["base"]) if request.get("base") else None
         labels = list(found.labels)
-        fine_tune = base is not None and sorted(base.labels) == labels and base.artifact_path.is_file()
+        fine_tune = base is not None and sorted(base.labels) == labels and _artifact_inside(base)
         if fine_tune:
             assert base is not None
             labels = list(base.labels)  # the base model's output order
@@ -92,9 +101,9 @@ class Training:
 
         self.report(TrainingProgress(stage="training", epochs=epochs, images=len(train_at)))
         deadline = time.monotonic() + settings.training_time_limit_seconds
+        tune_from = base.contained_artifact() if fine_tune and base else None
         model = train_images.train(x[train_at], y[train_at], len(labels), template.input_shape,
-                                   template.preprocessing.scale, base.artifact_path if fine_tune and base else None,
-                                   epochs, on_epoch, deadline)
+                                   template.preprocessing.scale, tune_from, epochs, on_epoch, deadline)
         self.report(TrainingProgress(stage="evaluating", epoch=epochs, epochs=epochs, images=len(train_at)))
         accuracy = round(train_images.accuracy(model, x[heldout_at], y[heldout_at]), 4)
         self.report(TrainingProgress(stage="writing", epoch=epochs, epochs=epochs, images=len(train_at)))

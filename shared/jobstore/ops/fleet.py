@@ -43,6 +43,16 @@ class FleetOps(OpsBase):
         """Messages waiting in a queue (not those delivered)."""
         return Op(("LLEN", queue), int)
 
+    def take_training_slot(self, job_id: str, slots: int, hold_seconds: float) -> Op[bool]:
+        """One of `slots` training slots for `job_id`, or False when all are held (see
+        lua/training_slot.lua)."""
+        return Op((job_id, slots, int(hold_seconds)), lambda reply: bool(int(reply)), "training_slot",
+                  (self.keys.training_slots,))
+
+    def release_training_slot(self, job_id: str) -> Op[bool]:
+        """The training worker is done with the job's message (or the API recorded nothing)."""
+        return Op(("ZREM", self.keys.training_slots, job_id), bool)
+
     def backlog(self, queue: str) -> Op[dict[str, Any]]:
         """A fair queue's jobs waiting (in all, and per lane), and delivered to a worker but
         not yet acknowledged (see lua/backlog.lua)."""
