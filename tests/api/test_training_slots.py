@@ -52,7 +52,10 @@ def test_the_cap_is_atomic_counts_the_running_job_and_staging_left_by_a_kill_is_
     refused = next(a for a in answers if a.status_code == 503)
     assert "queued or running" in refused.json()["detail"]
     assert refused.headers["Retry-After"]
-    first, second = (a.json()["id"] for a in answers if a.status_code == 202)
+    # In queue order (by created_at, as create.lua queues them), not in the order of the
+    # answers: the worker must meet the job that runs before the cancelled one.
+    recorded = [a.json()["id"] for a in answers if a.status_code == 202]
+    first, second = sorted(recorded, key=lambda job_id: api.http.get(f"/jobs/{job_id}").json()["created_at"])
     # A run killed while it wrote its version left its staging folder (and one of a job
     # that never existed): the training worker's start sweeps both.
     left = [model_dir / ".training" / job_id / "2" for job_id in (first, "0" * 32)]

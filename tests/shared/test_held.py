@@ -73,7 +73,7 @@ def test_a_webhook_retry_that_keeps_the_record_keeps_it_counted(keeping, redis_s
     keeping.start([job.id], "run")
     keeping.finish({job.id: JobError(code=ErrorCode.inference_error, message="x")}, "run")
     before = -held_score(redis_server, keeping, who, job.id)
-    assert keeping.schedule_webhook_retry("hooks", job.id, "m", 2 * KEEP, 60, owner=who)
+    assert keeping.schedule_webhook_retry("hooks", job.id, "m", 2 * KEEP, 60, cap=24 * 3600, owner=who) == 1
     after = -held_score(redis_server, keeping, who, job.id)
     assert after - before > KEEP  # follows the record's new TTL (2 KEEP + 60 from now)
     assert abs(after - (time.time() + redis_server.client().ttl(keeping.keys.job(job.id)))) < 3
