@@ -28,8 +28,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.apikeys import MAX_WEIGHT, KeyStore
+from shared.apikeys import MAX_WEIGHT
 from shared.jobstore import Keyspace
+from shared.keystore import KeyStore
 from shared.schemas import Priority
 from shared.settings import get_settings
 

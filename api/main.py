@@ -18,7 +18,7 @@ from api.door import Door
 from api.limits import LimitBody
 from api.metrics import HttpMetrics
 from api.openapi import App
-from api.routes import health, jobs, models, predict, training, webhooks
+from api.routes import batches, health, jobs, models, predict, training, webhooks
 from api.services import Services
 from shared.broker.backlog import BacklogCollector
 from shared.jobstore import JobStore
@@ -86,7 +86,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     for json_module in (jobs, predict):  # JSON bodies of features models: first (api.features)
         json_module.add_json_routes(app)
-    for module in (jobs, predict, models, training, webhooks, health):
+    for module in (batches, jobs, predict, models, training, webhooks, health):  # /jobs/batch before /jobs/{id}
         app.include_router(module.router)
     web.install(app)  # the web page at /, /docs, /redoc, /static
     return app

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from devstack.processes import Api, RedisServer
-from shared.apikeys import create_key
+from shared.keystore import create_key
 from tests.utils.samples import heldout_png
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from devstack.processes import RedisServer
-from shared.apikeys import KeyOps, KeyStore
+from shared.apikeys import KeyOps
 from shared.broker import infer_message, make_celery, patch
 from shared.broker.fair import FairQueue
 from shared.broker.layout import DOORBELL
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
 from shared.jobstore.replies import SCRIPTS, Op
+from shared.keystore import KeyStore
 from shared.registry import Registry
 from shared.schemas import ErrorCode, JobError, LabelScore, Prediction, Serves, WebhookState
 from shared.settings import REPO_ROOT, Settings

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from devstack.processes import Api, RedisServer, Worker
-from shared.apikeys import create_key
 from shared.jobstore import Keyspace
+from shared.keystore import create_key
 from tests.utils.held import held_in_redis
 from tests.utils.samples import heldout_png
 
@@ -68,11 +68,17 @@ class Neighbour(threading.Thread):
         self.jobs: list[str] = []
         self.refused: list[int] = []
 
+    @staticmethod
+    def image(i: int) -> bytes:
+        """A new picture each time: the held-out digits (359 after A's), then again at other sizes."""
+        count = 359
+        return heldout_png(1 + i % count, size=64 + 4 * (i // count))
+
     def run(self) -> None:
         started = time.monotonic()
         while not self.stop.is_set():
             i = len(self.jobs) + len(self.refused)
-            answer = self.client.post("/jobs", files={"file": (f"{i}.png", heldout_png(1 + i % 5000))})
+            answer = self.client.post("/jobs", files={"file": (f"{i}.png", self.image(i))})
             if answer.status_code in (200, 202):
                 self.jobs.append(answer.json()["id"])
             else:

@@ -27,7 +27,7 @@ from benchmarks import cnn
 from benchmarks.costs import CostMeter
 from benchmarks.run import photo_images
 from devstack.processes import Api, RedisServer, Worker, wait_for
-from shared.apikeys import create_key
+from shared.keystore import create_key
 from shared.schemas import Priority
 
 BATCH = 32

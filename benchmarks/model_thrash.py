@@ -27,7 +27,7 @@ import httpx
 
 from devstack.commands import ROOT
 from devstack.processes import Api, RedisServer, Worker, wait_for
-from shared.apikeys import create_key
+from shared.keystore import create_key
 
 IMAGE = (ROOT / "models" / "digits" / "examples" / "7.png").read_bytes()
 

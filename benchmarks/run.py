@@ -38,10 +38,10 @@ from benchmarks.mobilenet import write_model_dir as write_mobilenet
 from benchmarks.noop import NOOP_TASK
 from devstack.processes import Api, Flower, RedisServer, Worker, free_port, sample, wait_for
 from models.digits_data import split, varied_renderings
-from shared.apikeys import create_key
 from shared.broker import infer_message, make_celery
 from shared.codec import encode_pixels
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
+from shared.keystore import create_key
 from shared.preprocessing import pixels_of
 from shared.registry import Registry
 from shared.settings import Settings

@@ -22,9 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from devstack.processes import RedisServer, Worker, free_port
-from shared.apikeys import create_key
 from shared.broker import make_celery, webhook_hooks
 from shared.jobstore import JobStore, NewJob, new_job_id, new_record
+from shared.keystore import create_key
 from shared.schemas import ModelRef
 from shared.settings import Settings
 

@@ -26,7 +26,7 @@ import redis
 
 from devstack.commands import API_ENV, ROOT, api_argv, flower_argv, redis_argv, service_env, training_worker_argv
 from devstack.supervisor import Child, port_taken, stop
-from shared.apikeys import ensure_dev_key
+from shared.keystore import ensure_dev_key
 from worker.launch import worker_argv
 
 log = logging.getLogger("stack")

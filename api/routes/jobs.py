@@ -1,5 +1,4 @@
 import re
-import time
 from contextlib import nullcontext
 from typing import Annotated, Any, Literal
 
@@ -8,7 +7,6 @@ from fastapi import (
     Depends,
     FastAPI,
     File,
-    Form,
     Header,
     HTTPException,
     Query,
@@ -19,17 +17,15 @@ from fastapi import (
 )
 
 from api.auth import Caller, CallerDep, admit, caller
-from api.deps import BatchFilesDep, CancelAfterDep, IdempotencyKeyDep, SubmitOptionsDep, check_webhook_url, options_of
+from api.deps import CancelAfterDep, IdempotencyKeyDep, SubmitOptionsDep, options_of
 from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector, json_route, parse
-from api.limits import MANY_FILES, ONE_FILE
-from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problem_content, problems
+from api.limits import ONE_FILE
+from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problems
 from api.reads import ReaderDep, long_poll, long_polls
 from api.services import Services, ServicesDep
-from api.submit import check_budget, prepare_upload, record, submit
+from api.submit import submit
 from api.uploads import read_upload, resolve_model
-from shared.broker import batch_webhook_message
-from shared.jobstore import BATCH_ID, new_job_id
-from shared.schemas import Batch, BatchItem, BatchResponse, Job, JobPage, JobStatus, Problem
+from shared.schemas import Job, JobPage, JobStatus
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
 MAX_WAIT_SECONDS = 60
@@ -45,17 +41,13 @@ _SUBMIT = problems(400, 403, 404, 408, 409, 413, 415, 422, 429, 503, described={
          "features model, features for an image model)",
     422: "A field failed validation (`errors` names each: a missing or unknown feature too); the image is "
          "empty, truncated or corrupt; or the Idempotency-Key was used with a different request"})
-_BATCH = {**problems(400, 403, 404, 408, 413, 429, 503,
-                    described={403: PRIORITY_REFUSED, 404: "Unknown model", 503: BUSY}), 422: {
-    "model": BatchResponse, "content": problem_content(),
-    "description": "No file was accepted (the items say why), or a field failed validation (a problem)"}}
 _CANCEL = problems(404, 409, 503, described={**_NO_JOB, 409: "Not queued: already running or finished"})
 _QUEUED = {"description": "Queued: the job, at Location", "headers": {**LOCATION, **RATE_LIMIT}, "links": JOB_LINKS}
 _FINAL = {"model": Job, "headers": {**LOCATION, **RATE_LIMIT}, "links": JOB_LINKS,
           "description": "Already final: a cached result, a replayed Idempotency-Key, or done within Prefer: wait"}
 
 
-def _long_poll(until: str) -> Any:
+def long_poll_wait(until: str) -> Any:
     """The `wait` query parameter of a GET that can long-poll."""
     return Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False, description=f"Long-poll: wait up to S s for {until}")
 
@@ -136,84 +128,6 @@ async def submit_job(
     return await _answer(job, created, prefer, response, svc, caller)
 
 
-@router.post("/jobs/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResponse, **MANY_FILES,
-             responses=_BATCH)
-async def submit_batch(
-    response: Response, files: BatchFilesDep, options: SubmitOptionsDep, idempotency_key: IdempotencyKeyDep,
-    svc: ServicesDep, caller: CallerDep,
-    batch_webhook_url: Annotated[str | None, Form(description=(
-        "POSTed one signed event (the batch, as GET /batches/{id} answers it) once every job of the batch has "
-        "ended; the same rules as webhook_url"))] = None,
-) -> BatchResponse:
-    """One job per file. A bad file is reported in its item; the good ones are queued. The
-    rate limit counts every file. `batch_id` follows them all (GET /batches/{id}).
-
-    With an Idempotency-Key, file number i is submitted with the key `<key>#<i>`: the same
-    request again (a retry after a lost answer) replays the same jobs."""
-    if batch_webhook_url is not None:
-        check_webhook_url(batch_webhook_url, svc.settings)
-    # Refused whole, before the rate is spent: the jobs (with their keys) and the batch's record.
-    await check_budget(caller, svc, len(files) * (2 if idempotency_key else 1) + 1)
-    await admit(caller, svc, response, len(files))
-    # Every file is checked and prepared before any is recorded: a bad one fails in its item,
-    # and whatever the last file holds, the answer (and its batch_id) comes back.
-    prepared = [await prepare_upload(upload, options, svc, caller) for upload in files]
-    items = []
-    for index, (upload, ready) in enumerate(zip(files, prepared, strict=True)):
-        try:
-            if isinstance(ready, HTTPException):
-                raise ready
-            item_key = f"{idempotency_key}#{index}" if idempotency_key else None
-            job, _ = await record(ready, options, svc, caller, item_key)
-            items.append(BatchItem(index=index, filename=upload.filename, job=job,
-                                   status_code=200 if job.status.terminal else 202))
-        except HTTPException as exc:
-            items.append(BatchItem(index=index, filename=upload.filename,
-                                   error=Problem.of(exc.status_code, str(exc.detail)), status_code=exc.status_code))
-    job_ids = [item.job.id for item in items if item.job]
-    if not job_ids:
-        response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
-        return BatchResponse(items=items)
-    batch_id = new_job_id()
-    queue = svc.settings.webhook_queue
-    message = batch_webhook_message(svc.celery, queue, batch_id)
-    webhook = (batch_webhook_url, queue, message) if batch_webhook_url else None
-    await svc.store.create_batch(batch_id, job_ids, caller.key_id, webhook)
-    return BatchResponse(items=items, batch_id=batch_id)
-
-
-@router.get("/batches/{batch_id}", response_model=Batch,
-            responses=problems(404, 422, 429, 503, described={404: "No such batch (unknown, or expired)"}))
-async def get_batch(
-    batch_id: str,
-    svc: ServicesDep,
-    caller: ReaderDep,
-    wait: Annotated[float, _long_poll("every job to end")] = 0,
-    offset: Annotated[int, Query(ge=0, le=10_000, description="The page's first job (next_offset)")] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
-) -> Batch:
-    """A POST /jobs/batch's jobs: counts by status, `done` once every job is terminal, and a
-    page of the jobs in submission order."""
-    deadline = time.monotonic() + wait
-    with long_poll(caller, svc.settings.max_long_polls_per_key) if wait else nullcontext():
-        while True:
-            # An id the API never makes is never made into a key (`X:hook` named X's webhook hash).
-            batch = (await svc.store.batch(batch_id, offset, limit, caller.key_id)
-                     if re.match(BATCH_ID, batch_id) else None)
-            if batch is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch {batch_id!r} (unknown, or expired)")
-            left = deadline - time.monotonic()
-            if batch.done or left <= 0:
-                return batch
-            # Wait for one unfinished job at a time: the waiter wakes on its end.
-            whole = offset == 0 and batch.next_offset is None  # the page holds every job already
-            pending = batch if whole else await svc.store.batch(batch_id, 0, batch.total, caller.key_id)
-            unfinished = [job.id for job in (pending.jobs if pending else []) if not job.status.terminal]
-            if not unfinished:
-                continue
-            await svc.waiter.wait_for_job(svc.store, unfinished[0], left, caller.key_id)
-
-
 @router.get("/jobs", response_model=JobPage, responses=problems(403, 422, 429, 503))
 async def list_jobs(
     svc: ServicesDep,
@@ -237,7 +151,7 @@ async def get_job(
     job_id: str,
     svc: ServicesDep,
     caller: ReaderDep,
-    wait: Annotated[float, _long_poll("the end")] = 0,
+    wait: Annotated[float, long_poll_wait("the end")] = 0,
 ) -> Job:
     with long_poll(caller, svc.settings.max_long_polls_per_key) if wait else nullcontext():
         job = await svc.waiter.wait_for_job(svc.store, job_id, wait, caller.key_id)

@@ -23,7 +23,7 @@ from shared.schemas import LANES
 
 _LANE_NAMES = frozenset(str(lane) for lane in LANES)
 SCRIPTS = {name: resources.files("shared.broker").joinpath("lua", f"{name}.lua").read_text()
-           for name in ("take", "restore")}
+           for name in ("take", "restore", "record", "take_plain")}
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from devstack.processes import wait_for
-from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace
+from shared.keystore import KeyStore
 from tests.utils.held import held_in_redis
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png

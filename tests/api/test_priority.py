@@ -19,8 +19,8 @@ import pytest
 
 from api.deps import MAX_EXPIRES_IN, duration_seconds
 from devstack.processes import wait_for
-from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace, to_job
+from shared.keystore import KeyStore
 from shared.schemas import Priority
 from tests.utils.processes import new_key
 from tests.utils.samples import heldout_png

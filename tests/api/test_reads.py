@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from devstack.processes import RedisServer, wait_for
-from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace
+from shared.keystore import KeyStore
 from tests.api.test_door import gauge
 from tests.api.test_priority import keys_cli
 from tests.utils.processes import new_key, start_api

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from devstack.processes import wait_for
-from shared.apikeys import KeyStore
 from shared.jobstore import Keyspace
+from shared.keystore import KeyStore
 from tests.utils.jobs import waiting
 from tests.utils.processes import new_key, start_api
 from tests.utils.samples import heldout_png

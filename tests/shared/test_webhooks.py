@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from shared.apikeys import PREVIOUS_SECRET_SECONDS, KeyStore
+from shared.apikeys import PREVIOUS_SECRET_SECONDS
 from shared.broker.layout import DOORBELL
 from shared.jobstore import Keyspace
+from shared.keystore import KeyStore
 from shared.settings import Settings
 from shared.webhooks import (
     WebhookRefused,

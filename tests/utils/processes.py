@@ -4,7 +4,7 @@ import uuid
 from pathlib import Path
 
 from devstack.processes import Api
-from shared.apikeys import create_key
+from shared.keystore import create_key
 
 
 def new_key(redis_url: str, **limits) -> tuple[str, str]:

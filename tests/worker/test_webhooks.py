@@ -17,9 +17,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import worker.webhooks.app as webhook_worker
 from devstack.processes import Api, RedisServer, Worker, free_port, wait_for
-from shared.apikeys import KeyStore
 from shared.broker import make_celery, webhook_message
 from shared.jobstore import JobStore, Keyspace
+from shared.keystore import KeyStore
 from shared.settings import Settings
 from tests.utils.jobs import make_job
 from tests.utils.processes import new_key, start_api
