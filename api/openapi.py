@@ -29,6 +29,7 @@ from api.access_log import HEADER as REQUEST_ID
 from api.access_log import REQUEST_ID_PATTERN
 from api.errors import PROBLEM_JSON
 from api.features import JsonBodyRoute, documented
+from api.raw import RawBodyRoute, documented_body
 from shared.registry import Registry
 from shared.schemas import Problem
 
@@ -122,6 +123,7 @@ class App(FastAPI):
             hidden = () if self.takes_webhooks else WEBHOOK_FIELDS
             document = super().openapi()
             _add_json_bodies(document, self.routes, hidden, self.registry)
+            _add_raw_bodies(document, self.routes)
             _make_true(document, hidden)
         return super().openapi()
 
@@ -144,6 +146,20 @@ def _add_json_bodies(document: dict[str, Any], routes: list[Any], hidden: tuple[
         for method in route.methods or ():
             operation = document["paths"][route.path_format][method.lower()]
             operation["requestBody"]["content"][_JSON] = {"schema": {"anyOf": variants}}
+
+
+RAW_BODY = ("The image itself (api.raw): PNG, JPEG, WebP, BMP, GIF (first frame) or TIFF, whatever the "
+            "Content-Type names (any image/* or application/octet-stream). The form's fields go in the query: "
+            "`?model=digits&priority=high` (model, webhook_url, webhook_events, expires_in, priority; any other: 422)")
+
+
+def _add_raw_bodies(document: dict[str, Any], routes: list[Any]) -> None:
+    """Each hidden raw-body route's content types (api.raw), on the visible operation."""
+    for route in routes:
+        if isinstance(route, RawBodyRoute):
+            for method in route.methods or ():
+                operation = document["paths"][route.path_format][method.lower()]
+                operation["requestBody"]["content"].update(documented_body(RAW_BODY))
 
 
 def _make_true(document: dict[str, Any], hidden: tuple[str, ...]) -> None:

@@ -6,8 +6,10 @@ each process from /proc, and Redis's commands and CPU from INFO.
     costs = meter.per_job(jobs)  # {"cpu_ms": {"api": 1.2, ...}, "redis_commands": 9.0, ...}
 """
 
+import contextlib
 import os
 import resource
+from pathlib import Path
 
 import redis
 
@@ -20,6 +22,19 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     # After the command's closing parenthesis: utime, stime, cutime, cstime are fields 12-15.
     return sum(int(v) for v in fields[11:15]) / TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """A process and its live descendants (uvicorn --workers N: the workers are children)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    for child in children:
+        with contextlib.suppress(OSError):
+            total += tree_cpu_seconds(int(child))
+    return total
 
 
 def own_cpu_seconds() -> float:
@@ -45,7 +60,7 @@ class CostMeter:
         self.start = self._read()
 
     def _read(self) -> dict[str, float]:
-        readings = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        readings = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
         if self.load_generator:
             readings["load generator"] = own_cpu_seconds()
         readings["redis commands"], readings["redis"] = redis_totals(self.client)

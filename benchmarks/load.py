@@ -13,12 +13,25 @@ import numpy as np
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-async def _submit(session: aiohttp.ClientSession, image: bytes, model: str) -> tuple[float, dict]:
+def media_type(image: bytes) -> str:
+    """The Content-Type of a raw-body upload, from the image's own signature."""
+    return "image/png" if image.startswith(b"\x89PNG") else "image/jpeg" if image.startswith(b"\xff\xd8") \
+        else "application/octet-stream"
+
+
+async def _submit(session: aiohttp.ClientSession, image: bytes, model: str, upload: str = "multipart",
+                  ) -> tuple[float, dict]:
+    """One job, submitted as a multipart form (`file`, `model`) or a raw body (`?model=`)."""
     started = time.perf_counter()
-    form = aiohttp.FormData()
-    form.add_field("file", image, filename="x.png", content_type="application/octet-stream")
-    form.add_field("model", model)
-    async with session.post("/jobs", data=form, headers={"Prefer": "wait=60"}) as response:
+    if upload == "raw":
+        request = session.post("/jobs", params={"model": model}, data=image,
+                               headers={"Prefer": "wait=60", "Content-Type": media_type(image)})
+    else:
+        form = aiohttp.FormData()
+        form.add_field("file", image, filename="x.png", content_type="application/octet-stream")
+        form.add_field("model", model)
+        request = session.post("/jobs", data=form, headers={"Prefer": "wait=60"})
+    async with request as response:
         job = await response.json()
     while job.get("status") not in TERMINAL:
         async with session.get(f"/jobs/{job['id']}", params={"wait": "60"}) as response:
@@ -33,41 +46,42 @@ def _session(url: str, connections: int, key: str) -> aiohttp.ClientSession:
     )
 
 
-async def _closed_loop(url: str, images: list[bytes], model: str, concurrency: int, key: str):
+async def _closed_loop(url: str, images: list[bytes], model: str, concurrency: int, key: str, upload: str):
     pending = list(enumerate(images))
     results: list = [None] * len(images)
     async with _session(url, concurrency, key) as session:
         async def user():
             while pending:
                 i, image = pending.pop()
-                results[i] = await _submit(session, image, model)
+                results[i] = await _submit(session, image, model, upload)
 
         started = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
         return time.perf_counter() - started, results
 
 
-def closed_loop(url: str, images: list[bytes], model: str, concurrency: int, key: str) -> dict:
+def closed_loop(url: str, images: list[bytes], model: str, concurrency: int, key: str,
+                upload: str = "multipart") -> dict:
     """`concurrency` clients, each submitting its next job when its last result is in
-    (with API key `key`)."""
-    wall, results = asyncio.run(_closed_loop(url, images, model, concurrency, key))
+    (with API key `key`; `upload`: multipart or raw)."""
+    wall, results = asyncio.run(_closed_loop(url, images, model, concurrency, key, upload))
     return summarize(wall, results)
 
 
-async def _open_loop(url: str, images: list[bytes], model: str, rate: float, key: str):
+async def _open_loop(url: str, images: list[bytes], model: str, rate: float, key: str, upload: str):
     async with _session(url, 100, key) as session:
         started = time.perf_counter()
         tasks = []
         for i, image in enumerate(images):
             await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(_submit(session, image, model)))
+            tasks.append(asyncio.create_task(_submit(session, image, model, upload)))
         results = await asyncio.gather(*tasks)
         return time.perf_counter() - started, results
 
 
-def open_loop(url: str, images: list[bytes], model: str, rate: float, key: str) -> dict:
+def open_loop(url: str, images: list[bytes], model: str, rate: float, key: str, upload: str = "multipart") -> dict:
     """Jobs arriving at a fixed rate, whatever the service does (light-load latency)."""
-    wall, results = asyncio.run(_open_loop(url, images, model, rate, key))
+    wall, results = asyncio.run(_open_loop(url, images, model, rate, key, upload))
     return summarize(wall, results)
 
 

@@ -107,7 +107,7 @@ class Bench:
         return dict(model_dir=model_dir, default_model=model, result_cache_ttl_seconds=0)
 
     @contextmanager
-    def stack(self, model_dir: Path, model: str, **worker_settings):
+    def stack(self, model_dir: Path, model: str, api_workers: int = 1, **worker_settings):
         """The stack as `make run` starts it, on a clean Redis, and an API key the load never
         limits (keys on, as deployed; their own cost: make bench-auth)."""
         self.redis.client().flushall()
@@ -116,7 +116,7 @@ class Bench:
         try:
             started.append(worker := Worker(self.redis.url, self.workdir, **env, **worker_settings))
             started.append(webhooks := Worker(self.redis.url, self.workdir, app="worker.webhooks.app"))
-            started.append(api := Api(self.redis.url, self.workdir, **env))
+            started.append(api := Api(self.redis.url, self.workdir, workers=api_workers, **env))
             started.append(flower := Flower(self.redis.url, self.workdir))
             key = create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0,
                              max_records=0)[0]

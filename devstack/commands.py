@@ -52,11 +52,12 @@ def training_worker_argv(name: str = "training") -> list[str]:
 API_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
 
 
-def api_argv(port: int) -> list[str]:
+def api_argv(port: int, workers: int = 1) -> list[str]:
     """The public port; the same process serves the ops port (OPS_PORT, api/ops.py). No
-    uvicorn access log: api/access_log.py writes one JSON line per request."""
+    uvicorn access log: api/access_log.py writes one JSON line per request. `workers` > 1:
+    uvicorn's own processes (API_WORKERS in the image), sharing both ports."""
     return [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log"]
+            "--no-access-log", *(["--workers", str(workers)] if workers > 1 else [])]
 
 
 # Flower keeps at most this many tasks in memory, dropping the oldest. Its own default,

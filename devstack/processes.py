@@ -153,13 +153,13 @@ class Api:
     key: str | None = None  # the API key `http` sends, once one is set
     key_id: str | None = None  # its id: the owner of the jobs it submits
 
-    def __init__(self, redis_url: str, logdir: Path, **settings: object):
+    def __init__(self, redis_url: str, logdir: Path, workers: int = 1, **settings: object):
         self.port = free_port()
         ops_port = int(str(settings.setdefault("ops_port", free_port())))
         self.url = f"http://127.0.0.1:{self.port}"
         self.ops_url = f"http://127.0.0.1:{ops_port}"
         self.log = logdir / f"api-{self.port}.log"
-        self.proc = _start(api_argv(self.port), {**service_env(redis_url, **settings), **API_ENV}, self.log)
+        self.proc = _start(api_argv(self.port, workers), {**service_env(redis_url, **settings), **API_ENV}, self.log)
         wait_for(lambda: self.proc.poll() is None and httpx.get(self.url + "/healthz").status_code == 200, 30,
                  f"the API (log: {self.log})")
         if ops_port:

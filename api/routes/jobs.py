@@ -17,15 +17,24 @@ from fastapi import (
 )
 
 from api.auth import Caller, CallerDep, admit, caller
-from api.deps import CancelAfterDep, IdempotencyKeyDep, SubmitOptionsDep, options_of
+from api.deps import (
+    EVENTS_PATTERN,
+    MAX_EXPIRES_IN,
+    PRIORITY_DESCRIPTION,
+    CancelAfterDep,
+    IdempotencyKeyDep,
+    SubmitOptionsDep,
+    options_of,
+)
 from api.features import FeaturesJob, JobBody, NamedFeaturesJob, feature_vector, json_route, parse
 from api.limits import ONE_FILE
 from api.openapi import BUSY, JOB_LINKS, LOCATION, RATE_LIMIT, problems
+from api.raw import RawBodyRoute, check_query, read_body
 from api.reads import ReaderDep, long_poll, long_polls
 from api.services import Services, ServicesDep
 from api.submit import submit
 from api.uploads import read_upload, resolve_model
-from shared.schemas import Job, JobPage, JobStatus
+from shared.schemas import Job, JobPage, JobStatus, Priority
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(caller)])
 MAX_WAIT_SECONDS = 60
@@ -95,12 +104,37 @@ async def submit_features_job(request: Request, response: Response, idempotency_
     return await _answer(job, created, prefer, response, svc, caller)
 
 
+async def submit_raw_job(
+    request: Request, response: Response, idempotency_key: IdempotencyKeyDep, svc: ServicesDep, caller: CallerDep,
+    cancel_after: CancelAfterDep,
+    model: str | None = None,
+    webhook_url: str | None = None,
+    webhook_events: Annotated[str | None, Query(pattern=EVENTS_PATTERN)] = None,
+    expires_in: Annotated[float | None, Query(gt=0, le=MAX_EXPIRES_IN, allow_inf_nan=False)] = None,
+    priority: Annotated[Priority, Query(description=PRIORITY_DESCRIPTION)] = Priority.normal,
+    prefer: Annotated[str | None, _prefer_header()] = None,
+) -> Job:
+    """POST /jobs with the image as the body (api.raw), the form's options as query
+    parameters: checked, and the rate spent, before a byte of the body is read."""
+    check_query(request)
+    options = options_of(svc.settings, model, webhook_url, webhook_events, expires_in, caller=caller,
+                         priority=priority, cancel_after=cancel_after)
+    await admit(caller, svc, response)
+    data = await read_body(request, svc.settings.max_upload_bytes)
+    job, created = await submit(data, options, svc, caller, idempotency_key)
+    return await _answer(job, created, prefer, response, svc, caller)
+
+
 def add_json_routes(app: FastAPI) -> None:
-    """POST /jobs with a JSON body, added to the app itself before this router, so that JSON
-    requests match it first (api.features.JsonBodyRoute); the form's route takes the others."""
+    """POST /jobs with a JSON body (api.features) or a raw image (api.raw), added to the app
+    itself before this router, so that those requests match them first (their route classes
+    match on Content-Type); the form's route takes the others."""
     app.router.add_api_route("/jobs", submit_features_job, methods=["POST"], status_code=status.HTTP_202_ACCEPTED,
                              response_model=Job, include_in_schema=False, dependencies=[Depends(caller)],
                              route_class_override=json_route(JobBody))
+    app.router.add_api_route("/jobs", submit_raw_job, methods=["POST"], status_code=status.HTTP_202_ACCEPTED,
+                             response_model=Job, include_in_schema=False, dependencies=[Depends(caller)],
+                             route_class_override=RawBodyRoute)
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=Job, **ONE_FILE,
