@@ -1,6 +1,7 @@
 """A submission's input, from what the client sent to what its record stores, in one pass:
 an image's header is opened and checked, its pixels decoded and preprocessed
-(shared.preprocessing), then encoded (shared.codec); a features model's values, checked
+(shared.preprocessing), then encoded (shared.codec), or, when small, stored as it came for
+the worker to decode (DECODE_IN_WORKER_MAX_BYTES); a features model's values, checked
 already (api.features.feature_vector), are encoded. Whatever is wrong with an image is
 refused here, as the 4xx a client gets, before anything is queued."""
 
@@ -13,18 +14,24 @@ from PIL import Image
 
 from api.decoding import INLINE_PIXELS, DecodePool
 from api.errors import reject
-from shared.codec import encode_features, encode_pixels
+from shared.codec import encode_features, encode_image, encode_pixels
 from shared.preprocessing import ImageTooLarge, InvalidImage, UnsupportedFormat, open_image, to_pixels
 from shared.registry import Manifest
 
 
-async def stored_input(data: bytes | np.ndarray, manifest: Manifest, max_pixels: int, decoder: DecodePool) -> str:
-    """The record's `input`: features' values, or an image's preprocessed pixels, decoded
-    inline when small, else in the bounded `decoder` pool (off the event loop)."""
+async def stored_input(data: bytes | np.ndarray, manifest: Manifest, max_pixels: int, decoder: DecodePool,
+                       worker_decodes_up_to: int = 0) -> str:
+    """The record's `input`: features' values; an image of at most `worker_decodes_up_to`
+    bytes as it came, its header checked (the worker decodes it, beside the model); or an
+    image's preprocessed pixels, decoded inline when small, else in the bounded `decoder`
+    pool (off the event loop)."""
     if isinstance(data, np.ndarray):
         return encode_features(data)
     with _image_errors():
         image = open_image(data, max_pixels)  # the header only (cheap: no pixel is decompressed)
+    if len(data) <= worker_decodes_up_to:
+        image.close()
+        return encode_image(data)
     if image.width * image.height > INLINE_PIXELS:  # the pixels, not the bytes: PNG compresses
         return await decoder.run(_encoded_pixels, image, manifest)
     return _encoded_pixels(image, manifest)

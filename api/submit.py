@@ -134,7 +134,8 @@ async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, lane: 
                svc: Services) -> _Run:
     """The input prepared (4xx when it is bad) and the task message that runs it, to wait in
     `lane`, in `member`'s list (_place)."""
-    job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder)
+    job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder,
+                                   svc.settings.decode_in_worker_max_bytes)
     tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time(),
                                  lane=lane, owner=member)
     return _Run(job_input, tag, message)

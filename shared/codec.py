@@ -9,8 +9,7 @@ import numpy as np
 
 def encode_pixels(pixels: np.ndarray) -> str:
     """Preprocessed pixels (0..255) as uint8: a quarter of float32 on the queue and in Redis."""
-    quantized = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    return base64.b64encode(np.ascontiguousarray(quantized).tobytes()).decode("ascii")
+    return base64.b64encode(np.ascontiguousarray(quantize(pixels)).tobytes()).decode("ascii")
 
 
 def decode_pixels(payload: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -20,6 +19,27 @@ def decode_pixels(payload: str, shape: tuple[int, ...]) -> np.ndarray:
     if len(raw) != expected:
         raise ValueError(f"input has {len(raw)} bytes, model expects {expected} for shape {tuple(shape)}")
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+
+
+def quantize(pixels: np.ndarray) -> np.ndarray:
+    """Preprocessed pixels (0..255) as the uint8 they travel as."""
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+# An image stored as the client sent it, for the worker to decode beside the model
+# (DECODE_IN_WORKER_MAX_BYTES): its bytes, base64, after this prefix (base64 has no ':').
+IMAGE_PREFIX = "image:"
+
+
+def encode_image(data: bytes) -> str:
+    return IMAGE_PREFIX + base64.b64encode(data).decode("ascii")
+
+
+def stored_image(payload: str) -> bytes | None:
+    """The bytes of an image stored by encode_image; None for any other payload."""
+    if not payload.startswith(IMAGE_PREFIX):
+        return None
+    return base64.b64decode(payload[len(IMAGE_PREFIX):], validate=True)
 
 
 FEATURE_DTYPE = np.dtype("<f4")  # float32, little-endian: what a features model takes

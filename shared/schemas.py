@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     """Why a job failed."""
 
     invalid_input = "invalid_input"  # its input does not fit the model
+    invalid_image = "invalid_image"  # its image's header was good, its pixels could not be decoded (worker)
     inference_error = "inference_error"  # the model failed on it
     model_unavailable = "model_unavailable"  # no worker serves its model
     expired = "expired"  # its deadline (expires_in) passed before it ran

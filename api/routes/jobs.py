@@ -79,7 +79,8 @@ async def _answer(job: Job, created: bool, prefer: str | None, response: Respons
     with long_polls.hold(caller.key_id, svc.settings.max_long_polls_per_key) if wait else nullcontext(False) as held:
         if held:  # else over the key's long-polls: answered at once (api.reads)
             response.headers["Preference-Applied"] = f"wait={wait:g}"
-            job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id) or job
+            job = await svc.waiter.wait_for_job(svc.store, job.id, wait, caller.key_id,
+                                                known=job if created else None) or job
     if not created or job.status.terminal:
         response.status_code = status.HTTP_200_OK
     return job

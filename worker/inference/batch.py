@@ -16,7 +16,9 @@ from typing import NamedTuple
 import numpy as np
 
 from shared.calibration import Calibration, judge
+from shared.codec import quantize, stored_image
 from shared.jobstore import JobStore
+from shared.preprocessing import ImageTooLarge, InvalidImage, pixels_of
 from shared.schemas import (
     FULL_PROBABILITIES_MAX,
     LANES,
@@ -113,8 +115,21 @@ class Ran(NamedTuple):
     ended: dict[str, ErrorCode]
 
 
+def _row(model: LoadedModel, payload: str, max_pixels: int) -> np.ndarray:
+    """A job's stored input as one row of the model's input, unscaled: an image stored as
+    sent is decoded and preprocessed here (InvalidImage, ImageTooLarge), anything else is
+    the model's to decode (ValueError)."""
+    image = stored_image(payload)
+    if image is None:
+        return model.decode(payload)
+    if model.manifest.input.kind != "image":
+        raise ValueError(f"model {model.manifest.key} takes features, not an image")
+    return quantize(pixels_of(image, model.manifest, max_pixels))
+
+
 def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel], *, run: str | None = None,
-              lease_seconds: float = 60, max_runs: int = 3, failed: dict[str, str] | None = None) -> Ran:
+              lease_seconds: float = 60, max_runs: int = 3, failed: dict[str, str] | None = None,
+              max_pixels: int = 16_000_000) -> Ran:
     """Run the jobs that are still queued (or whose lease ended: their worker was lost),
     leased to `run`. Their webhook deliveries are queued by the start and finish scripts
     themselves (with the store's hooks: shared.jobstore.ops.base).
@@ -145,7 +160,10 @@ def run_batch(items: list[Item], store: JobStore, models: dict[str, LoadedModel]
         chosen[item.model_key] = model
         model.last_used = time.monotonic()  # the runtime unloads the least recently used version first
         try:
-            pixels = model.decode(state.input or item.payload or "")  # by the model's input kind
+            pixels = _row(model, state.input or item.payload or "", max_pixels)
+        except (InvalidImage, ImageTooLarge) as exc:  # a good header, pixels that do not decode
+            outcomes[item.job_id] = JobError(code=ErrorCode.invalid_image, message=str(exc))
+            continue
         except ValueError as exc:
             outcomes[item.job_id] = JobError(code=ErrorCode.invalid_input, message=str(exc))
             continue

@@ -47,7 +47,7 @@ class Settling:
         try:
             return run_batch(items, serving.store, serving.runtime.models, run=run,
                              lease_seconds=settings.lease_seconds, max_runs=settings.max_job_runs,
-                             failed=serving.runtime.failed)
+                             failed=serving.runtime.failed, max_pixels=settings.max_image_pixels)
         finally:
             del serving.in_flight[run]
             serving.runtime.running = set()
