@@ -66,13 +66,18 @@ class Prepared(NamedTuple):
 
 
 async def submit(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller,
-                 idempotency_key: str | None = None) -> tuple[Job, bool]:
+                 idempotency_key: str | None = None, worker_decodes: bool = False) -> tuple[Job, bool]:
     """(the job, whether this call created it), owned by the caller's key. `data`: an
-    image's bytes, or a features model's checked values (api.features.feature_vector)."""
-    return await record(await prepare(data, options, svc, caller), options, svc, caller, idempotency_key)
+    image's bytes, or a features model's checked values (api.features.feature_vector).
+    `worker_decodes`: a small image (DECODE_IN_WORKER_MAX_BYTES) is stored as it came, its
+    header checked, for the worker to decode (POST /jobs; a batch's items and /predict are
+    decoded here, so that each bad one is its own 4xx)."""
+    prepared = await prepare(data, options, svc, caller, worker_decodes)
+    return await record(prepared, options, svc, caller, idempotency_key)
 
 
-async def prepare(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller) -> Prepared:
+async def prepare(data: bytes | np.ndarray, options: SubmitOptions, svc: Services, caller: Caller,
+                  worker_decodes: bool = False) -> Prepared:
     """Every check of the input, and its preparation: the 4xx for a bad one comes from here,
     before anything is recorded (a batch prepares all its files before it records one)."""
     manifest = resolve_model(svc.registry, options.model)
@@ -81,7 +86,8 @@ async def prepare(data: bytes | np.ndarray, options: SubmitOptions, svc: Service
     cache = await _look_up(digest, manifest, caller, svc)
     job_id = new_job_id()
     lane, member = _place(options, caller, svc)
-    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, lane, member, svc)
+    run = _Run() if cache.result is not None else await _run(job_id, data, manifest, lane, member, svc,
+                                                             worker_decodes)
     return Prepared(job_id, manifest, digest, cache, run, lane, member)
 
 
@@ -131,11 +137,11 @@ async def _look_up(digest: str, manifest: Manifest, caller: Caller, svc: Service
 
 
 async def _run(job_id: str, data: bytes | np.ndarray, manifest: Manifest, lane: str, member: str,
-               svc: Services) -> _Run:
+               svc: Services, worker_decodes: bool) -> _Run:
     """The input prepared (4xx when it is bad) and the task message that runs it, to wait in
     `lane`, in `member`'s list (_place)."""
     job_input = await stored_input(data, manifest, svc.settings.max_image_pixels, svc.decoder,
-                                   svc.settings.decode_in_worker_max_bytes)
+                                   svc.settings.decode_in_worker_max_bytes if worker_decodes else 0)
     tag, message = infer_message(svc.celery, svc.settings.queue_name, job_id, manifest.key, time.time(),
                                  lane=lane, owner=member)
     return _Run(job_input, tag, message)

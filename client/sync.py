@@ -65,11 +65,11 @@ class Client:
         high, normal (the server's default) or low, at most the key's max_priority;
         `cancel_after`: the Cancel-After header (`30s`, `5m`, `1h30m`), a deadline as
         `expires_in` sets (both: the earlier)."""
-        name, data = _core.read_image(image)
+        _, data = _core.read_image(image)
         form = _core.submit_form(model, webhook_url, webhook_events, expires_in, priority)
         key = idempotency_key or _core.new_idempotency_key()
-        response = self._send("POST", "/jobs", files={"file": (name, data)}, data=form,
-                              headers=_core.submit_headers(key, cancel_after))
+        response = self._send("POST", "/jobs", content=data, params=form,
+                              headers=_core.submit_headers(key, cancel_after, raw=True))
         return Job.model_validate(_core.check(response))
 
     def get(self, id: str, wait: float | None = None) -> Job:

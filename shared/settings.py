@@ -39,10 +39,10 @@ class Settings(BaseSettings):
     )
     decode_in_worker_max_bytes: int = Field(
         64 * 1024, ge=0,
-        description="Images up to this many bytes are stored as sent and decoded by the worker, beside the model; "
-                    "larger ones (all with 0) are decoded by the API. The API reads every header: a body that is "
-                    "no image, or too many pixels, is refused at submit; one that fails to decode later fails "
-                    "with invalid_image.",
+        description="POST /jobs: images up to this many bytes are stored as sent and decoded by the worker, "
+                    "beside the model; larger ones (all with 0), and every batch item and /predict image, are "
+                    "decoded by the API. The API reads every header: a body that is no image, or too many "
+                    "pixels, is refused at submit; one whose pixels fail to decode fails with invalid_image.",
     )
     decode_workers: int = Field(2, ge=1, description="Large images decoded at once, off the event loop.")
     decode_backlog: int = Field(8, ge=0, description="Large images waiting to be decoded; beyond, 503.")

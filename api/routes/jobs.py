@@ -122,7 +122,7 @@ async def submit_raw_job(
                          priority=priority, cancel_after=cancel_after)
     await admit(caller, svc, response)
     data = await read_body(request, svc.settings.max_upload_bytes)
-    job, created = await submit(data, options, svc, caller, idempotency_key)
+    job, created = await submit(data, options, svc, caller, idempotency_key, worker_decodes=True)
     return await _answer(job, created, prefer, response, svc, caller)
 
 
@@ -159,7 +159,7 @@ async def submit_job(
     Idempotency-Key, or a job that finished within `Prefer: wait=S`."""
     await admit(caller, svc, response)
     job, created = await submit(read_upload(file, svc.settings.max_upload_bytes), options, svc, caller,
-                                idempotency_key)
+                                idempotency_key, worker_decodes=True)
     return await _answer(job, created, prefer, response, svc, caller)
 
 

@@ -12,6 +12,7 @@ import pytest
 from devstack.hostile import deep_json, png_with_garbage_exif, tiff_16bit_big_endian
 from shared.jobstore import Keyspace
 from tests.utils.processes import new_key
+from tests.utils.samples import heldout_png
 
 
 @pytest.fixture
@@ -58,12 +59,23 @@ def test_deeply_nested_json_for_a_route_that_fastapi_parses_is_422(api, redis_se
     _problem(response, 422, "nested too deeply")
 
 
-@pytest.mark.parametrize("path", ["/jobs", "/predict"])
-def test_a_png_with_a_garbage_exif_chunk_is_422(api, client, path):
+def test_a_png_with_a_garbage_exif_chunk_is_422_where_the_api_decodes(api, client):
     before = _backlog(api)
-    response = client.post(path, files={"file": ("exif.png", png_with_garbage_exif())})
+    response = client.post("/predict", files={"file": ("exif.png", png_with_garbage_exif())})
     _problem(response, 422, "could not be decoded", "SyntaxError")
     _nothing_left(client, api, before)
+
+
+def test_a_png_with_a_garbage_exif_chunk_fails_in_the_worker(api, worker, client):
+    """POST /jobs leaves a small image's decoding to the worker (DECODE_IN_WORKER_MAX_BYTES):
+    the job fails with invalid_image, the worker serves on."""
+    response = client.post("/jobs", files={"file": ("exif.png", png_with_garbage_exif())})
+    assert response.status_code == 202, response.text
+    job = client.get(f"/jobs/{response.json()['id']}", params={"wait": 30}).json()
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_image", job
+    assert "SyntaxError" in job["error"]["message"]
+    fine = client.post("/jobs", files={"file": ("7.png", heldout_png(0))}, headers={"Prefer": "wait=30"})
+    assert fine.json()["status"] == "succeeded", fine.text
 
 
 @pytest.mark.parametrize("path", ["/jobs/batch", "/predict/batch"])

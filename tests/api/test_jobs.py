@@ -67,10 +67,15 @@ def test_not_an_image_is_415(api):
     assert "PNG" in response.json()["detail"]
 
 
-def test_truncated_image_is_422(api, digit_png):
+def test_truncated_image_fails_invalid_image(api, worker, digit_png):
+    """Its header is good, so it is queued; the worker, which decodes it
+    (DECODE_IN_WORKER_MAX_BYTES), fails it with invalid_image (tests/api/test_raw_upload.py:
+    the same image is 422 at submit where the API decodes)."""
     response = api.submit(digit_png[: len(digit_png) // 2])
-    assert response.status_code == 422
-    assert "decoded" in response.json()["detail"]
+    assert response.status_code == 202
+    job = api.wait_terminal(response.json()["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_image", job
+    assert "decoded" in job["error"]["message"]
 
 
 def test_empty_file_is_422(api):

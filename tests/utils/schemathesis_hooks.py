@@ -10,6 +10,9 @@ response against is the case as generated.
   long or short, go out as generated. (Put in the case itself, as bytes, the images would
   make Schemathesis unable to tell a negative case that is valid once sent, e.g. `[]` for an
   optional field, which sends nothing.)
+- Raw bodies: POST /jobs also takes the image itself as the body (`image/*`, or
+  `application/octet-stream`); its generated value goes out as a real image of that type
+  (a PNG for octet-stream), in the same way.
 - Hostile inputs (devstack.hostile), which once answered 500: an image/tiff part is, for one
   seed in two, a 16-bit big-endian TIFF (valid: accepted as any image); in a negative case
   (one the server must refuse anyway), an image part is, for one seed in four, a PNG whose
@@ -99,6 +102,22 @@ def _images_on_the_wire(case: schemathesis.Case, kwargs: dict[str, Any]) -> None
         kwargs["files"] = sent
 
 
+def _raw_image_on_the_wire(case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
+    """A raw-body POST /jobs (api.raw: `image/*` or `application/octet-stream`): the body the
+    schema calls any bytes goes out as a real image of its type (octet-stream: a PNG), drawn
+    from the generated value, as a form's file part does."""
+    media_type = case.media_type or ""
+    if not (media_type.startswith("image/") or media_type == "application/octet-stream"):
+        return
+    if not isinstance(case.body, str | bytes):
+        return
+    seed = case.body.encode("utf-8", "surrogatepass") if isinstance(case.body, str) else case.body
+    kind = media_type if media_type in IMAGE_TYPES.split(", ") else "image/png"
+    for name in ("json", "content"):
+        kwargs.pop(name, None)
+    kwargs["data"] = image(seed, kind, _negative(case))
+
+
 def _public_webhook_in_json(case: schemathesis.Case) -> None:
     """A JSON body's webhook_url (features models' POST /jobs), as a form's. In the case
     itself: a non-empty string for another keeps the case as valid as it was."""
@@ -144,5 +163,6 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     _unique_idempotency_key(case)
     _cancel_after_in_range(case)
     _images_on_the_wire(case, kwargs)
+    _raw_image_on_the_wire(case, kwargs)
     _public_webhook_in_json(case)
     _deep_json_on_the_wire(case, kwargs)
