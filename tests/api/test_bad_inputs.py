@@ -72,7 +72,8 @@ def test_a_png_with_a_garbage_exif_chunk_fails_in_the_worker(api, worker, client
     response = client.post("/jobs", files={"file": ("exif.png", png_with_garbage_exif())})
     assert response.status_code == 202, response.text
     job = client.get(f"/jobs/{response.json()['id']}", params={"wait": 30}).json()
-    assert job["status"] == "failed" and job["error"]["code"] == "invalid_image", job
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "invalid_image", job
     assert "SyntaxError" in job["error"]["message"]
     fine = client.post("/jobs", files={"file": ("7.png", heldout_png(0))}, headers={"Prefer": "wait=30"})
     assert fine.json()["status"] == "succeeded", fine.text

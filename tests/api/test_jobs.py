@@ -74,7 +74,8 @@ def test_truncated_image_fails_invalid_image(api, worker, digit_png):
     response = api.submit(digit_png[: len(digit_png) // 2])
     assert response.status_code == 202
     job = api.wait_terminal(response.json()["id"])
-    assert job["status"] == "failed" and job["error"]["code"] == "invalid_image", job
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "invalid_image", job
     assert "decoded" in job["error"]["message"]
 
 

@@ -57,28 +57,34 @@ def test_accepted_types_and_options_in_the_query(http, worker):
         assert response.headers["Location"] == f"/jobs/{response.json()['id']}"
         assert "RateLimit-Remaining" in response.headers
         job = _wait(http, response.json()["id"])
-        assert job["status"] == "succeeded" and job["result"]["label"] == label, (content_type, job)
-        assert job["priority"] == "low" and job["model"]["name"] == "digits", job
+        assert job["status"] == "succeeded", (content_type, job)
+        assert job["result"]["label"] == label, (content_type, job)
+        assert job["priority"] == "low", job
+        assert job["model"]["name"] == "digits", job
 
 
 def test_prefer_wait_and_idempotency_key(http, worker):
     png = heldout_png(2)
     headers = {"Content-Type": "image/png", "Prefer": "wait=20", "Idempotency-Key": "raw-once"}
     first = http.post("/jobs", content=png, headers=headers)
-    assert first.status_code == 200 and first.json()["status"] == "succeeded", first.text
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "succeeded", first.text
     again = http.post("/jobs", content=png, headers=headers)
-    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
 
 
 def test_refusals_are_clear_4xx(http, api):
     png = heldout_png(0)
     unknown = _post(http, png, modle="digits")
-    assert unknown.status_code == 422 and "modle" in unknown.text, unknown.text
+    assert unknown.status_code == 422, unknown.text
+    assert "modle" in unknown.text, unknown.text
     assert _post(http, png, model="nope").status_code == 404
     assert _post(http, png, priority="urgent").status_code == 422
     assert _post(http, png, expires_in="-1").status_code == 422
     empty = _post(http, b"")
-    assert empty.status_code == 422 and "empty" in empty.json()["detail"]
+    assert empty.status_code == 422
+    assert "empty" in empty.json()["detail"]
     not_an_image = _post(http, b"hello, this is not an image" * 10)
     assert not_an_image.status_code == 415, not_an_image.text
     features_model = _post(http, png, model="iris")
@@ -111,7 +117,8 @@ def test_good_header_bad_pixels_fails_in_the_worker(http, worker):
     response = _post(http, _truncated_png())
     assert response.status_code == 202, response.text  # the header was good: the worker decodes
     job = _wait(http, response.json()["id"])
-    assert job["status"] == "failed" and job["error"]["code"] == "invalid_image", job
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "invalid_image", job
     # The worker goes on: the next job succeeds.
     ok = _post(http, heldout_png(3), **{"model": "digits"})
     assert _wait(http, ok.json()["id"])["status"] == "succeeded"
@@ -121,7 +128,8 @@ def test_good_header_bad_pixels_is_422_where_the_api_decodes(redis_server, logdi
     api = start_api(redis_server.url, logdir, decode_in_worker_max_bytes=0)
     try:
         response = api.http.post("/jobs", content=_truncated_png(), headers={"Content-Type": "image/png"})
-        assert response.status_code == 422 and "could not be decoded" in response.json()["detail"], response.text
+        assert response.status_code == 422, response.text
+        assert "could not be decoded" in response.json()["detail"], response.text
     finally:
         api.stop()
 
@@ -146,4 +154,5 @@ def test_the_client_sends_the_raw_body(api, worker):
     post = next(r for r in transport.requests if r.method == "POST")
     assert post.headers["Content-Type"] == "application/octet-stream"
     assert post.content == heldout_png(4)
-    assert post.url.params["model"] == "digits" and post.url.params["priority"] == "low"
+    assert post.url.params["model"] == "digits"
+    assert post.url.params["priority"] == "low"
