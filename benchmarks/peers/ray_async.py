@@ -24,7 +24,8 @@ handler thread decodes its task's pixels and hands them to one model thread, whi
 what is waiting, up to `max_batch_size` rows, waiting at most `wait_s` for more once it has
 one, then runs `scale` on the stack and the worker's `LoadedModel` (one traced function per
 bucket) and answers each thread its row's `to_prediction`. `max_batch_size=1` is one task,
-one model call. `GET /stats` counts the model's batches and items.
+one model call. `GET /stats` counts the model's batches and items (and the ingress's status
+polls).
 
 What the client does: `POST /jobs` (also `/predict`) with a multipart `file` (and `model`,
 ignored), exactly what `benchmarks.load.closed_loop` sends. The ingress enqueues the task,
@@ -35,7 +36,17 @@ way the service answers `Prefer: wait`, and answers the finished job,
 `"status": "failed"` with the error). Past `WAIT_S` (60 s) it answers the queued job
 (`"status": "queued"`) and `GET /jobs/{id}` polls likewise, so `closed_loop` drives it
 unchanged. The Ray docs' own client polls `GET /status/{id}` over HTTP instead; polling in
-the ingress saves this peer those round trips.
+the ingress saves this peer those round trips. The adapter is synchronous (Celery); the
+ingress makes its calls (local Redis round trips) on its event loop, which cost less CPU here
+than a hop to a thread pool each (`--adapter-threads`, measured slower on this machine).
+
+Where the CPU goes (digits, 64 clients, 2 shared cores; `--smoke` prints the split): the
+ingress replica about 7 ms per job (the adapter's `enqueue_task_sync`, which is Celery's
+`send_task` and then two reads of the new task's status, and `get_task_status_sync` are
+about a quarter of its samples under py-spy; `pixels_of` a tenth), Ray's HTTP proxy about
+5 ms, the consumer replica about 4 ms, Redis under 1 ms. The ingress, not the model, sets
+the pace: the consumer finds about one task waiting at a time (mean batch ~1.3), and the
+task is done by the first status poll (2 ms after it was queued).
 
 Ray runs in a child process (`python -m benchmarks.peers.ray_async --ray-dir ...`), a fresh
 local cluster in a private temp folder, offline (no dashboard, no usage stats). `Peer.pids()`
