@@ -14,7 +14,8 @@ it (inference worker, webhook worker, API, Flower) on loopback ports, then measu
   job, and the single-Redis ceiling they imply;
 - a CNN where batching matters on a CPU (benchmarks/cnn.py): batching on vs off;
 - MobileNetV2 224x224, compute-bound: end to end vs its offline ceiling;
-- with --peers, Ray Serve with @serve.batch serving the same model to the same load generator.
+- with --peers, Ray Serve with @serve.batch serving the same model to the same load generator,
+  and Ray Serve's own asynchronous inference (a @task_consumer on Celery/Redis) likewise.
 
 The machine's speed drifts (2 shared cores): compare figures within one run, ratios first.
 """
@@ -201,6 +202,24 @@ class Bench:
             result["light"] = open_loop(peer.url, light, model, 10, "")
         return result
 
+    def ray_async(self, model_dir: Path, model: str, images: list[bytes], concurrency: int, max_batch: int,
+                  light: list[bytes]) -> dict:
+        """Ray Serve's asynchronous inference (benchmarks/peers/ray_async.py: an ingress enqueues
+        through the Celery adapter on its own redis-server, a @task_consumer runs the model, the
+        ingress polls the task's status and answers the finished job) under the same load."""
+        from benchmarks.peers import ray_async
+
+        with ray_async.start(model_dir, model, port=free_port(), max_batch_size=max_batch) as peer:
+            closed_loop(peer.url, images[:64], model, concurrency, "")
+            stats, cpu = peer.stats(), peer.cpu_seconds()
+            result = closed_loop(peer.url, images, model, concurrency, "")
+            after = peer.stats()
+            result["cpu_ms"] = 1000 * (peer.cpu_seconds() - cpu) / len(images)  # Redis included
+            result["mean_batch"] = (after["items"] - stats["items"]) / max(1, after["batches"] - stats["batches"])
+            open_loop(peer.url, light[:10], model, 10, "")
+            result["light"] = open_loop(peer.url, light, model, 10, "")
+        return result
+
 
 def row(model: str, figure: str, value: str, note: str = "") -> str:
     return f"| {model} | {figure} | {value} | {note} |"
@@ -240,6 +259,9 @@ def main() -> None:
             light = bench.light_load(REPO_MODELS, "digits", images[:100], rate=10)
             peer = bench.peer(REPO_MODELS, "digits", images, args.concurrency, batch_max, images[:100]) \
                 if args.peers else None
+            # Ray Serve 2.60's async inference (alpha) runs here offline: ray_async.py's docstring.
+            rasync = bench.ray_async(REPO_MODELS, "digits", images, args.concurrency, batch_max, images[:100]) \
+                if args.peers else None
             manifest = Registry(REPO_MODELS, "digits").resolve(None)
             payload = [manifest.key, encode_pixels(pixels_of(images[0], manifest, 10**8)), time.time()]
             noop = bench.noop_baseline(args.jobs, payload)
@@ -272,6 +294,14 @@ def main() -> None:
             if peer is not None:
                 lines += [row("digits", "Ray Serve, light load, 10 jobs/s", fmt_latency(peer["light"]),
                               f"overhead p50 {peer['light']['p50'] * 1000 - model_ms:.1f} ms")]
+            if rasync is not None:
+                lines += [
+                    row("digits", "Ray Serve async inference, same load", f"{rasync['jobs_per_s']:,.0f} jobs/s",
+                        f"service / Ray async = **{on['jobs_per_s'] / rasync['jobs_per_s']:.2f}x**; "
+                        f"{fmt_latency(rasync)}; mean batch {rasync['mean_batch']:.1f}"),
+                    row("digits", "Ray Serve async inference, light load, 10 jobs/s", fmt_latency(rasync["light"]),
+                        f"overhead p50 {rasync['light']['p50'] * 1000 - model_ms:.1f} ms"),
+                ]
             lines += [
                 row("digits", "bare Celery no-op baseline", f"{noop['jobs_per_s']:,.0f} jobs/s",
                     f"end to end / no-op = **{on['jobs_per_s'] / noop['jobs_per_s']:.2f}x**"),
@@ -280,6 +310,10 @@ def main() -> None:
                     f"model runs {burst['ran']:,} (duplicates: {burst['ran'] - len(set(burst['ids']))})"),
             ]
             lines += cost_rows(on, off, peer)
+            if rasync is not None:
+                lines.append(row("digits", "CPU ms per job, Ray Serve async", f"{rasync['cpu_ms']:.2f} "
+                                 "(all its processes, Redis included)",
+                                 f"service / Ray async = {on['service_cpu_ms'] / rasync['cpu_ms']:.2f}x"))
 
             if not args.skip_cnn:
                 cnn_dir = cnn.write_model_dir(Path(tmp) / "cnn-models")

@@ -4,4 +4,6 @@ another system, so the benchmark can put the service beside it under the same lo
 `make bench ARGS=--peers`.
 
     ray_serve.py   Ray Serve, one replica, @serve.batch
+    ray_async.py   Ray Serve's asynchronous inference: an ingress enqueues through the Celery
+                   adapter on a redis-server, a @task_consumer runs the model, the ingress polls
 """
