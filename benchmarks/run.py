@@ -22,10 +22,13 @@ The machine's speed drifts (2 shared cores): compare figures within one run, rat
 
 import argparse
 import io
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
@@ -87,6 +90,44 @@ def photo_images(n: int, side: int = 224) -> list[bytes]:
     return [out[i % len(out)] for i in range(n)]
 
 
+WORKER_CORE = (os.cpu_count() or 2) - 1
+
+
+@contextmanager
+def pinned(worker_pid: int, other_pids: list[int]):
+    """The worker (every thread) on WORKER_CORE; the other processes and this one elsewhere."""
+    others = ",".join(str(core) for core in range(WORKER_CORE)) or "0"
+    subprocess.run(["taskset", "-a", "-p", "-c", str(WORKER_CORE), str(worker_pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+    for pid in other_pids:
+        for tree_pid in [pid, *children(pid)]:
+            subprocess.run(["taskset", "-a", "-p", "-c", others, str(tree_pid)], check=True, stdout=subprocess.DEVNULL)
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(range(WORKER_CORE)) or {0})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def pinned_ceiling(model_dir: Path, name: str, max_batch: int, seconds: float) -> dict:
+    """offline_ceiling in a process of its own on WORKER_CORE: the worker's core alone."""
+    code = ("import json, sys; from pathlib import Path; from benchmarks.run import offline_ceiling; "
+            f"print(json.dumps(offline_ceiling(Path({str(model_dir)!r}), {name!r}, {max_batch}, {seconds})))")
+    out = subprocess.run(["taskset", "-c", str(WORKER_CORE), sys.executable, "-c", code], check=True,
+                         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["rates"] = {int(size): rate for size, rate in result["rates"].items()}
+    return result
+
+
 def mean_batch(before: str, after: str) -> float:
     batches = sample(after, "inference_batch_size_count") - sample(before, "inference_batch_size_count")
     jobs = sample(after, "inference_batch_size_sum") - sample(before, "inference_batch_size_sum")
@@ -108,33 +149,42 @@ class Bench:
         return dict(model_dir=model_dir, default_model=model, result_cache_ttl_seconds=0)
 
     @contextmanager
-    def stack(self, model_dir: Path, model: str, api_workers: int = 1, **worker_settings):
+    def stack(self, model_dir: Path, model: str, api_workers: int = 1, api_settings: dict | None = None,
+              pin: bool = False, **worker_settings):
         """The stack as `make run` starts it, on a clean Redis, and an API key the load never
-        limits (keys on, as deployed; their own cost: make bench-auth)."""
+        limits (keys on, as deployed; their own cost: make bench-auth). `api_workers`: uvicorn
+        processes. `pin`: the inference worker alone on the last core, everything else
+        (API, webhook worker, Flower, Redis, this load generator) on the others (taskset)."""
         self.redis.client().flushall()
         env = self.env(model_dir, model)
         started: list = []
         try:
             started.append(worker := Worker(self.redis.url, self.workdir, **env, **worker_settings))
             started.append(webhooks := Worker(self.redis.url, self.workdir, app="worker.webhooks.app"))
-            started.append(api := Api(self.redis.url, self.workdir, workers=api_workers, **env))
+            started.append(api := Api(self.redis.url, self.workdir, workers=api_workers, **env,
+                                      **(api_settings or {})))
             started.append(flower := Flower(self.redis.url, self.workdir))
             key = create_key(self.redis.url, f"bench-{time.monotonic_ns()}", rate_limit=10**9, max_queued=0,
                              max_records=0)[0]
             pids = {"API": api.proc.pid, "inference worker": worker.proc.pid,
                     "webhook worker": webhooks.proc.pid, "Flower": flower.proc.pid}
-            yield api, worker, key, pids
+            with pinned(worker.proc.pid, [api.proc.pid, webhooks.proc.pid, flower.proc.pid, self.redis.proc.pid]) \
+                    if pin else nullcontext():
+                yield api, worker, key, pids
         finally:
             for process in reversed(started):
                 process.stop()
 
     def e2e(self, model_dir: Path, model: str, images: list[bytes], concurrency: int,
-            warmup: int = 64, **worker_settings) -> dict:
-        with self.stack(model_dir, model, **worker_settings) as (api, worker, key, pids):
-            closed_loop(api.url, images[:warmup], model, concurrency, key)
+            warmup: int = 64, upload: str = "raw", api_workers: int = 1, api_settings: dict | None = None,
+            pin: bool = False, **worker_settings) -> dict:
+        """`upload`: raw bodies (as the client sends) or multipart forms."""
+        with self.stack(model_dir, model, api_workers, api_settings, pin, **worker_settings) as (
+                api, worker, key, pids):
+            closed_loop(api.url, images[:warmup], model, concurrency, key, upload)
             before = httpx.get(worker.metrics_url).text
             meter = CostMeter(pids, self.redis.client())
-            result = closed_loop(api.url, images, model, concurrency, key)
+            result = closed_loop(api.url, images, model, concurrency, key, upload)
             costs = meter.per_job(len(images))
             after = httpx.get(worker.metrics_url).text
         ran = sample(after, "inference_jobs_total", outcome="succeeded") - sample(
@@ -166,8 +216,8 @@ class Bench:
 
     def light_load(self, model_dir: Path, model: str, images: list[bytes], rate: float, **worker_settings) -> dict:
         with self.stack(model_dir, model, **worker_settings) as (api, _, key, _):
-            open_loop(api.url, images[:10], model, rate, key)
-            return open_loop(api.url, images, model, rate, key)
+            open_loop(api.url, images[:10], model, rate, key, "raw")
+            return open_loop(api.url, images, model, rate, key, "raw")
 
     def noop_baseline(self, n: int, payload_args: list) -> dict:
         """Bare Celery: n no-op tasks sent by one producer, drained by one solo worker."""
@@ -254,6 +304,12 @@ def main() -> None:
             ceiling = offline_ceiling(REPO_MODELS, "digits", batch_max)
             backlog = bench.backlog(REPO_MODELS, "digits", images[0], max(8 * batch_max, args.jobs // 2))
             on = bench.e2e(REPO_MODELS, "digits", images, args.concurrency)
+            # The front door's variants, each alone on the same load: multipart forms instead of
+            # raw bodies; the API decoding every image (DECODE_IN_WORKER_MAX_BYTES=0); two API processes.
+            form = bench.e2e(REPO_MODELS, "digits", images, args.concurrency, upload="multipart")
+            api_decodes = bench.e2e(REPO_MODELS, "digits", images, args.concurrency,
+                                    api_settings={"decode_in_worker_max_bytes": 0})
+            two_apis = bench.e2e(REPO_MODELS, "digits", images, args.concurrency, api_workers=2)
             off = bench.e2e(REPO_MODELS, "digits", images[: max(300, args.jobs // 4)], args.concurrency,
                             max_batch_size=1)
             light = bench.light_load(REPO_MODELS, "digits", images[:100], rate=10)
@@ -280,6 +336,7 @@ def main() -> None:
                 row("digits", "end to end, batching off (MAX_BATCH_SIZE=1)", f"{off['jobs_per_s']:,.0f} jobs/s",
                     f"on / off = **{on['jobs_per_s'] / off['jobs_per_s']:.2f}x**; {fmt_latency(off)}"),
             ]
+            lines += front_door_rows(on, form, api_decodes, two_apis)
             if peer is not None:
                 lines += [
                     row("digits", "Ray Serve 2.60, @serve.batch, same load", f"{peer['jobs_per_s']:,.0f} jobs/s",
@@ -331,28 +388,86 @@ def main() -> None:
                     row("cnn 64x64", "end to end, batching off", f"{c_off['jobs_per_s']:,.0f} jobs/s",
                         f"on / off = **{c_on['jobs_per_s'] / c_off['jobs_per_s']:.2f}x**"),
                 ]
+            mobilenet: dict | None = None
             if not args.skip_mobilenet:
                 mobilenet_dir = write_mobilenet(Path(tmp) / "mobilenet-models")
-                m_ceiling = offline_ceiling(mobilenet_dir, "mobilenet", batch_max, seconds=3.0)
+                # The worker alone on its core (taskset), as in any real deployment; the ceiling
+                # measured on that core alone.
+                m_ceiling = pinned_ceiling(mobilenet_dir, "mobilenet", batch_max, seconds=3.0)
                 n = 128 if args.quick else 384
+                photos = photo_images(n)
                 # MAX_BATCH_SIZE tuned to the model, as an operator would: on this CPU a bigger
                 # batch is slower per image than the best bucket (see the offline rates).
-                m_on = bench.e2e(mobilenet_dir, "mobilenet", photo_images(n), args.concurrency,
-                                 max_batch_size=m_ceiling["best_bucket"])
-                others = sum(ms for name, ms in m_on["cpu_ms"].items() if name != "inference worker")
-                lines += [
-                    row("mobilenet_v2 224", f"offline ceiling (bucket {m_ceiling['best_bucket']})",
-                        f"{m_ceiling['images_per_s']:,.1f} images/s", f"batch-1 {m_ceiling['batch1_s'] * 1000:.0f} ms"),
-                    row("mobilenet_v2 224", f"end to end, MAX_BATCH_SIZE={m_ceiling['best_bucket']}",
-                        f"{m_on['jobs_per_s']:,.1f} jobs/s",
+                best = m_ceiling["best_bucket"]
+                m_api = bench.e2e(mobilenet_dir, "mobilenet", photos, args.concurrency, pin=True,
+                                  api_settings={"decode_in_worker_max_bytes": 0}, max_batch_size=best)
+                m_worker = bench.e2e(mobilenet_dir, "mobilenet", photos, args.concurrency, pin=True,
+                                     max_batch_size=best)
+                lines.append(row("mobilenet_v2 224", f"offline ceiling on the worker's core (bucket "
+                                 f"{m_ceiling['best_bucket']})", f"{m_ceiling['images_per_s']:,.1f} images/s",
+                                 f"batch-1 {m_ceiling['batch1_s'] * 1000:.0f} ms"))
+                for label, m_on in (("the API decodes", m_api), ("the worker decodes", m_worker)):
+                    others = sum(ms for name, ms in m_on["cpu_ms"].items() if name != "inference worker")
+                    lines.append(row(
+                        "mobilenet_v2 224", f"end to end, worker pinned, {label}", f"{m_on['jobs_per_s']:,.1f} jobs/s",
                         f"e2e / ceiling = **{m_on['jobs_per_s'] / m_ceiling['images_per_s']:.2f}x**; "
                         f"{fmt_latency(m_on)}; mean batch {m_on['mean_batch']:.1f}; CPU ms per job: worker "
                         f"{m_on['cpu_ms']['inference worker']:.1f}, everything else {others:.1f} (API "
-                        f"{m_on['cpu_ms']['API']:.1f})"),
-                ]
+                        f"{m_on['cpu_ms']['API']:.1f})"))
+                mobilenet = {"ratio": m_api["jobs_per_s"] / m_ceiling["images_per_s"]}
+            lines += ["", *target_rows(on, backlog["mean_batch"] / batch_max, burst, light["p50"] * 1000 - model_ms,
+                                       peer, rasync, mobilenet)]
         finally:
             bench.close()
     print("\n".join(lines))
+
+
+def front_door_rows(on: dict, form: dict, api_decodes: dict, two_apis: dict) -> list[str]:
+    """What the API costs per job, by how it is reached and where images are decoded."""
+    def api(r: dict) -> str:
+        return f"API {r['cpu_ms']['API']:.2f} CPU ms per job (service {r['service_cpu_ms']:.2f})"
+
+    return [
+        row("digits", "front door: raw body, the worker decodes (as the client sends)", f"{on['jobs_per_s']:,.0f} "
+            "jobs/s", f"**{api(on)}**; p50 {on['p50'] * 1000:.0f} ms"),
+        row("digits", "front door: multipart form, same load", f"{form['jobs_per_s']:,.0f} jobs/s",
+            f"{api(form)}; p50 {form['p50'] * 1000:.0f} ms"),
+        row("digits", "front door: raw body, the API decodes (DECODE_IN_WORKER_MAX_BYTES=0)",
+            f"{api_decodes['jobs_per_s']:,.0f} jobs/s",
+            f"{api(api_decodes)}; inference worker {api_decodes['cpu_ms']['inference worker']:.2f} (decoding "
+            f"there: {on['cpu_ms']['inference worker']:.2f})"),
+        row("digits", "front door: API_WORKERS=2, raw body", f"{two_apis['jobs_per_s']:,.0f} jobs/s",
+            f"{api(two_apis)} (1 process: {on['cpu_ms']['API']:.2f}); x{two_apis['jobs_per_s'] / on['jobs_per_s']:.2f} "
+            "jobs/s on these 2 shared cores"),
+    ]
+
+
+def target_rows(on: dict, backlog_ratio: float, burst: dict, overhead_ms: float, peer: dict | None,
+                rasync: dict | None, mobilenet: dict | None) -> list[str]:
+    """Each target of the front door's issue (#21) against this run's figure."""
+    def check(name: str, value: float, target: float, text: str, at_least: bool = True) -> str:
+        met = value >= target if at_least else value <= target
+        return f"| {name} | {text} | {'≥' if at_least else '≤'} {target:g} | {'met' if met else 'missed'} |"
+
+    rows = ["| target | this run | wanted | |", "|---|---|---|---|",
+            check("API CPU ms per digits job", on["cpu_ms"]["API"], 1.5, f"{on['cpu_ms']['API']:.2f}", False),
+            check("service CPU ms per job", on["service_cpu_ms"], 3.5, f"{on['service_cpu_ms']:.2f}", False),
+            check("Redis commands per job", on["redis_commands"], 15, f"{on['redis_commands']:.1f}", False),
+            check("light-load p50 overhead, ms", overhead_ms, 8, f"{overhead_ms:.1f}", False),
+            check("mean batch under backlog / MAX_BATCH_SIZE", backlog_ratio, 0.8, f"{backlog_ratio:.2f}")]
+    if peer is not None:
+        ratio = on["jobs_per_s"] / peer["jobs_per_s"]
+        rows.append(check("jobs/s vs Ray Serve @serve.batch", ratio, 2.0, f"{ratio:.2f}x"))
+    if rasync is not None:
+        ratio = on["jobs_per_s"] / rasync["jobs_per_s"]
+        rows.append(check("jobs/s vs Ray Serve async inference", ratio, 1.5, f"{ratio:.2f}x"))
+    if mobilenet is not None:
+        rows.append(check("MobileNetV2 e2e / ceiling, worker pinned", mobilenet["ratio"], 0.9,
+                          f"{mobilenet['ratio']:.2f}x"))
+    lost = burst["jobs"] - burst["succeeded"]
+    twice = burst["ran"] - len(set(burst["ids"]))
+    rows.append(f"| burst: lost, run twice | {lost}, {twice} | 0, 0 | {'met' if lost == twice == 0 else 'missed'} |")
+    return rows
 
 
 def cost_rows(on: dict, off: dict, peer: dict | None) -> list[str]:

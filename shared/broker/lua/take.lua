@@ -42,6 +42,9 @@ for l = 1, 3 do
   -- lane is served; its count heals as picks find the lists empty.
   if depth[l] <= 0 and redis.call('LLEN', KEYS[6 + l]) > 0 then depth[l] = redis.call('LLEN', KEYS[6 + l]) end
 end
+-- Read once per call, not per message: each lane's ring head (until it moves), its length
+-- (once it matters), each owner's weight. A ring of one owner never needs rotating.
+local heads, ring_lengths, weights = {}, {}, {}
 local visits = 2 * room + 8  -- a visit that finds nothing heals the state: never loop on those
 while #taken < room and visits > 0 do
   visits = visits - 1
@@ -51,7 +54,11 @@ while #taken < room and visits > 0 do
   end
   if not lane then break end
   local ring = KEYS[6 + lane]
-  local owner = redis.call('LINDEX', ring, 0)
+  local owner = heads[lane]
+  if not owner then
+    owner = redis.call('LINDEX', ring, 0)
+    heads[lane] = owner
+  end
   if not owner then
     depth[lane] = 0
   else
@@ -61,13 +68,19 @@ while #taken < room and visits > 0 do
       n = n + 1
       depth[lane] = depth[lane] - 1
       taken[#taken + 1] = message
-      credit[lane] = (credit[lane] or tonumber(redis.call('HGET', KEYS[6], owner)) or 1) - 1
+      if not weights[owner] then weights[owner] = tonumber(redis.call('HGET', KEYS[6], owner)) or 1 end
+      credit[lane] = (credit[lane] or weights[owner]) - 1
     end
     if not message or redis.call('LLEN', list) == 0 then
       redis.call('LPOP', ring)
-      credit[lane] = nil
+      heads[lane], credit[lane] = nil, nil
+      if ring_lengths[lane] then ring_lengths[lane] = ring_lengths[lane] - 1 end
     elseif credit[lane] <= 0 then
-      redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+      ring_lengths[lane] = ring_lengths[lane] or redis.call('LLEN', ring)
+      if ring_lengths[lane] > 1 then
+        redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+        heads[lane] = nil
+      end
       credit[lane] = nil
     end
   end

@@ -25,3 +25,21 @@ local function routes_changed(first, seen)
   end
   return false
 end
+
+-- routes_changed's check and the read of each job's `names` in one HMGET per job: nil when
+-- a routing field changed (write nothing, reply 'stale'), else per job the values of `names`.
+local function routed_fields(first, seen, names)
+  local rows, fields = {}, {}
+  for j = 1, #ROUTES do fields[j] = ROUTES[j] end
+  for j = 1, #names do fields[#ROUTES + j] = names[j] end  -- (only a call's last unpack expands)
+  for i, values in ipairs(seen) do
+    local f = redis.call('HMGET', KEYS[first + 6 * (i - 1)], unpack(fields))
+    for j = 1, #ROUTES do
+      if (f[j] or '') ~= values[j] then return nil end
+    end
+    local row = {}
+    for j = 1, #names do row[j] = f[#ROUTES + j] end
+    rows[i] = row
+  end
+  return rows
+end

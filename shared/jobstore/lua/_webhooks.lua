@@ -17,9 +17,10 @@ end
 -- Queue job `id`'s `event` ('completed' or 'running') delivery when its record has a webhook
 -- that asks for it. `hooks`: the JSON input's {completed, running (message templates naming
 -- the job '@@job@@'), doorbell}, or false (a store without a webhook queue: nothing queued).
-local function webhook_event(record, id, event, hooks, first)
+local function webhook_event(record, id, event, hooks, first, known)
   if not hooks then return end
-  local f = redis.call('HMGET', record, 'webhook_url', 'webhook_events')
+  -- `known`: {webhook_url, webhook_events} as the caller read them in this script (one HMGET less)
+  local f = known or redis.call('HMGET', record, 'webhook_url', 'webhook_events')
   if not f[1] or f[1] == '' then return end
   if not string.find(',' .. (f[2] or '') .. ',', ',' .. event .. ',', 1, true) then return end
   local message = string.gsub(hooks[event], '@@job@@', (string.gsub(id, '%%', '%%%%')))

@@ -31,7 +31,8 @@
 -- finished. A succeeded job with a cache key fills the result cache; a job that asked for
 -- its `completed` webhook has its delivery queued here, with its new status.
 local a = cjson.decode(ARGV[1])
-if routes_changed(2, a.seen) then return 'stale' end
+local rows = routed_fields(2, a.seen, {'status', 'run', 'cache_key', 'webhook_url', 'webhook_events'})
+if not rows then return 'stale' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)
@@ -40,7 +41,7 @@ local hk = 2 + 6 * #a.ids  -- the webhook queue's keys
 for i, id in ipairs(a.ids) do
   local k = job_keys(2, i)
   local status, value = a.statuses[i], a.values[i]
-  local f = redis.call('HMGET', k.record, 'status', 'run', 'cache_key')
+  local f = rows[i]
   if f[2] == a.run and f[1] == 'running' then
     redis.call('HDEL', k.record, 'input', 'queue', 'cache_key', 'lease_until', 'runs')
     local field = status == 'succeeded' and 'result' or 'error'
@@ -48,8 +49,8 @@ for i, id in ipairs(a.ids) do
     redis.call('EXPIRE', k.record, a.keep)
     redis.call('ZREM', KEYS[1], id)
     held_until(k.active, id, now + a.keep)  -- no longer active; held as long as its record
-    batch_ended(k.hook, k.hook_queue, a.hooks, hk)
-    webhook_event(k.record, id, 'completed', a.hooks, hk)
+    if a.seen[i][3] ~= '' then batch_ended(k.hook, k.hook_queue, a.hooks, hk) end  -- in a batch
+    webhook_event(k.record, id, 'completed', a.hooks, hk, {f[4], f[5]})
     done[#done + 1] = id
     published[#published + 1] = id
     if f[3] and status == 'succeeded' and a.cache_ttl > 0 then

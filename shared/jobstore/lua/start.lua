@@ -34,7 +34,9 @@
 -- leased it to the run ('' otherwise)}. The webhook deliveries due are queued here: `running`
 -- for a queued job this call starts, `completed` for one it fails.
 local a = cjson.decode(ARGV[1])
-if routes_changed(2, a.seen) then return 'stale' end
+local rows = routed_fields(2, a.seen, {'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'input',
+                                        'run', 'webhook_url'})
+if not rows then return 'stale' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stamp = string.format('%.6f', now)  -- Lua's own formatting keeps only 14 digits
@@ -43,7 +45,8 @@ local hk = 2 + 6 * #a.ids  -- the webhook queue's keys
 for i, id in ipairs(a.ids) do
   local k = job_keys(2, i)
   local key = k.record
-  local f = redis.call('HMGET', key, 'status', 'deadline', 'webhook_events', 'lease_until', 'runs', 'input', 'run')
+  local f = rows[i]
+  local hook_fields = {f[8], f[3]}
   local status, verdict, input = f[1], '', ''
   local lease_ended = status == 'running' and (tonumber(f[4]) or 0) <= now
   if status == 'running' and f[7] == a.run then
@@ -63,19 +66,22 @@ for i, id in ipairs(a.ids) do
     else
       verdict, input = 'run', f[6] or ''
       local lease = now + a.lease
-      redis.call('HSET', key, 'status', 'running', 'run', a.run, 'lease_until', string.format('%.6f', lease))
+      local runs = tostring((tonumber(f[5]) or 0) + 1)
       if status == 'queued' then
-        redis.call('HSET', key, 'started_at', stamp)
-        webhook_event(key, id, 'running', a.hooks, hk)
+        redis.call('HSET', key, 'status', 'running', 'run', a.run, 'lease_until', string.format('%.6f', lease),
+                   'runs', runs, 'started_at', stamp)
+        webhook_event(key, id, 'running', a.hooks, hk, hook_fields)
+      else
+        redis.call('HSET', key, 'status', 'running', 'run', a.run, 'lease_until', string.format('%.6f', lease),
+                   'runs', runs)
       end
-      redis.call('HINCRBY', key, 'runs', 1)
       redis.call('ZADD', KEYS[1], lease, id)
     end
     if verdict ~= 'run' then
       redis.call('EXPIRE', key, a.keep)
       held_until(k.active, id, now + a.keep)  -- held as long as its record
-      batch_ended(k.hook, k.hook_queue, a.hooks, hk)
-      webhook_event(key, id, 'completed', a.hooks, hk)
+      if a.seen[i][3] ~= '' then batch_ended(k.hook, k.hook_queue, a.hooks, hk) end
+      webhook_event(key, id, 'completed', a.hooks, hk, hook_fields)
       ended[#ended + 1] = id
     end
   end
