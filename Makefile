@@ -93,6 +93,13 @@ bench-budget: $(STAMP)
 bench-models: $(STAMP)
 	$(PY) -m benchmarks.model_thrash $(ARGS)
 
+# What the front door costs per job and where it goes: API CPU ms per digits job, Redis commands
+# per job by command, and (ARGS=--profile) py-spy's breakdown of the API process under 64 clients;
+# ARGS="--upload multipart" for forms, "--api-workers 2" for two uvicorn processes.
+.PHONY: bench-api
+bench-api: $(STAMP)
+	$(PY) -m benchmarks.api_cost $(ARGS)
+
 # What API keys and the rate limit cost per POST /jobs: AUTH_DISABLED vs keys, side by side.
 bench-auth: $(STAMP)
 	$(PY) -m benchmarks.auth $(ARGS)

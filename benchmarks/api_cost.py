@@ -30,7 +30,7 @@ from benchmarks.run import REPO_MODELS, Bench, digit_images, mean_batch
 # Frames worth naming in the breakdown: (label, a substring of py-spy's "function (file:line)").
 FRAMES = [
     ("route: submit_job (POST /jobs)", "submit_job ("),
-    ("route: submit raw body", "submit_raw ("),
+    ("route: submit_raw_job (POST /jobs, raw body)", "submit_raw_job ("),
     ("  multipart parsing (Starlette form)", "_get_form ("),
     ("  submit(): prepare + record", "submit (api/submit.py"),
     ("    stored_input: decode + preprocess", "stored_input ("),
@@ -47,9 +47,9 @@ FRAMES = [
     ("HTTP metrics", "api/metrics.py"),
     ("body limits", "api/limits.py"),
     ("uvicorn httptools protocol", "httptools_impl.py"),
-    ("redis-py (parse + send)", "/redis/"),
+    ("redis-py (parse + send)", "(redis/"),
     ("asyncio event loop", "asyncio/"),
-    ("pydantic", "/pydantic"),
+    ("pydantic", "(pydantic"),
 ]
 
 
