@@ -86,9 +86,11 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen
 class RedisServer:
     """A real redis-server (see redis_argv); a free port unless one is given."""
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()):
+        """`extra`: more redis-server arguments (a replica's `--replicaof`)."""
         self.port = port or free_port()
         self.dir = workdir
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,7 +98,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(redis_argv(self.port, self.dir), stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([*redis_argv(self.port, self.dir), *self.extra], stdout=subprocess.DEVNULL)
         wait_for(lambda: redis.Redis(port=self.port).ping(), 10, "redis-server")
 
     def stop(self) -> None:

@@ -1,0 +1,165 @@
+"""A Redis primary, its replica and three Sentinels on loopback, from the same redis-server
+binary (devstack.commands.redis_binary): the HA stack of the failover test
+(tests/devstack/test_sentinels.py) and of `make bench-failover` (benchmarks/failover.py).
+
+    group = SentinelGroup(tmp_dir); group.start()
+    Api(group.url, logdir, **group.settings())   # REDIS_SENTINELS, REDIS_MASTER_NAME
+    killed = group.kill_primary()                # SIGKILL, no goodbye
+    group.wait_failover(killed.port)             # the Sentinels promoted the replica
+    group.restart_as_replica(killed)             # as k8s would restart the pod
+
+Fast timings for tests (`down-after-milliseconds` 1000, `failover-timeout` 3000); the
+compose and k8s Sentinels use the same directives with their own values."""
+
+import contextlib
+import subprocess
+from pathlib import Path
+
+import redis
+
+from devstack.commands import redis_binary
+from devstack.processes import RedisServer, free_port, wait_for
+from shared.redisconn import RedisTarget
+
+MASTER_NAME = "qi"
+QUORUM = 2  # of three Sentinels: one may be lost and a failover still happens
+
+
+def sentinel_conf(port: int, primary_port: int, directory: Path, master_name: str = MASTER_NAME,
+                  down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> str:
+    """One Sentinel's config file (a Sentinel rewrites it: it must be writable, one each)."""
+    return "\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {directory}",
+        "sentinel announce-ip 127.0.0.1", f"sentinel announce-port {port}",
+        f"sentinel monitor {master_name} 127.0.0.1 {primary_port} {QUORUM}",
+        f"sentinel down-after-milliseconds {master_name} {down_after_ms}",
+        f"sentinel failover-timeout {master_name} {failover_timeout_ms}",
+        f"sentinel parallel-syncs {master_name} 1", "",
+    ])
+
+
+class Sentinel:
+    def __init__(self, workdir: Path, primary_port: int, **timings: int):
+        self.port = free_port()
+        self.dir = workdir / f"sentinel-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "sentinel.conf"
+        self.conf.write_text(sentinel_conf(self.port, primary_port, self.dir, **timings))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.dir / "sentinel.log").open("w")
+        self.proc = subprocess.Popen([redis_binary(), str(self.conf), "--sentinel"], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        wait_for(lambda: self.client().ping(), 10, f"sentinel on {self.port}")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=1)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class SentinelGroup:
+    """A primary, a replica, three Sentinels; `target` and `settings()` for the services."""
+
+    def __init__(self, workdir: Path, master_name: str = MASTER_NAME, down_after_ms: int = 1000,
+                 failover_timeout_ms: int = 3000):
+        self.workdir, self.master_name = workdir, master_name
+        self.primary = RedisServer(self._dir("node-a"))
+        self.replica = RedisServer(self._dir("node-b"), extra=("--replicaof", "127.0.0.1", str(self.primary.port)))
+        self.nodes = [self.primary, self.replica]
+        timings = {"master_name": master_name, "down_after_ms": down_after_ms,
+                   "failover_timeout_ms": failover_timeout_ms}
+        self.sentinels = [Sentinel(workdir, self.primary.port, **timings) for _ in range(3)]
+
+    def _dir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def sentinel_addresses(self) -> str:
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL for the services (only its db counts with REDIS_SENTINELS set)."""
+        return "redis://127.0.0.1:1/0"
+
+    def target(self, min_replicas: int = 0, wait_timeout_ms: int = 1000) -> RedisTarget:
+        return RedisTarget(sentinels=tuple(("127.0.0.1", s.port) for s in self.sentinels),
+                           master_name=self.master_name, min_replicas=min_replicas, wait_timeout_ms=wait_timeout_ms)
+
+    def settings(self, **more: object) -> dict[str, object]:
+        """Settings (service_env's overrides) that send a service through the Sentinels."""
+        return {"redis_sentinels": self.sentinel_addresses, "redis_master_name": self.master_name, **more}
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        wait_for(lambda: self.primary.client().info("replication")["connected_slaves"] >= 1, 20, "the replica")
+        for sentinel in self.sentinels:
+            sentinel.start()
+        # Every Sentinel knows the replica and the other two before anything relies on them.
+        wait_for(lambda: all(int(s.client().sentinel_master(self.master_name)["num-slaves"]) >= 1
+                             and int(s.client().sentinel_master(self.master_name)["num-other-sentinels"]) >= 2
+                             for s in self.sentinels), 30, "the Sentinels to see each other and the replica")
+
+    def primary_port(self) -> int | None:
+        """The primary's port as a Sentinel that answers says (None: none answers)."""
+        for sentinel in self.sentinels:
+            with contextlib.suppress(redis.RedisError):
+                address = sentinel.client().sentinel_get_master_addr_by_name(self.master_name)
+                if address:
+                    return int(address[1])
+        return None
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
+    def kill_primary(self) -> RedisServer:
+        """SIGKILL the current primary; the node killed."""
+        port = self.primary_port()
+        assert port is not None
+        node = self.node(port)
+        node.kill()
+        return node
+
+    def wait_failover(self, old_port: int, timeout: float = 30) -> int:
+        """The new primary's port, once the Sentinels name it and it takes writes."""
+        def promoted() -> int | None:
+            port = self.primary_port()
+            if port is None or port == old_port:
+                return None
+            return port if self.node(port).client().info("replication")["role"] == "master" else None
+        return wait_for(promoted, timeout, "the Sentinels to promote the replica")
+
+    def restart_as_replica(self, node: RedisServer) -> None:
+        """Start a killed node again as a replica of the current primary (what the k8s
+        StatefulSet's init step does: ask a Sentinel, then `--replicaof` it)."""
+        port = self.primary_port()
+        assert port is not None
+        assert port != node.port
+        node.extra = ["--replicaof", "127.0.0.1", str(port)]
+        node.start()
+
+    def wait_replicas(self, count: int = 1, timeout: float = 30) -> None:
+        """Until the primary has `count` replicas in sync (WAIT can succeed again)."""
+        def synced() -> bool:
+            port = self.primary_port()
+            info = self.node(port).client().info("replication") if port else {}
+            online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                      and v.get("state") == "online"]
+            return len(online) >= count
+        wait_for(synced, timeout, f"{count} replica(s) in sync")
+
+    def stop(self) -> None:
+        for sentinel in self.sentinels:
+            with contextlib.suppress(Exception):
+                sentinel.stop()
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.stop()
