@@ -190,12 +190,13 @@ class Flower:
     """Flower (see flower_argv) on a free port, its HTTP API open without a password (it
     listens on loopback only), returned once /healthcheck answers."""
 
-    def __init__(self, redis_url: str, logdir: Path, max_tasks: int = FLOWER_MAX_TASKS):
+    def __init__(self, redis_url: str, logdir: Path, max_tasks: int = FLOWER_MAX_TASKS, **settings: object):
+        """`settings`: as the workers' (REDIS_SENTINELS: Flower follows the Celery app's broker)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = logdir / f"flower-{self.port}.log"
         self.proc = _start(flower_argv(self.port, max_tasks),
-                           service_env(redis_url, flower_unauthenticated_api="true"), self.log)
+                           service_env(redis_url, flower_unauthenticated_api="true", **settings), self.log)
         wait_for(lambda: self.proc.poll() is None and httpx.get(self.url + "/healthcheck").status_code == 200, 60,
                  f"Flower (log: {self.log})")
         self.http = httpx.Client(base_url=self.url, timeout=30)
