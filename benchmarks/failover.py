@@ -264,8 +264,9 @@ def failover(workdir: Path, replicas: int = 1, jobs: int = 2000, concurrency: in
     return outcome
 
 
-def cost(workdir: Path, replicas: int, jobs: int = 500, concurrency: int = 32) -> tuple[float, float]:
-    """Jobs/s and mean POST latency (ms) of `jobs` submissions, no kill, each until succeeded."""
+def cost(workdir: Path, replicas: int, jobs: int = 500, concurrency: int = 32) -> tuple[float, float, float]:
+    """Jobs/s and mean POST latency (ms) of `jobs` submissions at `concurrency`, no kill, each
+    until succeeded; and the mean POST latency (ms) of 100 submissions one at a time."""
     stack = Stack(workdir, replicas)
     try:
         submit(stack, 64, concurrency, Answers(), [])  # warm-up: the model, the pools
@@ -275,9 +276,12 @@ def cost(workdir: Path, replicas: int, jobs: int = 500, concurrency: int = 32) -
         final = settle(stack, list(answers.accepted.values()), 60)
         seconds = time.monotonic() - started
         assert final["succeeded"] == jobs, final
+        alone = Answers()
+        submit(stack, 100, 1, alone, [])
     finally:
         stack.stop()
-    return jobs / seconds, 1000 * sum(answers.latencies) / len(answers.latencies)
+    return (jobs / seconds, 1000 * sum(answers.latencies) / len(answers.latencies),
+            1000 * sum(alone.latencies) / len(alone.latencies))
 
 
 def report(o: Outcome) -> str:
@@ -291,7 +295,8 @@ def report(o: Outcome) -> str:
         f"after {recovery}",
         f"  answers: {dict(sorted(a.statuses.items()))} (0: connection dropped); 503 without Retry-After: "
         f"{a.unavailable_without_retry_after}; other 5xx: {o.server_errors}",
-        f"  accepted jobs now: {dict(o.final)}; lost (gone or unfinished): {o.lost}; ran twice: {o.ran_twice}",
+        f"  accepted jobs now: {dict(o.final)}; lost (gone or unfinished): {o.lost}; extra runs (runs finished "
+        f"- jobs finished, counting the runs of jobs lost since): {o.ran_twice}",
         f"  workers alive: {o.workers_alive}; webhooks delivered after the failover: {o.webhooks_delivered}/"
         f"{o.webhooks_sent}; Flower follows: {o.flower_ok}; NOSCRIPT in logs: {o.noscript}",
     ])
@@ -305,12 +310,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        off_rate, off_ms = cost(root / "cost-off", 0, args.cost_jobs, args.concurrency)
-        on_rate, on_ms = cost(root / "cost-on", 1, args.cost_jobs, args.concurrency)
+        off_rate, off_ms, off_alone = cost(root / "cost-off", 0, args.cost_jobs, args.concurrency)
+        on_rate, on_ms, on_alone = cost(root / "cost-on", 1, args.cost_jobs, args.concurrency)
         print(f"cost of WAIT ({args.cost_jobs} jobs at concurrency {args.concurrency}, no kill): "
               f"off {off_rate:.0f} jobs/s, POST {off_ms:.1f} ms; on {on_rate:.0f} jobs/s, POST {on_ms:.1f} ms: "
-              f"+{on_ms - off_ms:.2f} ms per POST ({100 * (on_ms - off_ms) / off_ms:+.0f} %), "
-              f"{100 * (on_rate - off_rate) / off_rate:+.0f} % throughput")
+              f"{on_ms - off_ms:+.2f} ms per POST ({100 * (on_ms - off_ms) / off_ms:+.0f} %), "
+              f"{1000 / on_rate - 1000 / off_rate:+.2f} ms per job of throughput "
+              f"({100 * (on_rate - off_rate) / off_rate:+.0f} %)")
+        print(f"  one at a time (100 jobs): POST off {off_alone:.2f} ms, on {on_alone:.2f} ms: "
+              f"{on_alone - off_alone:+.2f} ms ({100 * (on_alone - off_alone) / off_alone:+.0f} %)")
         for replicas in (1, 0):
             print(report(failover(root / f"failover-{replicas}", replicas, args.jobs, args.concurrency)))
 
