@@ -105,6 +105,8 @@ class LinkProxy:
             except OSError:  # the primary is gone: so is this link
                 client.close()
                 continue
+            for sock in (client, upstream):  # no Nagle: WAIT's GETACK and ACK are tiny writes (40 ms each else)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
