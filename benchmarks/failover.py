@@ -95,8 +95,8 @@ class Outcome:
 class Stack:
     """The HA group and every service through it."""
 
-    def __init__(self, workdir: Path, replicas: int):
-        self.group = SentinelGroup(workdir / "ha")
+    def __init__(self, workdir: Path, replicas: int, relay: bool = True):
+        self.group = SentinelGroup(workdir / "ha", relay=relay)
         self.group.start()
         self.logdir = workdir / "logs"
         self.logdir.mkdir(exist_ok=True)
@@ -266,8 +266,9 @@ def failover(workdir: Path, replicas: int = 1, jobs: int = 2000, concurrency: in
 
 def cost(workdir: Path, replicas: int, jobs: int = 500, concurrency: int = 32) -> tuple[float, float, float]:
     """Jobs/s and mean POST latency (ms) of `jobs` submissions at `concurrency`, no kill, each
-    until succeeded; and the mean POST latency (ms) of 100 submissions one at a time."""
-    stack = Stack(workdir, replicas)
+    until succeeded; and the mean POST latency (ms) of 100 submissions one at a time. The
+    replica replicates directly (no relay in its link)."""
+    stack = Stack(workdir, replicas, relay=False)
     try:
         submit(stack, 64, concurrency, Answers(), [])  # warm-up: the model, the pools
         answers = Answers()

@@ -142,20 +142,24 @@ class SentinelGroup:
     """A primary, a replica, three Sentinels; `target` and `settings()` for the services."""
 
     def __init__(self, workdir: Path, master_name: str = MASTER_NAME, down_after_ms: int = 2000,
-                 failover_timeout_ms: int = 3000):
+                 failover_timeout_ms: int = 3000, relay: bool = True):
+        """`relay`: the replica replicates through a LinkProxy (kill_primary may hold it);
+        without, directly (the timings of WAIT, with no Python relay in the link)."""
         self.workdir, self.master_name = workdir, master_name
         self.primary = RedisServer(self._dir("node-a"), extra=self._logfile("node-a"))
         # The replica replicates through a proxy that can hold and cut the link (kill_primary).
-        self.link: LinkProxy | None = LinkProxy(self.primary.port)
+        self.link = LinkProxy(self.primary.port) if relay else None
+        upstream = self.link.port if self.link is not None else self.primary.port
         self.replica = RedisServer(self._dir("node-b"),
-                                   extra=(*self._logfile("node-b"), "--replicaof", "127.0.0.1", str(self.link.port)))
+                                   extra=(*self._logfile("node-b"), "--replicaof", "127.0.0.1", str(upstream)))
         self.nodes = [self.primary, self.replica]
         # Until the kill, a failover timeout long enough that no Sentinel "fixes" the replica's
         # master address (the relay's, not the primary's): a Sentinel does so only once the
         # replica's config is a failover timeout old. kill_primary sets the real one.
         self.failover_timeout_ms = failover_timeout_ms
         self.sentinels = [Sentinel(workdir, self.primary.port, master_name, down_after_ms,
-                                   max(failover_timeout_ms, RELAYED_FAILOVER_TIMEOUT_MS)) for _ in range(3)]
+                                   max(failover_timeout_ms, RELAYED_FAILOVER_TIMEOUT_MS) if relay
+                                   else failover_timeout_ms) for _ in range(3)]
 
     def _logfile(self, name: str) -> tuple[str, ...]:
         return ("--logfile", str(self.workdir / name / "redis.log"))
@@ -184,8 +188,8 @@ class SentinelGroup:
 
     def start(self) -> None:
         self.primary.start()
-        assert self.link is not None
-        self.link.start()
+        if self.link is not None:
+            self.link.start()
         self.replica.start()
         wait_for(lambda: self.primary.client().info("replication")["connected_slaves"] >= 1, 20, "the replica")
         for sentinel in self.sentinels:
