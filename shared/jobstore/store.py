@@ -205,8 +205,13 @@ class AsyncJobStore(_Face[aioredis.Redis]):
     async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0,
                      fair: bool = True, max_records: int = 0) -> Created:
         """With REDIS_MIN_REPLICAS_ACKED, returns once the record and message reached that many
-        replicas; NotReplicated when fewer took them in time (the job exists on the primary)."""
-        return await self._run_replicated(self.ops.create(new, queue, max_queued, max_active, fair, max_records))
+        replicas; NotReplicated when fewer took them in time (the job exists on the primary).
+        A replay (an Idempotency-Key seen before, maybe answered 503 then) waits too: for a
+        write of its own, which a replica has only once it has the earlier create."""
+        created = await self._run_replicated(self.ops.create(new, queue, max_queued, max_active, fair, max_records))
+        if self.replicas and created.replay is not None:
+            await self._run_replicated(Op(("SET", self.keys.replicated, created.replay.job_id), lambda _: None))
+        return created
 
     async def held(self, owner: str) -> Held:
         """The records `owner` holds against its budget, and when the next expires."""

@@ -92,11 +92,14 @@ def test_wait_without_enough_replicas_raises_and_the_job_exists(redis_server):
     async def create() -> str:
         api_store = AsyncJobStore.connect(where, ttl_seconds=600, timeout=2)
         job_id = new_job_id()
-        new = NewJob(new_record(DIGITS, job_id, input="AA=="), "")
+        new = NewJob(new_record(DIGITS, job_id, input="AA=="), "", idempotency_key=job_id, fingerprint="f")
         try:
             with pytest.raises(NotReplicated) as raised:
                 await api_store.create(new, "inference")
             assert (raised.value.acked, raised.value.wanted) == (0, 1)
+            # Its retry with the same Idempotency-Key is a replay, which waits for the replicas too.
+            with pytest.raises(NotReplicated):
+                await api_store.create(new._replace(fields={**new.fields, "id": new_job_id()}), "inference")
         finally:
             await api_store.close()
         return job_id
