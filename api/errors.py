@@ -10,12 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
 from api.metrics import REJECTED
+from shared.redisconn import NotReplicated
 from shared.schemas import FieldError, Problem
 
 log = logging.getLogger("api")
@@ -92,11 +93,29 @@ async def _full(request: Request, exc: Exception) -> JSONResponse:
     return problem(503, "the job queue (Redis) is full; retry later", {"Retry-After": str(FULL_RETRY_AFTER_SECONDS)})
 
 
+# A failover in progress, as Redis words it: a demoted primary (READONLY; redis-py's Sentinel
+# pool turns it into a ConnectionError, a plain URL does not), a blocked call cut short by the
+# role change (UNBLOCKED, celery#7946), a replica without its primary (MASTERDOWN), too few
+# replicas for min-replicas-to-write (NOREPLICAS), a node still loading its data (LOADING).
+_FAILOVER_ERRORS = ("READONLY", "UNBLOCKED", "MASTERDOWN", "NOREPLICAS", "LOADING")
+
+
 async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     """A write refused inside a Lua script comes back as a script error naming OOM."""
     if "OOM command not allowed" in str(exc):
         return await _full(request, exc)
+    if isinstance(exc, ReadOnlyError) or any(word in str(exc) for word in _FAILOVER_ERRORS):
+        return await _unavailable(request, exc)
     return await _unexpected(request, exc)
+
+
+async def _not_replicated(request: Request, exc: Exception) -> JSONResponse:
+    """REDIS_MIN_REPLICAS_ACKED: the write is on the primary, not confirmed on enough replicas
+    in time (README: High availability). The job may exist: a retry with the same
+    Idempotency-Key finds it rather than making a second one."""
+    log.warning("write not replicated on %s: %s", request.url.path, exc)
+    return problem(503, "the job queue could not confirm the write on its replicas in time; the job may exist: "
+                        "retry with the same Idempotency-Key", {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -110,5 +129,6 @@ def install(app: FastAPI) -> None:
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, _unavailable)
     app.add_exception_handler(OutOfMemoryError, _full)
+    app.add_exception_handler(NotReplicated, _not_replicated)
     app.add_exception_handler(ResponseError, _redis_error)
     app.add_exception_handler(Exception, _unexpected)

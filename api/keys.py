@@ -23,7 +23,6 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-import redis
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +30,7 @@ from rich.table import Table
 from shared.apikeys import MAX_WEIGHT
 from shared.jobstore import Keyspace
 from shared.keystore import KeyStore
+from shared.redisconn import sync_client, target
 from shared.schemas import Priority
 from shared.settings import get_settings
 
@@ -66,8 +66,7 @@ def per_minute(value: str) -> int:
 
 def store() -> KeyStore:
     settings = get_settings()
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                  socket_timeout=settings.redis_timeout_seconds)
+    client = sync_client(target(settings), decode_responses=True, socket_timeout=settings.redis_timeout_seconds)
     return KeyStore(client, Keyspace())
 
 

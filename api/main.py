@@ -22,6 +22,7 @@ from api.routes import batches, health, jobs, models, predict, training, webhook
 from api.services import Services
 from shared.broker.backlog import BacklogCollector
 from shared.jobstore import JobStore
+from shared.redisconn import target
 from shared.registry import Registry
 from shared.settings import get_settings
 
@@ -81,7 +82,7 @@ def create_app() -> FastAPI:
     app.add_middleware(Door, router=app.router, settings=settings)
     app.add_middleware(HttpMetrics)
     # Prometheus collects synchronously, so the backlog gauge gets a synchronous store of its own.
-    backlog_store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, timeout=1)
+    backlog_store = JobStore.connect(target(settings), settings.job_ttl_seconds, timeout=1)
     REGISTRY.register(BacklogCollector(backlog_store, settings.queue_name))
     errors.install(app)
     for json_module in (jobs, predict):  # JSON bodies of features models: first (api.features)

@@ -13,6 +13,7 @@ from api.waiter import Waiter
 from shared.broker import make_celery, webhook_hooks
 from shared.catalog import AsyncCatalog
 from shared.jobstore import AsyncJobStore
+from shared.redisconn import target
 from shared.registry import Registry
 from shared.settings import Settings
 
@@ -34,7 +35,7 @@ class Services:
     def build(cls, settings: Settings, registry: Registry | None = None) -> "Services":
         celery = make_celery(settings, "api")
         # With the hooks, the create (a cached result) and cancel scripts queue webhooks themselves.
-        store = AsyncJobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
+        store = AsyncJobStore.connect(target(settings), settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                       settings.redis_max_connections,
                                       finished_ttl_seconds=settings.finished_job_ttl_seconds,
                                       hooks=webhook_hooks(celery, settings.webhook_queue))
@@ -47,8 +48,8 @@ class Services:
             celery=celery,
             events=TaskEvents(celery),
             decoder=DecodePool(settings.decode_workers, settings.decode_backlog),
-            waiter=Waiter(settings.redis_url, store.keys.finished_channel, settings.redis_timeout_seconds),
-            versions=Versions(registry, AsyncCatalog.connect(settings.redis_url, settings.redis_timeout_seconds),
+            waiter=Waiter(target(settings), store.keys.finished_channel, settings.redis_timeout_seconds),
+            versions=Versions(registry, AsyncCatalog.connect(target(settings), settings.redis_timeout_seconds),
                               settings.model_poll_seconds, settings.model_scan_seconds),
         )
 

@@ -7,12 +7,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.jobstore import AsyncJobStore
+from shared.redisconn import Where, async_client
 from shared.schemas import Job
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ RECENT_SECONDS = 10.0
 
 
 class Waiter:
-    def __init__(self, redis_url: str, channel: str, timeout: float):
+    def __init__(self, redis_url: Where, channel: str, timeout: float):
         self.redis_url, self.channel, self.timeout = redis_url, channel, timeout
         self._waiting: dict[str, set[asyncio.Future]] = defaultdict(set)
         self._task: asyncio.Task | None = None
@@ -99,8 +99,7 @@ class Waiter:
 
     async def _listen(self) -> None:
         while not self._stopping:
-            client = aioredis.Redis.from_url(self.redis_url, decode_responses=True,
-                                             socket_connect_timeout=self.timeout)
+            client = async_client(self.redis_url, decode_responses=True, socket_connect_timeout=self.timeout)
             try:
                 async with client.pubsub() as pubsub:
                     await asyncio.wait_for(pubsub.subscribe(self.channel), self.timeout)

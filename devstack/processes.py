@@ -86,9 +86,11 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen
 class RedisServer:
     """A real redis-server (see redis_argv); a free port unless one is given."""
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, extra: tuple[str, ...] = ()):
+        """`extra`: more redis-server arguments (a replica's `--replicaof`)."""
         self.port = port or free_port()
         self.dir = workdir
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,7 +98,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(redis_argv(self.port, self.dir), stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([*redis_argv(self.port, self.dir), *self.extra], stdout=subprocess.DEVNULL)
         wait_for(lambda: redis.Redis(port=self.port).ping(), 10, "redis-server")
 
     def stop(self) -> None:
@@ -188,12 +190,13 @@ class Flower:
     """Flower (see flower_argv) on a free port, its HTTP API open without a password (it
     listens on loopback only), returned once /healthcheck answers."""
 
-    def __init__(self, redis_url: str, logdir: Path, max_tasks: int = FLOWER_MAX_TASKS):
+    def __init__(self, redis_url: str, logdir: Path, max_tasks: int = FLOWER_MAX_TASKS, **settings: object):
+        """`settings`: as the workers' (REDIS_SENTINELS: Flower follows the Celery app's broker)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = logdir / f"flower-{self.port}.log"
         self.proc = _start(flower_argv(self.port, max_tasks),
-                           service_env(redis_url, flower_unauthenticated_api="true"), self.log)
+                           service_env(redis_url, flower_unauthenticated_api="true", **settings), self.log)
         wait_for(lambda: self.proc.poll() is None and httpx.get(self.url + "/healthcheck").status_code == 200, 60,
                  f"Flower (log: {self.log})")
         self.http = httpx.Client(base_url=self.url, timeout=30)

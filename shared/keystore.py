@@ -21,13 +21,14 @@ from shared.apikeys import (
     parse_key,
 )
 from shared.jobstore.keys import Keyspace
+from shared.redisconn import Where, sync_client
 from shared.schemas import Priority
 
 
-def create_key(redis_url: str, name: str, **limits: Any) -> tuple[str, str]:
+def create_key(redis_url: Where, name: str, **limits: Any) -> tuple[str, str]:
     """A new key on the Redis at `redis_url`, and its id (tests, benchmarks, make run's
     development key)."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_client(redis_url, decode_responses=True)
     try:
         record, key = KeyStore(client, Keyspace()).create(name, **limits)
         return key, record.id
@@ -35,11 +36,11 @@ def create_key(redis_url: str, name: str, **limits: Any) -> tuple[str, str]:
         client.close()
 
 
-def ensure_dev_key(redis_url: str, path: Path, name: str = "dev") -> bool:
+def ensure_dev_key(redis_url: Where, path: Path, name: str = "dev") -> bool:
     """`make run`'s development key, in `path` (mode 600): kept while it still works, else a
     new admin key named `name` (replacing one of that name whose file was lost). Whether
     it made a new one."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = sync_client(redis_url, decode_responses=True)
     try:
         store = KeyStore(client, Keyspace())
         if path.exists() and store.authenticate(path.read_text().strip()):

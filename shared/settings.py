@@ -13,7 +13,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Broker and job store.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Broker and job store (unless REDIS_SENTINELS).")
+    redis_sentinels: Annotated[list[str], NoDecode] = Field([], description=(
+        "Comma-separated host:port of Redis Sentinels; set, every process finds the primary through them "
+        "(REDIS_MASTER_NAME) and follows a failover; REDIS_URL then gives only the db number."))
+    redis_master_name: str = Field("qi", description="The name the Sentinels monitor the primary under.")
+    redis_password: str = Field(
+        "", description="The data nodes' password with REDIS_SENTINELS (a REDIS_URL carries its own)."
+    )
+    redis_sentinel_password: str = Field("", description="The Sentinels' own password (requirepass of the sentinels).")
+    redis_min_replicas_acked: int = Field(0, ge=0, description=(
+        "0: off. n: POST /jobs answers 202 only once the job reached n replicas (WAIT), else 503; a worker "
+        "acknowledges a message only once its finish reached them."))
+    redis_wait_timeout_ms: int = Field(
+        1000, ge=1, description="How long WAIT waits for REDIS_MIN_REPLICAS_ACKED replicas."
+    )
     queue_name: str = Field("inference", description="Celery queue the API fills and workers drain.")
     log_level: str = Field("INFO", description="Python log level for the API and the worker.")
 
@@ -192,7 +206,7 @@ class Settings(BaseSettings):
         (else the redelivery would be dropped as a duplicate of a live run)."""
         return min(self.job_lease_seconds, self.visibility_timeout_seconds / 2)
 
-    @field_validator("webhook_secret", "webhook_allowed_hosts", mode="before")
+    @field_validator("webhook_secret", "webhook_allowed_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

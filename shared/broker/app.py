@@ -6,15 +6,35 @@ from typing import Any
 
 from celery import Celery
 
+from shared.redisconn import target
 from shared.settings import Settings
+
+
+def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and the transport options that find Redis: REDIS_URL as it is, or kombu's
+    `sentinel://h1:p1;sentinel://h2:p2` with `master_name` (kombu raises without it) and the
+    Sentinels' password in `sentinel_kwargs`. kombu's SentinelChannel subclasses the Redis
+    Channel that shared.broker.patch patches, so the patch holds for it too."""
+    where = target(settings)
+    if not where.sentinels:
+        return settings.redis_url, {}
+    options: dict[str, Any] = {"master_name": where.master_name}
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": settings.redis_timeout_seconds,
+                       "socket_connect_timeout": settings.redis_timeout_seconds}
+    if where.sentinel_password:
+        sentinel_kwargs["password"] = where.sentinel_password
+    options["sentinel_kwargs"] = sentinel_kwargs
+    return where.sentinel_urls, options
 
 
 def celery_config(settings: Settings) -> dict:
     visibility = settings.visibility_timeout_seconds
+    url, sentinel_options = broker_options(settings)
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
+            **sentinel_options,
             # An unacknowledged message (its worker died) is delivered again after this long.
             "visibility_timeout": visibility,
             # Sweep for such messages often enough that the timeout, not the sweep, decides.

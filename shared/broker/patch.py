@@ -267,3 +267,17 @@ def acknowledge(requests) -> None:
             log.warning("could not acknowledge a batch at once: %s", exc)
     for request in open_requests:
         request.acknowledge()
+
+
+def hand_back(requests) -> None:
+    """Put a batch's messages back into their queue instead of acknowledging them
+    (REDIS_MIN_REPLICAS_ACKED: their finish was not confirmed on the replicas). A redelivery
+    finds each job finished and is acknowledged then. Messages of a closed channel are left
+    alone (kombu put them back when it closed it)."""
+    for request in requests:
+        if getattr(request.message.channel, "closed", False) or request.message.channel.connection is None:
+            continue
+        try:
+            request.reject(requeue=True)
+        except RedisError as exc:  # still recorded as unacknowledged: redelivered after the visibility timeout
+            log.warning("could not hand back a message: %s", exc)

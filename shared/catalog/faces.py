@@ -14,6 +14,7 @@ from shared.catalog.ops import SCRIPTS, CatalogOps, Reading
 from shared.jobstore import sending
 from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.replies import Op
+from shared.redisconn import Where, async_client, sync_client
 
 T = TypeVar("T")
 C = TypeVar("C", redis.Redis, aioredis.Redis)
@@ -33,8 +34,8 @@ class _Face(Generic[C]):
 
 class Catalog(_Face[redis.Redis]):
     @classmethod
-    def connect(cls, url: str, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "Catalog":
-        return cls(redis.Redis.from_url(url, **_options(timeout)), keys)
+    def connect(cls, url: Where, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "Catalog":
+        return cls(sync_client(url, **_options(timeout)), keys)
 
     def run(self, op: Op[T]) -> T:
         return sending.run(self._redis, self._scripts, op)
@@ -79,8 +80,8 @@ class Catalog(_Face[redis.Redis]):
 
 class AsyncCatalog(_Face[aioredis.Redis]):
     @classmethod
-    def connect(cls, url: str, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncCatalog":
-        return cls(aioredis.Redis.from_url(url, **_options(timeout)), keys)
+    def connect(cls, url: Where, timeout: float, keys: Keyspace = DEFAULT_KEYSPACE) -> "AsyncCatalog":
+        return cls(async_client(url, **_options(timeout)), keys)
 
     async def run(self, op: Op[T]) -> T:
         return await sending.run_async(self._redis, self._scripts, op)

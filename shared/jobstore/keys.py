@@ -68,6 +68,13 @@ class Keyspace:
         return self._key(f"fair:{queue}:held")
 
     @property
+    def replicated(self) -> str:
+        """String: written before a WAIT that must cover writes made on another connection (a
+        replayed create: REDIS_MIN_REPLICAS_ACKED). Replication is in order, so a replica that
+        has this write has every earlier one."""
+        return self._key("replicated")
+
+    @property
     def finished_channel(self) -> str:
         """Pub/sub channel of finished job ids (comma-separated): wakes long-polls."""
         return self._key("jobs:finished")

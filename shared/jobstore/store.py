@@ -18,6 +18,7 @@ from shared.jobstore.keys import DEFAULT_KEYSPACE, Keyspace
 from shared.jobstore.ops import JobOps
 from shared.jobstore.records import NewJob
 from shared.jobstore.replies import SCRIPTS, Cancelled, Created, Held, Lost, Op, Started
+from shared.redisconn import NotReplicated, Where, as_target, async_pool, sync_client
 from shared.schemas import (
     Batch,
     Job,
@@ -44,9 +45,11 @@ def _options(timeout: float) -> dict[str, Any]:
 class _Face(Generic[C]):
     """A client, the ops and the scripts registered on that client."""
 
-    def __init__(self, client: C, ops: JobOps):
+    def __init__(self, client: C, ops: JobOps, replicas: int = 0, wait_timeout_ms: int = 1000):
         self._redis: C = client
         self.ops, self.keys = ops, ops.keys
+        # REDIS_MIN_REPLICAS_ACKED: the writes that acknowledge something wait for replicas.
+        self.replicas, self.wait_timeout_ms = replicas, wait_timeout_ms
         self._scripts: dict[str, Any] = {name: client.register_script(text) for name, text in SCRIPTS.items()}
 
 
@@ -54,19 +57,32 @@ class JobStore(_Face[redis.Redis]):
     """The worker's side (and the tests'): synchronous."""
 
     @classmethod
-    def connect(cls, url: str, ttl_seconds: int, timeout: float, retries: int = 0,
+    def connect(cls, url: Where, ttl_seconds: int, timeout: float, retries: int = 0,
                 cache_ttl_seconds: int = 0, keys: Keyspace = DEFAULT_KEYSPACE,
                 finished_ttl_seconds: int | None = None, hooks: WebhookHooks | None = None) -> "JobStore":
-        """retries > 0 rides out a Redis restart (the worker); 0 fails fast. With `hooks`, the
-        scripts that end or start jobs queue their webhook deliveries (shared.jobstore.ops.base)."""
-        client = redis.Redis.from_url(
-            url, **_options(timeout), retry=Retry(ExponentialBackoff(cap=4, base=0.1), retries),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        return cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds, hooks))
+        """retries > 0 rides out a Redis restart or a Sentinel failover (the worker); 0 fails
+        fast. With `hooks`, the scripts that end or start jobs queue their webhook deliveries
+        (shared.jobstore.ops.base). `url`: a URL or a shared.redisconn.RedisTarget."""
+        where = as_target(url)
+        retry = Retry(ExponentialBackoff(cap=4, base=0.1), retries)
+        client = sync_client(where, **_options(timeout), retry=retry,
+                             retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        store = cls(client, JobOps(keys, ttl_seconds, cache_ttl_seconds, finished_ttl_seconds, hooks),
+                    where.min_replicas, where.wait_timeout_ms)
+        store._retry = Retry(ExponentialBackoff(cap=4, base=0.1), retries,
+                             supported_errors=(RedisConnectionError, RedisTimeoutError, NotReplicated))
+        return store
+
+    _retry: Retry | None = None
 
     def _run(self, op: Op[T]) -> T:
         return sending.run(self._redis, self._scripts, op)
+
+    def _run_replicated(self, op: Op[T]) -> T:
+        if not self.replicas:
+            return self._run(op)
+        return sending.run_replicated(self._redis, self._scripts, op, self.replicas, self.wait_timeout_ms,
+                                      self._retry)
 
     def create(self, new: NewJob, queue: str, max_queued: int = 0, fair: bool = True) -> Created:
         return self._run(self.ops.create(new, queue, max_queued, fair=fair))
@@ -81,8 +97,10 @@ class JobStore(_Face[redis.Redis]):
 
     def finish(self, outcomes: Mapping[str, Prediction | TrainingResult | JobError], run: str) -> list[str]:
         """Record the terminal outcomes of `run`'s jobs in one round trip; every id this run
-        finished (a retried call reports them again)."""
-        return self._run(self.ops.finish(outcomes, run)) if outcomes else []
+        finished (a retried call reports them again). With REDIS_MIN_REPLICAS_ACKED, returns
+        once the finish reached that many replicas (else NotReplicated): the caller acknowledges
+        the messages only then."""
+        return self._run_replicated(self.ops.finish(outcomes, run)) if outcomes else []
 
     def renew(self, job_ids: list[str], run: str, lease_seconds: float) -> int:
         return self._run(self.ops.renew(job_ids, run, lease_seconds)) if job_ids else 0
@@ -164,23 +182,36 @@ class AsyncJobStore(_Face[aioredis.Redis]):
     """The API's side: asynchronous, one round trip per call."""
 
     @classmethod
-    def connect(cls, url: str, ttl_seconds: int, timeout: float, max_connections: int = 64,
+    def connect(cls, url: Where, ttl_seconds: int, timeout: float, max_connections: int = 64,
                 keys: Keyspace = DEFAULT_KEYSPACE, finished_ttl_seconds: int | None = None,
                 hooks: WebhookHooks | None = None) -> "AsyncJobStore":
         """No retries: when Redis is down the client gets a 503 at once, not a hung request.
         With every connection busy, a request waits for one (up to `timeout`) instead of
         failing at once: a burst of requests is not an unavailable Redis."""
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout,
-                                                        **_options(timeout))
+        where = as_target(url)
+        pool = async_pool(where, max_connections, timeout, **_options(timeout))
         return cls(aioredis.Redis.from_pool(pool), JobOps(keys, ttl_seconds, finished_ttl_seconds=finished_ttl_seconds,
-                                                                 hooks=hooks))
+                                                          hooks=hooks), where.min_replicas, where.wait_timeout_ms)
 
     async def _run(self, op: Op[T]) -> T:
         return await sending.run_async(self._redis, self._scripts, op)
 
+    async def _run_replicated(self, op: Op[T]) -> T:
+        if not self.replicas:
+            return await self._run(op)
+        return await sending.run_replicated_async(self._redis, self._scripts, op, self.replicas,
+                                                  self.wait_timeout_ms)
+
     async def create(self, new: NewJob, queue: str, max_queued: int = 0, max_active: int = 0,
                      fair: bool = True, max_records: int = 0) -> Created:
-        return await self._run(self.ops.create(new, queue, max_queued, max_active, fair, max_records))
+        """With REDIS_MIN_REPLICAS_ACKED, returns once the record and message reached that many
+        replicas; NotReplicated when fewer took them in time (the job exists on the primary).
+        A replay (an Idempotency-Key seen before, maybe answered 503 then) waits too: for a
+        write of its own, which a replica has only once it has the earlier create."""
+        created = await self._run_replicated(self.ops.create(new, queue, max_queued, max_active, fair, max_records))
+        if self.replicas and created.replay is not None:
+            await self._run_replicated(Op(("SET", self.keys.replicated, created.replay.job_id), lambda _: None))
+        return created
 
     async def held(self, owner: str) -> Held:
         """The records `owner` holds against its budget, and when the next expires."""

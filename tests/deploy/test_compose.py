@@ -11,7 +11,7 @@ from worker.inference import metrics as worker_metrics
 
 MONITORING = REPO_ROOT / "k8s" / "monitoring"
 NOT_SETTINGS = {"API_WORKERS", "FLOWER_BASIC_AUTH", "NVIDIA_VISIBLE_DEVICES", "REDISCLI_AUTH",
-                "GF_SECURITY_ADMIN_PASSWORD"}
+                "GF_SECURITY_ADMIN_PASSWORD", "SENTINEL_NAME"}
 
 
 def test_services_wait_for_healthy_dependencies(compose):
@@ -123,3 +123,29 @@ def test_api_workers_and_training_share_the_model_store(compose):
         assert services[name]["environment"]["MODEL_DIR"] == "/models", name
     assert "worker.training.app" in services["training"]["entrypoint"]
     assert "training" in services["training"]["entrypoint"]
+
+
+def test_profile_ha_adds_a_replica_and_three_sentinels_the_services_can_name(compose):
+    services = compose["services"]
+    ha = {name for name, service in services.items() if service.get("profiles") == ["ha"]}
+    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1:replica.index("--replicaof") + 3] == ["redis", "6379"]
+    assert replica[replica.index("--maxmemory-policy") + 1] == "noeviction"
+    for command in (replica, services["redis"]["command"]):  # either may be the primary's replica later
+        assert "${REDIS_PASSWORD:?" in command[command.index("--masterauth") + 1]
+    names = set()
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        sentinel = services[name]
+        script = sentinel["command"][0]
+        assert "sentinel monitor qi redis 6379 2" in script  # quorum 2 of 3
+        assert sentinel["read_only"] is True
+        assert "--sentinel" in script
+        names.add(sentinel["environment"]["SENTINEL_NAME"])
+    assert names == {"sentinel-1", "sentinel-2", "sentinel-3"}
+    # The services switch by environment: the variable the README's command sets, and the master's name.
+    env = compose["x-app-env"]
+    assert env["REDIS_SENTINELS"] == "${REDIS_SENTINELS:-}"
+    assert env["REDIS_MASTER_NAME"] == "qi"
+    assert "REDIS_SENTINELS=sentinel-1:26379,sentinel-2:26379,sentinel-3:26379" in (
+        REPO_ROOT / "README.md").read_text()

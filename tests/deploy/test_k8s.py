@@ -211,3 +211,53 @@ def test_one_model_store_shared_by_api_workers_and_training(base):
     for name in ("worker", "training"):
         seed = deployments[name]["spec"]["template"]["spec"]["initContainers"][0]
         assert "cp -Rn /models/." in seed["command"][-1], name
+
+
+def _with_component(tmp_path, component: str) -> list[dict]:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(json.dumps({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "base", overlay)],
+        "components": [os.path.relpath(K8S / "components" / component, overlay)],
+    }))
+    return render(overlay)
+
+
+def test_sentinel_component_runs_three_redis_with_a_sentinel_each_and_points_every_workload_at_them(tmp_path):
+    docs = _with_component(tmp_path, "sentinel")
+    for doc in docs:
+        if doc["kind"] not in CRDS:
+            validate(doc, "1.32.0", strict=True)
+    redis = by_kind(docs, "StatefulSet")["redis"]
+    spec = redis["spec"]["template"]["spec"]
+    assert redis["spec"]["replicas"] == 3
+    assert redis["spec"]["serviceName"] == "redis-headless"
+    assert by_kind(docs, "Service")["redis-headless"]["spec"]["clusterIP"] == "None"
+    containers_by_name = {c["name"]: c for c in spec["containers"]}
+    assert set(containers_by_name) == {"redis", "sentinel"}
+    args = containers_by_name["redis"]["args"]
+    assert args[:2] == ["redis-server", "/conf/role.conf"]  # the init container's role first
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert 0.6 <= maxmemory_share(args, containers_by_name["redis"]["resources"]["limits"]["memory"]) <= 0.8
+    assert "--masterauth" in args
+    for container in [*spec["containers"], *spec["initContainers"]]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["resources"]["limits"]
+    # The Sentinels' own script: quorum 2 of 3, monitoring the name the workloads ask for.
+    scripts = by_kind(docs, "ConfigMap")["redis-sentinel-scripts"]["data"]
+    config = by_kind(docs, "ConfigMap")["inference-config"]["data"]
+    assert f"sentinel monitor {config['REDIS_MASTER_NAME']} $master 6379 2" in scripts["sentinel.sh"]
+    assert set(config) <= SETTINGS_ENV
+    sentinels = config["REDIS_SENTINELS"].split(",")
+    assert sentinels == [f"redis-{i}.redis-headless:26379" for i in range(redis["spec"]["replicas"])]
+    assert int(config["REDIS_MIN_REPLICAS_ACKED"]) <= redis["spec"]["replicas"] - 1
+    # Every workload of ours has the Sentinels' password; and reaches them through the policy.
+    for name, doc in by_kind(docs, "Deployment").items():
+        env = {var["name"] for var in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert {"REDIS_SENTINEL_PASSWORD", "REDIS_PASSWORD"} <= env, name
+        assert env <= SETTINGS_ENV | NOT_SETTINGS, name
+    policy = by_kind(docs, "NetworkPolicy")["redis-clients-only"]
+    ports = [{p["port"] for p in rule["ports"]} for rule in policy["spec"]["ingress"]]
+    assert ports == [{6379, 26379}, {6379, 26379}]
+    assert policy["spec"]["ingress"][1]["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "redis"}

@@ -14,6 +14,7 @@ from shared.broker import webhook_hooks
 from shared.broker.backlog import BacklogCollector
 from shared.catalog import Catalog
 from shared.jobstore import JobStore
+from shared.redisconn import target
 from shared.registry import Registry
 from shared.schemas import Serves
 from shared.settings import Settings
@@ -47,14 +48,14 @@ class Serving:
     def build(cls, settings: Settings, celery: Celery) -> "Serving":
         """Connect, load and warm the models (worker.inference.runtime), follow model changes
         (worker.inference.versions), and serve this process's metrics."""
-        store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
+        store = JobStore.connect(target(settings), settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                  retries=8, cache_ttl_seconds=settings.result_cache_ttl_seconds,
                                  finished_ttl_seconds=settings.finished_job_ttl_seconds,
                                  hooks=webhook_hooks(celery, settings.webhook_queue))
         # The versions on disk and the defaults announced through Redis (shared.catalog); a
         # manifest that is invalid is reported, and the other models serve.
         registry = Registry(settings.model_dir, settings.default_model, strict=False)
-        catalog = Catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
+        catalog = Catalog.connect(target(settings), settings.redis_timeout_seconds)
         epoch = None
         try:
             epoch, defaults = catalog.read()

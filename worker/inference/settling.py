@@ -9,7 +9,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from shared.broker.patch import acknowledge
+from shared.broker.patch import acknowledge, hand_back
+from shared.redisconn import NotReplicated
 from worker.inference.batch import Ran, parse, run_batch
 from worker.inference.reporting import FlowerReport
 
@@ -65,6 +66,12 @@ class Settling:
         while self._finished:
             requests, outcome, started = self._finished.popleft()
             try:
+                if isinstance(outcome, NotReplicated):
+                    # REDIS_MIN_REPLICAS_ACKED: the finish is on the primary only. Not acknowledged:
+                    # back in the queue, the redelivery finds the jobs finished and acknowledges them.
+                    log.warning("finish not replicated (%s): %d messages handed back", outcome, len(requests))
+                    hand_back(requests)
+                    continue
                 acknowledge(requests)
                 self.report.ran([r.id for r in requests], outcome, started)
             except Exception:  # the next batches are still settled

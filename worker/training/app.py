@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from shared.broker import TRAIN_TASK, fair_queues, make_celery, patch, webhook_hooks
 from shared.jobstore import JobStore
+from shared.redisconn import target
 from shared.schemas import (
     ErrorCode,
     JobError,
@@ -84,7 +85,7 @@ _store: JobStore | None = None
 def store() -> JobStore:
     global _store
     if _store is None:
-        _store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds,
+        _store = JobStore.connect(target(settings), settings.job_ttl_seconds, settings.redis_timeout_seconds,
                                   retries=8, finished_ttl_seconds=settings.finished_job_ttl_seconds,
                                   hooks=webhook_hooks(app, settings.webhook_queue))
     return _store

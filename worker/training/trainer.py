@@ -20,6 +20,7 @@ from shared.archive import ArchiveRefused, Limits, read_archive
 from shared.catalog import Catalog
 from shared.jobstore import JobStore
 from shared.preprocessing import InvalidImage, preprocess
+from shared.redisconn import target
 from shared.registry import Manifest, Registry, version_order
 from shared.schemas import TrainingProgress, TrainingResult
 from shared.settings import get_settings
@@ -47,7 +48,7 @@ class Training:
 
     def __init__(self, jobs: JobStore, job_id: str, run: str, task: Task | None):
         self.jobs, self.job_id, self.run_token, self.task = jobs, job_id, run, task
-        self.catalog = Catalog.connect(settings.redis_url, settings.redis_timeout_seconds)
+        self.catalog = Catalog.connect(target(settings), settings.redis_timeout_seconds)
 
     def report(self, progress: TrainingProgress) -> None:
         """Record progress (every epoch, and before the version is written). A run that no

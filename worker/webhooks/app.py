@@ -41,6 +41,7 @@ from shared.broker import (
     webhook_message,
 )
 from shared.jobstore import JobStore
+from shared.redisconn import target
 from shared.schemas import JobStatus, WebhookEvent, WebhookState
 from shared.settings import get_settings
 from shared.webhooks import backoff, signed_headers
@@ -58,7 +59,7 @@ app: Celery = make_celery(
     worker_concurrency=16,
     worker_prefetch_multiplier=2,
 )
-store = JobStore.connect(settings.redis_url, settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8)
+store = JobStore.connect(target(settings), settings.job_ttl_seconds, settings.redis_timeout_seconds, retries=8)
 
 RETRY_GRACE_SECONDS = 3600  # a job's record is kept this long after a retry is due (within the cap)
 DUE_POLL_SECONDS = 1.0
