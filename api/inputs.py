@@ -29,7 +29,9 @@ async def stored_input(data: bytes | np.ndarray, manifest: Manifest, max_pixels:
         return encode_features(data)
     with _image_errors():
         image = open_image(data, max_pixels)  # the header only (cheap: no pixel is decompressed)
-    if len(data) <= worker_decodes_up_to:
+    # Small in bytes *and* in pixels: a small PNG may declare millions of pixels, and the
+    # worker decodes on the model's thread, which every key's jobs share.
+    if len(data) <= worker_decodes_up_to and image.width * image.height <= INLINE_PIXELS:
         image.close()
         return encode_image(data)
     if image.width * image.height > INLINE_PIXELS:  # the pixels, not the bytes: PNG compresses

@@ -67,20 +67,15 @@ Alone (a smoke run: the digits model, 64 clients, about 20 s):
 import argparse
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
-import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +90,8 @@ except ImportError as exc:  # the optional extra
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from benchmarks.peers.ray_serve import _children, _cpu_seconds
+from benchmarks.peers import ray_serve
+from benchmarks.peers.ray_serve import _cpu_seconds, launch, tree_of
 from devstack.processes import RedisServer
 from shared.codec import encode_pixels
 from shared.preprocessing import ImageTooLarge, InvalidImage, pixels_of, scale
@@ -264,37 +260,17 @@ class Ingress:
         return await self._answer(task.id, WAIT_S)
 
 
-class Peer:
+class Peer(ray_serve.Peer):
     """A running Ray Serve async-inference peer: its own process tree and its redis-server.
     `url` is the base the load generator takes (it posts to `url + "/jobs"`)."""
 
     def __init__(self, process: subprocess.Popen, port: int, workdir: Path, redis: RedisServer):
-        self.process = process
-        self.port = port
-        self.workdir = workdir
+        super().__init__(process, port, workdir)
         self.redis = redis
-        self.url = f"http://127.0.0.1:{port}"
-        self.stats_url = f"{self.url}/stats"
-        self.start_seconds = 0.0
-
-    def stats(self) -> dict:
-        """Batches and items the model has run since start: mean batch = Δitems / Δbatches."""
-        with urllib.request.urlopen(self.stats_url, timeout=10) as response:
-            return json.loads(response.read())
 
     def pids(self) -> list[int]:
         """The launcher, every Ray process under it and the redis-server (and any child), now."""
-        tree, found = _children(), []
-        todo = [self.process.pid] + ([self.redis.proc.pid] if self.redis.proc else [])
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(tree.get(pid, []))
-        return found
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of `pids()`, now (take a difference around a run)."""
-        return sum(_cpu_seconds(pid) for pid in self.pids())
+        return tree_of([self.process.pid, *([self.redis.proc.pid] if self.redis.proc else [])])
 
     def cpu_by_process(self) -> dict[str, float]:
         """User + system CPU seconds of `pids()` by process name (Ray names its workers
@@ -309,29 +285,9 @@ class Peer:
             by[name] = by.get(name, 0.0) + _cpu_seconds(pid)
         return by
 
-    def log_tail(self, chars: int = 4000) -> str:
-        log = self.workdir / "launcher.log"
-        return log.read_text(errors="replace")[-chars:] if log.exists() else ""
-
     def close(self, timeout: float = 30) -> None:
-        pids = [pid for pid in self.pids() if not self.redis.proc or pid != self.redis.proc.pid]
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        for pid in pids:  # whatever outlived ray.shutdown(): this tree only, by id
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(5)
+        super().close(timeout)  # the Ray tree; then its Redis
         self.redis.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> "Peer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def start(model_dir: Path, model: str, port: int, max_batch_size: int = MAX_BATCH_SIZE,
@@ -354,27 +310,8 @@ def start(model_dir: Path, model: str, port: int, max_batch_size: int = MAX_BATC
                "--wait-s", str(wait_s), "--concurrency", str(concurrency), "--redis-url", redis.url,
                "--ray-dir", str(workdir / "ray"), "--poll-first-s", str(poll[0]), "--poll-max-s", str(poll[1]),
                *(["--adapter-threads"] if adapter_threads else [])]
-    started = time.perf_counter()
-    with open(workdir / "launcher.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    peer = Peer(process, port, workdir, redis)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            tail = peer.log_tail()
-            peer.close()
-            raise RuntimeError(f"Ray Serve async peer exited with {process.returncode}:\n{tail}")
-        try:
-            peer.stats()
-            break
-        except (OSError, urllib.error.URLError, ValueError):
-            if time.monotonic() > deadline:
-                tail = peer.log_tail()
-                peer.close()
-                raise RuntimeError(f"Ray Serve async peer not up after {timeout:.0f}s:\n{tail}") from None
-            time.sleep(0.25)
-    peer.start_seconds = time.perf_counter() - started
-    return peer
+    return launch(command, env, workdir, lambda process: Peer(process, port, workdir, redis), "Ray Serve async peer",
+                  timeout)
 
 
 def serve_forever(args: argparse.Namespace) -> None:

@@ -33,7 +33,9 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -50,6 +52,7 @@ from shared.preprocessing import ImageTooLarge, InvalidImage, pixels_of, scale
 from shared.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+P = TypeVar("P", bound="Peer")
 MAX_BATCH_SIZE = 32
 BATCH_WAIT_S = 0.002
 
@@ -123,6 +126,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def tree_of(roots: list[int]) -> list[int]:
+    """These processes and every descendant, now."""
+    tree, found, todo = _children(), [], list(roots)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(tree.get(pid, []))
+    return found
+
+
 class Peer:
     """A running Ray Serve peer (its own process tree). `url` is the base the load generator
     takes (it posts to `url + "/jobs"`)."""
@@ -143,12 +156,7 @@ class Peer:
 
     def pids(self) -> list[int]:
         """The launcher process and every Ray process under it, now."""
-        tree, found, todo = _children(), [], [self.process.pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(tree.get(pid, []))
-        return found
+        return tree_of([self.process.pid])
 
     def cpu_seconds(self) -> float:
         """User + system CPU of `pids()`, now (take a difference around a run)."""
@@ -159,7 +167,7 @@ class Peer:
         return log.read_text(errors="replace")[-chars:] if log.exists() else ""
 
     def close(self, timeout: float = 30) -> None:
-        pids = self.pids()
+        pids = tree_of([self.process.pid])
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -191,16 +199,23 @@ def start(model_dir: Path, model: str, port: int, max_batch_size: int = MAX_BATC
     command = [sys.executable, "-m", "benchmarks.peers.ray_serve", "--model-dir", str(Path(model_dir).resolve()),
                "--model", model, "--port", str(port), "--max-batch-size", str(max_batch_size),
                "--wait-s", str(wait_s), "--ray-dir", str(workdir / "ray")]
+    return launch(command, env, workdir, lambda process: Peer(process, port, workdir), "Ray Serve peer", timeout)
+
+
+def launch(command: list[str], env: dict[str, str], workdir: Path, make_peer: Callable[[subprocess.Popen], P],
+           name: str, timeout: float) -> P:
+    """Start the peer's launcher process and wait until its /stats answers (RuntimeError
+    with its log's tail when it exits or is not up within `timeout`)."""
     started = time.perf_counter()
     with open(workdir / "launcher.log", "wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    peer = Peer(process, port, workdir)
+    peer = make_peer(process)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
             tail = peer.log_tail()
             peer.close()
-            raise RuntimeError(f"Ray Serve peer exited with {process.returncode}:\n{tail}")
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
         try:
             peer.stats()
             break
@@ -208,7 +223,7 @@ def start(model_dir: Path, model: str, port: int, max_batch_size: int = MAX_BATC
             if time.monotonic() > deadline:
                 tail = peer.log_tail()
                 peer.close()
-                raise RuntimeError(f"Ray Serve peer not up after {timeout:.0f}s:\n{tail}") from None
+                raise RuntimeError(f"{name} not up after {timeout:.0f}s:\n{tail}") from None
             time.sleep(0.25)
     peer.start_seconds = time.perf_counter() - started
     return peer
